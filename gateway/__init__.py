@@ -1,0 +1,1 @@
+"""Liaison embassy gateway: verification, policy, audit log, routing."""

@@ -1,0 +1,1 @@
+"""Merkle audit log: pure tree code, tree heads, proofs and stores."""

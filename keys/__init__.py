@@ -1,0 +1,1 @@
+"""Key generation, encrypted keystore, deployment PKI and directory signing."""

@@ -1,0 +1,1 @@
+"""The `liaison` command line."""
