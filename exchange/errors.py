@@ -32,13 +32,16 @@ __all__ = [
     "LiaisonError",
     "MissingSignatureError",
     "NotARecipientError",
+    "NotFoundError",
     "OversizeError",
     "PolicyDeniedError",
+    "RemoteError",
     "ReplayError",
     "SenderMismatchError",
     "SignatureError",
     "StoreError",
     "SuiteNotAllowedError",
+    "TransportError",
     "UnknownOfficeError",
     "UnknownRecipientError",
     "UnknownSenderError",
@@ -61,6 +64,12 @@ class ConfigError(LiaisonError):
 
 class StoreError(LiaisonError):
     """A durable store (SQLite, PostgreSQL) failed to read or write."""
+
+    grpc_status = "UNAVAILABLE"
+
+
+class TransportError(LiaisonError):
+    """The message bus (NATS/JetStream) is unreachable, timed out or has no responder."""
 
     grpc_status = "UNAVAILABLE"
 
@@ -207,6 +216,21 @@ class ReplayError(EnvelopeError):
 
     reason = Reason.REPLAY
     grpc_status = "ALREADY_EXISTS"
+
+
+class NotFoundError(LiaisonError):
+    """No message, record or case with this id."""
+
+    grpc_status = "NOT_FOUND"
+
+
+class RemoteError(LiaisonError):
+    """A node answered a call with an error status (client side of gRPC)."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
 
 
 class DuplicateError(LiaisonError):

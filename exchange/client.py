@@ -1,0 +1,299 @@
+"""Python client SDK for agency systems: typed async and sync clients.
+
+``AsyncClient`` talks grpc.aio to an office node's ExchangeService and
+returns ``exchange.api`` types; ``Client`` is the same API for code without
+an event loop (it runs one on a private thread). gRPC errors become
+``RemoteError`` with the status name and the node's one-line reason.
+
+    from exchange.client import Client
+    with Client.from_lab("lab", "ru-mvd-dushanbe") as c:
+        sent = c.send_alert(["tj-mvd-moscow"], category=AlertCategory.DRUG_TRAFFICKING,
+                            priority=Priority.FLASH, subject="...", text="...")
+        print(c.status(sent.message_id))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+
+from exchange._pb.liaison.v1 import exchange_pb2, exchange_pb2_grpc
+from exchange.api import CaseEntry, Delivery, MessageStatus, OfficeList, SendRequest, SendResult
+from exchange.codec import service as codec
+from exchange.errors import ConfigError, RemoteError
+from exchange.grpcutil import MAX_GRPC_MESSAGE_BYTES
+from exchange.model import (
+    Alert,
+    AlertCategory,
+    CaseMessage,
+    ConsularRequest,
+    ConsularRequestType,
+    Handling,
+    Person,
+    Priority,
+)
+
+__all__ = ["AsyncClient", "Client", "ClientTls", "lab_endpoint"]
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    ca: Path
+    cert: Path
+    key: Path
+    server_name: str = ""
+
+
+def lab_endpoint(lab_dir: Path, office: str) -> tuple[str, ClientTls | None]:
+    """The gRPC address (and client TLS files) of ``office`` in a running lab's lab.json."""
+    path = Path(lab_dir) / "lab.json"
+    try:
+        lab = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {path}: is the lab running? ({e})") from e
+    office_entry = next((o for o in lab.get("offices", []) if o.get("id") == office), None)
+    if office_entry is None:
+        names = ", ".join(o.get("id", "?") for o in lab.get("offices", []))
+        raise ConfigError(f"no office {office!r} in {path} (offices: {names})")
+    tls = lab.get("client_tls")
+    client_tls = ClientTls(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"])) if tls else None
+    return str(office_entry["grpc"]), client_tls
+
+
+def _remote(e: grpc.aio.AioRpcError | grpc.RpcError) -> RemoteError:
+    code = e.code() if hasattr(e, "code") else None
+    details = e.details() if hasattr(e, "details") else str(e)
+    return RemoteError(code.name if code else "UNKNOWN", details or "no detail")
+
+
+class AsyncClient:
+    """An agency system's connection to its office node (grpc.aio)."""
+
+    def __init__(
+        self, target: str, *, tls: ClientTls | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ]
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            creds = grpc.ssl_channel_credentials(
+                tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes()
+            )
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        self._stub = exchange_pb2_grpc.ExchangeServiceStub(self._channel)
+        self.timeout = timeout
+
+    @classmethod
+    def from_lab(cls, lab_dir: Path | str, office: str) -> AsyncClient:
+        target, tls = lab_endpoint(Path(lab_dir), office)
+        return cls(target, tls=tls)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as e:
+            raise _remote(e) from None
+
+    # --- sending -------------------------------------------------------------------
+
+    async def send(self, request: SendRequest) -> SendResult:
+        pb = codec.send_request_to_pb(request)
+        call: Awaitable[exchange_pb2.SendResponse]
+        if isinstance(pb, exchange_pb2.SendAlertRequest):
+            call = self._stub.SendAlert(pb, timeout=self.timeout)
+        elif isinstance(pb, exchange_pb2.SendCaseMessageRequest):
+            call = self._stub.SendCaseMessage(pb, timeout=self.timeout)
+        else:
+            call = self._stub.SendConsularRequest(pb, timeout=self.timeout)
+        return codec.send_result_from_pb(await self._call(call))
+
+    async def send_alert(
+        self,
+        recipients: Sequence[str],
+        *,
+        category: AlertCategory,
+        priority: Priority,
+        subject: str,
+        text: str,
+        persons: Sequence[Person] = (),
+        case_id: str = "",
+        ttl_s: int = 0,
+        handling: Handling = Handling.OFFICIAL,
+        idempotency_key: str = "",
+    ) -> SendResult:
+        alert = Alert(category, priority, subject, text, tuple(persons))
+        return await self.send(
+            SendRequest(alert, tuple(recipients), case_id, "", ttl_s, handling, idempotency_key)
+        )
+
+    async def send_case_message(
+        self,
+        recipients: Sequence[str],
+        *,
+        case_id: str,
+        text: str,
+        thread: str = "",
+        subject: str = "",
+        in_reply_to: str = "",
+        idempotency_key: str = "",
+    ) -> SendResult:
+        body = CaseMessage(case_id=case_id, text=text, thread=thread, subject=subject)
+        return await self.send(
+            SendRequest(body, tuple(recipients), case_id, in_reply_to, idempotency_key=idempotency_key)
+        )
+
+    async def send_consular_request(
+        self,
+        recipients: Sequence[str],
+        *,
+        citizen: Person,
+        request_type: ConsularRequestType,
+        text: str,
+        subject: str = "",
+        case_id: str = "",
+        idempotency_key: str = "",
+    ) -> SendResult:
+        body = ConsularRequest(citizen=citizen, request_type=request_type, text=text, subject=subject)
+        return await self.send(SendRequest(body, tuple(recipients), case_id, idempotency_key=idempotency_key))
+
+    # --- receiving -----------------------------------------------------------------
+
+    async def subscribe(
+        self, after_cursor: int = 0, *, include_read: bool = False
+    ) -> AsyncGenerator[Delivery]:
+        """Deliveries after ``after_cursor``, then live ones; resume with the last cursor seen."""
+        call = self._stub.Subscribe(
+            exchange_pb2.SubscribeRequest(after_cursor=after_cursor, include_read=include_read)
+        )
+        try:
+            async for pb in call:
+                yield codec.delivery_from_pb(pb)
+        except grpc.aio.AioRpcError as e:
+            raise _remote(e) from None
+        finally:
+            call.cancel()
+
+    async def ack(self, message_id: str) -> None:
+        await self._call(
+            self._stub.Acknowledge(
+                exchange_pb2.AcknowledgeRequest(message_id=message_id), timeout=self.timeout
+            )
+        )
+
+    async def status(self, message_id: str) -> MessageStatus:
+        pb = await self._call(
+            self._stub.GetStatus(exchange_pb2.GetStatusRequest(message_id=message_id), timeout=self.timeout)
+        )
+        return codec.status_from_pb(pb)
+
+    async def offices(self) -> OfficeList:
+        pb = await self._call(self._stub.ListOffices(exchange_pb2.ListOfficesRequest(), timeout=self.timeout))
+        return codec.offices_from_pb(pb)
+
+    async def case(self, case_id: str) -> list[CaseEntry]:
+        pb = await self._call(
+            self._stub.GetCase(exchange_pb2.GetCaseRequest(case_id=case_id), timeout=self.timeout)
+        )
+        return codec.case_from_pb(pb)
+
+
+class Client:
+    """The same API without an event loop: calls run on a private loop thread."""
+
+    def __init__(
+        self, target: str, *, tls: ClientTls | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="liaison-client", daemon=True)
+        self._thread.start()
+        self._async = self._run(self._make(target, tls, timeout))
+
+    @staticmethod
+    async def _make(target: str, tls: ClientTls | None, deadline_s: float) -> AsyncClient:
+        # Built on the loop thread: grpc.aio channels belong to the loop that creates them.
+        return AsyncClient(target, tls=tls, timeout=deadline_s)
+
+    @classmethod
+    def from_lab(cls, lab_dir: Path | str, office: str) -> Client:
+        target, tls = lab_endpoint(Path(lab_dir), office)
+        return cls(target, tls=tls)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        self._run(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def send(self, request: SendRequest) -> SendResult:
+        return self._run(self._async.send(request))
+
+    def send_alert(self, recipients: Sequence[str], **kw: Any) -> SendResult:
+        return self._run(self._async.send_alert(recipients, **kw))
+
+    def send_case_message(self, recipients: Sequence[str], **kw: Any) -> SendResult:
+        return self._run(self._async.send_case_message(recipients, **kw))
+
+    def send_consular_request(self, recipients: Sequence[str], **kw: Any) -> SendResult:
+        return self._run(self._async.send_consular_request(recipients, **kw))
+
+    def subscribe(
+        self, after_cursor: int = 0, *, include_read: bool = False, wait_s: float | None = None
+    ) -> Iterator[Delivery]:
+        """Deliveries as a blocking iterator; stops after ``wait_s`` seconds without one (None: never)."""
+        agen = self._async.subscribe(after_cursor, include_read=include_read)
+        try:
+            while True:
+                try:
+                    yield self._run(asyncio.wait_for(agen.__anext__(), timeout=wait_s))
+                except (StopAsyncIteration, TimeoutError):
+                    return
+        finally:
+            self._run(agen.aclose())
+
+    def ack(self, message_id: str) -> None:
+        self._run(self._async.ack(message_id))
+
+    def status(self, message_id: str) -> MessageStatus:
+        return self._run(self._async.status(message_id))
+
+    def offices(self) -> OfficeList:
+        return self._run(self._async.offices())
+
+    def case(self, case_id: str) -> list[CaseEntry]:
+        return self._run(self._async.case(case_id))

@@ -1,0 +1,8 @@
+"""The codec: the only code that touches generated protobuf classes.
+
+Each submodule converts one part of the wire contract to and from the domain
+types in ``exchange.model``; every decoder checks its named size limit before
+parsing and maps protobuf errors to ``CodecError``.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,98 @@
+"""gRPC plumbing shared by the office node and the gateway.
+
+Maps ``LiaisonError`` to its one gRPC status (never a traceback to the
+client), builds server credentials, adds health checking and reflection,
+and sets the size limits every server shares.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from exchange.errors import LiaisonError
+
+__all__ = ["MAX_GRPC_MESSAGE_BYTES", "grpc_errors", "grpc_stream_errors", "new_server", "status_of"]
+
+log = structlog.get_logger()
+
+MAX_GRPC_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+MAX_CONCURRENT_RPCS: Final = 1024
+
+T = TypeVar("T")
+
+
+def status_of(error: LiaisonError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, error.grpc_status, grpc.StatusCode.INTERNAL)
+
+
+def grpc_errors(
+    fn: Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[T]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[T]]:
+    """Unary handler wrapper: a LiaisonError becomes its status with a one-line message."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
+        try:
+            return await fn(self, request, context)
+        except LiaisonError as e:
+            log.info("rpc_refused", method=fn.__name__, status=e.grpc_status, error=str(e)[:300])
+            await context.abort(status_of(e), str(e))
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def grpc_stream_errors(
+    fn: Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[T]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[T]]:
+    @functools.wraps(fn)
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[T]:
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except LiaisonError as e:
+            await context.abort(status_of(e), str(e))
+
+    return wrapper
+
+
+def _credentials(tls: tuple[Path, Path, Path] | None) -> grpc.ServerCredentials | None:
+    if tls is None:
+        return None
+    ca, cert, key = tls
+    return grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())], root_certificates=ca.read_bytes(), require_client_auth=True
+    )
+
+
+def new_server(
+    listen: str, service_names: Sequence[str], tls: tuple[Path, Path, Path] | None = None
+) -> tuple[grpc.aio.Server, health.HealthServicer, int]:
+    """A grpc.aio server with limits, health and reflection; returns (server, health, port)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ],
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    creds = _credentials(tls)
+    port = server.add_secure_port(listen, creds) if creds else server.add_insecure_port(listen)
+    for name in (*service_names, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    return server, health_servicer, port

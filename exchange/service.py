@@ -1,0 +1,84 @@
+"""ExchangeService: the office node's gRPC API for agency systems.
+
+A thin grpc.aio servicer: the codec turns requests into ``exchange.api``
+types, ``OfficeNode`` does the work, errors become one status each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from exchange._pb.liaison.v1 import exchange_pb2, exchange_pb2_grpc
+from exchange.codec import service as codec
+from exchange.codec.envelope import encode_signed_statement
+from exchange.grpcutil import grpc_errors, grpc_stream_errors
+from exchange.ids import check_message_id
+from exchange.node import OfficeNode
+
+__all__ = ["SERVICE_NAME", "ExchangeServicer"]
+
+SERVICE_NAME = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
+    def __init__(self, node: OfficeNode) -> None:
+        self.node = node
+
+    async def _send(self, request: codec.SendPb) -> exchange_pb2.SendResponse:
+        return codec.send_result_to_pb(await self.node.send(codec.send_request_from_pb(request)))
+
+    @grpc_errors
+    async def SendAlert(
+        self, request: exchange_pb2.SendAlertRequest, context: Ctx
+    ) -> exchange_pb2.SendResponse:
+        return await self._send(request)
+
+    @grpc_errors
+    async def SendCaseMessage(
+        self, request: exchange_pb2.SendCaseMessageRequest, context: Ctx
+    ) -> exchange_pb2.SendResponse:
+        return await self._send(request)
+
+    @grpc_errors
+    async def SendConsularRequest(
+        self, request: exchange_pb2.SendConsularRequestRequest, context: Ctx
+    ) -> exchange_pb2.SendResponse:
+        return await self._send(request)
+
+    @grpc_stream_errors
+    async def Subscribe(
+        self, request: exchange_pb2.SubscribeRequest, context: Ctx
+    ) -> AsyncIterator[exchange_pb2.Delivery]:
+        async for delivery in self.node.subscribe(request.after_cursor, request.include_read):
+            yield codec.delivery_to_pb(delivery)
+
+    @grpc_errors
+    async def Acknowledge(
+        self, request: exchange_pb2.AcknowledgeRequest, context: Ctx
+    ) -> exchange_pb2.AcknowledgeResponse:
+        read = await self.node.acknowledge(check_message_id(request.message_id))
+        response = exchange_pb2.AcknowledgeResponse()
+        response.read.ParseFromString(encode_signed_statement(read))
+        return response
+
+    @grpc_errors
+    async def GetStatus(
+        self, request: exchange_pb2.GetStatusRequest, context: Ctx
+    ) -> exchange_pb2.GetStatusResponse:
+        return codec.status_to_pb(self.node.status(check_message_id(request.message_id)))
+
+    @grpc_errors
+    async def ListOffices(
+        self, request: exchange_pb2.ListOfficesRequest, context: Ctx
+    ) -> exchange_pb2.ListOfficesResponse:
+        return codec.offices_to_pb(self.node.offices())
+
+    @grpc_errors
+    async def GetCase(
+        self, request: exchange_pb2.GetCaseRequest, context: Ctx
+    ) -> exchange_pb2.GetCaseResponse:
+        return codec.case_to_pb(request.case_id, self.node.case(request.case_id))

@@ -1,0 +1,96 @@
+"""The exception tree of the audit log.
+
+Every failure of the Merkle code, the proof verifiers and the audit stores is
+one leaf of :class:`AuditError`, itself a :class:`~exchange.errors.LiaisonError`
+so the services map it to one gRPC status. Messages name sizes, indices and
+which check failed; they never carry audit record content.
+
+Database failures that are not about the log itself (disk full, connection
+lost) are reported as :class:`exchange.errors.StoreError`, not here.
+"""
+
+from __future__ import annotations
+
+from exchange.errors import LiaisonError
+
+__all__ = [
+    "AuditError",
+    "ConsistencyProofError",
+    "CosignatureConflictError",
+    "EntryNotFoundError",
+    "HashLengthError",
+    "InclusionProofError",
+    "MetadataError",
+    "MissingNodeError",
+    "PageTokenError",
+    "ProofError",
+    "TreeHeadConflictError",
+    "TreeHeadNotFoundError",
+    "TreeSizeError",
+]
+
+
+class AuditError(LiaisonError):
+    """Base of every audit-log error."""
+
+
+class TreeSizeError(AuditError):
+    """A tree size or leaf index is out of range (index >= size, m > n, m = 0, beyond the log)."""
+
+    grpc_status = "OUT_OF_RANGE"
+
+
+class HashLengthError(AuditError):
+    """A hash given to a verifier is not a SHA-256 digest (32 bytes), or a proof is over-long."""
+
+
+class ProofError(AuditError):
+    """A proof does not verify against the given root(s)."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class InclusionProofError(ProofError):
+    """An inclusion proof fails RFC 9162 §2.1.3.2 (wrong length or wrong root)."""
+
+
+class ConsistencyProofError(ProofError):
+    """A consistency proof fails RFC 9162 §2.1.4.2 (wrong length or a root does not match)."""
+
+
+class MissingNodeError(AuditError):
+    """The store lacks a subtree hash that a complete tree of that size must have (store damaged)."""
+
+    grpc_status = "DATA_LOSS"
+
+
+class EntryNotFoundError(AuditError):
+    """No audit entry at that index."""
+
+    grpc_status = "NOT_FOUND"
+
+
+class TreeHeadNotFoundError(AuditError):
+    """No signed tree head stored for that size."""
+
+    grpc_status = "NOT_FOUND"
+
+
+class TreeHeadConflictError(AuditError):
+    """A different signed tree head is already stored for that size (first one wins)."""
+
+    grpc_status = "ALREADY_EXISTS"
+
+
+class CosignatureConflictError(AuditError):
+    """The witness already cosigned that size with different bytes (first one wins)."""
+
+    grpc_status = "ALREADY_EXISTS"
+
+
+class MetadataError(AuditError):
+    """Entry metadata names an unknown column, has a wrong type, or an entry is oversize."""
+
+
+class PageTokenError(AuditError):
+    """A query page token is malformed or belongs to the other sort order."""

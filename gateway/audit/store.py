@@ -1,0 +1,513 @@
+"""Audit stores: the ``AuditStore`` protocol and its SQLite implementation.
+
+A store keeps the audit entries (bytes + leaf hash + indexed metadata), the
+perfect-subtree hashes of the Merkle tree (see :mod:`gateway.audit.merkle`),
+signed tree heads and witness cosignatures. ``append`` writes a whole batch,
+its leaf hashes and every subtree node it completes in ONE transaction, so a
+crash leaves either all of a batch or none of it. Proofs and historical roots
+cost one batched read of O(log n) nodes.
+
+The API is synchronous and thread-safe (the gateway calls it through
+``asyncio.to_thread``): one writer connection and one reader connection, each
+behind its own lock. This module does not sign tree heads or check
+cosignatures; it stores bytes the caller has produced or verified.
+:mod:`gateway.audit.pgstore` implements the same protocol on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Protocol
+
+from exchange.errors import StoreError
+from gateway.audit.errors import (
+    CosignatureConflictError,
+    EntryNotFoundError,
+    MetadataError,
+    PageTokenError,
+    TreeHeadConflictError,
+    TreeHeadNotFoundError,
+    TreeSizeError,
+)
+from gateway.audit.merkle import (
+    Frontier,
+    NodeKey,
+    leaf_hash,
+    root_at,
+)
+from gateway.audit.merkle import consistency_proof as _consistency_proof
+from gateway.audit.merkle import inclusion_proof as _inclusion_proof
+
+__all__ = [
+    "MAX_APPEND_BATCH",
+    "MAX_ENTRY_BYTES",
+    "MAX_PAGE_SIZE",
+    "META_COLUMNS",
+    "AuditFilter",
+    "AuditPage",
+    "AuditStore",
+    "SQLiteAuditStore",
+    "StoredEntry",
+]
+
+MAX_ENTRY_BYTES: Final = 1 << 20
+MAX_APPEND_BATCH: Final = 100_000
+MAX_PAGE_SIZE: Final = 1000
+MAX_SIGNED_BYTES: Final = 64 * 1024  # a tree head or a cosignature
+MAX_WITNESS_LEN: Final = 255
+_MAX_TEXT_LEN: Final = 4096
+META_COLUMNS: Final = (
+    "at_ms", "verdict", "reason", "message_id", "sender", "recipients", "kind", "priority", "case_id",
+)  # fmt: skip
+_COLUMNS: Final = "idx, entry, leaf_hash, " + ", ".join(META_COLUMNS)
+_TOKEN = re.compile(r"^([on])\.(\d{1,19})$")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One stored entry. Text metadata is stored as given; enums as their label (``case-message``)."""
+
+    index: int
+    entry: bytes
+    leaf_hash: bytes
+    at_ms: int | None
+    verdict: str | None
+    reason: str | None
+    message_id: str | None
+    sender: str | None
+    recipients: tuple[str, ...]
+    kind: str | None
+    priority: str | None
+    case_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Query filters; ``None`` means "any". Time range is ``since_ms <= at_ms < until_ms``.
+
+    Text filters take a str or an enum (matched by its label, as stored).
+    """
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+    verdict: str | enum.Enum | None = None
+    reason: str | enum.Enum | None = None
+    message_id: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
+    kind: str | enum.Enum | None = None
+    priority: str | enum.Enum | None = None
+    case_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    records: tuple[StoredEntry, ...]
+    next_page_token: str | None
+
+
+class AuditStore(Protocol):
+    """What the gateway and the audit service need from a store (SQLite or PostgreSQL)."""
+
+    def append(self, entries: Sequence[tuple[bytes, Mapping[str, object]]]) -> list[int]: ...
+    def size(self) -> int: ...
+    def root(self, size: int | None = None) -> bytes: ...
+    def entry(self, index: int) -> StoredEntry: ...
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]: ...
+    def consistency_proof(self, m: int, n: int) -> list[bytes]: ...
+    def query(
+        self,
+        filters: AuditFilter | None = None,
+        *,
+        page_size: int = 100,
+        page_token: str | None = None,
+        oldest_first: bool = False,
+    ) -> AuditPage: ...
+    def save_tree_head(self, size: int, signed: bytes) -> None: ...
+    def latest_tree_head(self) -> tuple[int, bytes] | None: ...
+    def tree_head(self, size: int) -> bytes | None: ...
+    def add_cosignature(self, size: int, witness: str, signature: bytes) -> None: ...
+    def cosignatures(self, size: int) -> dict[str, bytes]: ...
+    def has_message(self, message_id: str, verdict: str | enum.Enum | None = None) -> bool: ...
+    def get_nodes(self, keys: list[NodeKey]) -> dict[NodeKey, bytes]: ...
+    def close(self) -> None: ...
+
+
+# --- checks done before any SQL -------------------------------------------------------
+
+
+def _text(column: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, enum.Enum):
+        return value.name.lower().replace("_", "-")  # the model's label convention
+    if isinstance(value, str) and len(value) <= _MAX_TEXT_LEN:
+        return value
+    raise MetadataError(f"metadata {column!r} must be a str or enum of <= {_MAX_TEXT_LEN} characters")
+
+
+def _recipients(value: object) -> str | None:
+    items = [value] if isinstance(value, str) else value
+    if items is None or not isinstance(items, Sequence):
+        raise MetadataError("metadata 'recipients' must be a str or a sequence of str")
+    names = [_text("recipients", v) for v in items]
+    if not names:
+        return None
+    if any(not n or any(c.isspace() for c in n) for n in names):
+        raise MetadataError("a recipient id is empty or contains whitespace")
+    return " " + " ".join(n for n in names if n) + " "  # " a b ": a LIKE '% a %' finds one id
+
+
+def _meta_row(meta: Mapping[str, object]) -> tuple[object, ...]:
+    unknown = set(meta) - set(META_COLUMNS)
+    if unknown:
+        raise MetadataError(f"unknown metadata columns: {sorted(unknown)}")
+    at_ms = meta.get("at_ms")
+    if at_ms is not None and (isinstance(at_ms, bool) or not isinstance(at_ms, int) or at_ms < 0):
+        raise MetadataError("metadata 'at_ms' must be a non-negative int")
+    row: list[object] = [at_ms]
+    for column in META_COLUMNS[1:]:
+        value = meta.get(column)
+        row.append(
+            _recipients(value) if column == "recipients" and value is not None else _text(column, value)
+        )
+    return tuple(row)
+
+
+def _check_signed(what: str, data: bytes) -> None:
+    if not isinstance(data, bytes) or not 0 < len(data) <= MAX_SIGNED_BYTES:
+        raise MetadataError(f"{what} must be 1..{MAX_SIGNED_BYTES} bytes")
+
+
+def _like(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"% {escaped} %"
+
+
+def _record(row: Sequence[Any]) -> StoredEntry:
+    recipients = tuple(row[8].split()) if row[8] else ()
+    return StoredEntry(
+        int(row[0]), bytes(row[1]), bytes(row[2]), row[3], row[4], row[5], row[6], row[7],
+        recipients, row[9], row[10], row[11],
+    )  # fmt: skip
+
+
+# --- the SQL shared by both engines ("?" placeholders) -----------------------------------
+
+
+class SQLAuditStoreBase:
+    """Store logic on a DB-API engine; subclasses supply connections and bulk writes."""
+
+    _db_errors: ClassVar[tuple[type[Exception], ...]] = ()
+
+    def __init__(self) -> None:
+        self._read_lock = threading.RLock()
+        self._write_lock = threading.RLock()
+        self._frontier = Frontier.empty()
+
+    # hooks ------------------------------------------------------------------------------
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _write_transaction(self) -> contextlib.AbstractContextManager[None]:
+        """An exclusive write transaction on the writer connection (rolls back on error)."""
+        raise NotImplementedError
+
+    def _insert_rows(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
+        raise NotImplementedError
+
+    def _node_rows(self, keys: list[NodeKey]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # shared -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except self._db_errors as e:
+            raise StoreError(f"audit store failed to {what}: {type(e).__name__}") from e
+
+    def _load_frontier(self) -> None:
+        with self._guard("open"):
+            self._frontier = Frontier.load(self.size(), self)
+
+    def __enter__(self) -> SQLAuditStoreBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_nodes(self, keys: list[NodeKey]) -> dict[NodeKey, bytes]:
+        """One batched read of perfect-subtree hashes (level 0 = leaf hashes)."""
+        out: dict[NodeKey, bytes] = {}
+        leaves = [i for level, i in keys if level == 0]
+        inner = [key for key in keys if key[0] > 0]
+        with self._guard("read nodes"), self._read_lock:
+            if leaves:
+                marks = ", ".join("?" * len(leaves))
+                leaf_sql = f"SELECT idx, leaf_hash FROM entries WHERE idx IN ({marks})"  # noqa: S608
+                for idx, h in self._read(leaf_sql, leaves):
+                    out[(0, int(idx))] = bytes(h)
+            if inner:
+                for level, idx, h in self._node_rows(inner):
+                    out[(int(level), int(idx))] = bytes(h)
+        return out
+
+    def append(self, entries: Sequence[tuple[bytes, Mapping[str, object]]]) -> list[int]:
+        """Append a batch in one transaction; return the new entries' indices."""
+        if len(entries) > MAX_APPEND_BATCH:
+            raise MetadataError(f"batch of {len(entries)} entries exceeds {MAX_APPEND_BATCH}")
+        prepared: list[tuple[bytes, bytes, tuple[object, ...]]] = []
+        for data, meta in entries:
+            if not isinstance(data, bytes) or len(data) > MAX_ENTRY_BYTES:
+                raise MetadataError(f"an audit entry must be bytes of at most {MAX_ENTRY_BYTES}")
+            prepared.append((data, leaf_hash(data), _meta_row(meta)))
+        if not prepared:
+            return []
+        with self._guard("append"), self._write_lock:
+            with self._write_transaction():
+                # Re-read the size inside the exclusive transaction: if another
+                # process appended, rebuild the frontier instead of forking the tree.
+                start = int(self._write("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")[0][0])
+                frontier = self._frontier if start == self._frontier.size else Frontier.load(start, self)
+                new, created = frontier.append(h for _, h, _ in prepared)
+                rows = [(start + i, d, h, *m) for i, (d, h, m) in enumerate(prepared)]
+                self._insert_rows("entries", _COLUMNS, rows)
+                self._insert_rows(
+                    "nodes", "level, idx, hash", [(k[0], k[1], h) for k, h in created if k[0] > 0]
+                )
+            self._frontier = new  # only after the commit succeeded
+        return list(range(start, start + len(prepared)))
+
+    def size(self) -> int:
+        with self._guard("read size"), self._read_lock:
+            return int(self._read("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")[0][0])
+
+    def _check_within(self, size: int) -> None:
+        current = self.size()
+        if not 0 <= size <= current:
+            raise TreeSizeError(f"tree size {size} is outside 0..{current}")
+
+    def root(self, size: int | None = None) -> bytes:
+        """MTH of the first ``size`` entries (default: all)."""
+        size = self.size() if size is None else size
+        self._check_within(size)
+        frontier = self._frontier
+        if size == frontier.size:
+            return frontier.root()
+        return root_at(size, self)
+
+    def entry(self, index: int) -> StoredEntry:
+        with self._guard("read entry"), self._read_lock:
+            rows = self._read(f"SELECT {_COLUMNS} FROM entries WHERE idx = ?", [index])  # noqa: S608
+        if not rows:
+            raise EntryNotFoundError(f"no audit entry at index {index}")
+        return _record(rows[0])
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        self._check_within(size)
+        return _inclusion_proof(index, size, self)
+
+    def consistency_proof(self, m: int, n: int) -> list[bytes]:
+        self._check_within(n)
+        return _consistency_proof(m, n, self)
+
+    def query(
+        self,
+        filters: AuditFilter | None = None,
+        *,
+        page_size: int = 100,
+        page_token: str | None = None,
+        oldest_first: bool = False,
+    ) -> AuditPage:
+        """Entries matching all filters, newest first unless ``oldest_first``; keyset paging by index."""
+        if not 0 < page_size <= MAX_PAGE_SIZE:
+            raise MetadataError(f"page_size must be 1..{MAX_PAGE_SIZE}")
+        f = filters or AuditFilter()
+        where: list[str] = []
+        params: list[object] = []
+        if page_token is not None:
+            match = _TOKEN.match(page_token)
+            if match is None or (match.group(1) == "o") != oldest_first:
+                raise PageTokenError("page token is malformed or from the other sort order")
+            where.append("idx > ?" if oldest_first else "idx < ?")
+            params.append(int(match.group(2)))
+        if f.since_ms is not None:
+            where.append("at_ms >= ?")
+            params.append(f.since_ms)
+        if f.until_ms is not None:
+            where.append("at_ms < ?")
+            params.append(f.until_ms)
+        for column in ("verdict", "reason", "message_id", "sender", "kind", "priority", "case_id"):
+            value = _text(column, getattr(f, column))
+            if value is not None:
+                where.append(f"{column} = ?")  # column names are constants, values are bound
+                params.append(value)
+        if f.recipient is not None:
+            where.append("recipients LIKE ? ESCAPE '\\'")
+            params.append(_like(f.recipient))
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        order = "ASC" if oldest_first else "DESC"
+        sql = f"SELECT {_COLUMNS} FROM entries {clause} ORDER BY idx {order} LIMIT ?"  # noqa: S608
+        with self._guard("query"), self._read_lock:
+            rows = self._read(sql, [*params, page_size + 1])
+        records = tuple(_record(r) for r in rows[:page_size])
+        token = None
+        if len(rows) > page_size:
+            token = f"{'o' if oldest_first else 'n'}.{records[-1].index}"
+        return AuditPage(records, token)
+
+    def has_message(self, message_id: str, verdict: str | enum.Enum | None = None) -> bool:
+        sql, params = "SELECT 1 FROM entries WHERE message_id = ?", list[object]([message_id])
+        if verdict is not None:
+            sql += " AND verdict = ?"
+            params.append(_text("verdict", verdict))
+        with self._guard("query"), self._read_lock:
+            return bool(self._read(sql + " LIMIT 1", params))
+
+    # tree heads and cosignatures --------------------------------------------------------
+    def save_tree_head(self, size: int, signed: bytes) -> None:
+        """Store a signed tree head; the first one stored for a size wins."""
+        _check_signed("tree head", signed)
+        with self._guard("save tree head"), self._write_lock, self._write_transaction():
+            current = int(self._write("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")[0][0])
+            if not 0 <= size <= current:
+                raise TreeSizeError(f"tree head size {size} is beyond the log size {current}")
+            rows = self._write("SELECT head FROM tree_heads WHERE size = ?", [size])
+            if rows:
+                if bytes(rows[0][0]) != signed:
+                    raise TreeHeadConflictError(f"a different tree head is stored for size {size}")
+                return
+            self._write("INSERT INTO tree_heads (size, head) VALUES (?, ?)", [size, signed])
+
+    def latest_tree_head(self) -> tuple[int, bytes] | None:
+        with self._guard("read tree head"), self._read_lock:
+            rows = self._read("SELECT size, head FROM tree_heads ORDER BY size DESC LIMIT 1")
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def tree_head(self, size: int) -> bytes | None:
+        with self._guard("read tree head"), self._read_lock:
+            rows = self._read("SELECT head FROM tree_heads WHERE size = ?", [size])
+        return bytes(rows[0][0]) if rows else None
+
+    def add_cosignature(self, size: int, witness: str, signature: bytes) -> None:
+        """Store a witness cosignature of the tree head at ``size`` (first one per witness wins)."""
+        _check_signed("cosignature", signature)
+        if not isinstance(witness, str) or not 0 < len(witness) <= MAX_WITNESS_LEN:
+            raise MetadataError(f"witness name must be 1..{MAX_WITNESS_LEN} characters")
+        with self._guard("save cosignature"), self._write_lock, self._write_transaction():
+            if not self._write("SELECT 1 FROM tree_heads WHERE size = ?", [size]):
+                raise TreeHeadNotFoundError(f"no tree head stored for size {size}")
+            rows = self._write(
+                "SELECT signature FROM cosignatures WHERE size = ? AND witness = ?", [size, witness]
+            )
+            if rows:
+                if bytes(rows[0][0]) != signature:
+                    raise CosignatureConflictError(f"witness {witness!r} already cosigned size {size}")
+                return
+            self._write(
+                "INSERT INTO cosignatures (size, witness, signature) VALUES (?, ?, ?)",
+                [size, witness, signature],
+            )
+
+    def cosignatures(self, size: int) -> dict[str, bytes]:
+        with self._guard("read cosignatures"), self._read_lock:
+            rows = self._read(
+                "SELECT witness, signature FROM cosignatures WHERE size = ? ORDER BY witness", [size]
+            )
+        return {str(w): bytes(s) for w, s in rows}
+
+
+# --- SQLite ------------------------------------------------------------------------------
+
+_SQLITE_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY, entry BLOB NOT NULL, leaf_hash BLOB NOT NULL,
+    at_ms INTEGER, verdict TEXT, reason TEXT, message_id TEXT, sender TEXT, recipients TEXT,
+    kind TEXT, priority TEXT, case_id TEXT);
+CREATE INDEX IF NOT EXISTS entries_at_ms ON entries (at_ms, idx);
+CREATE INDEX IF NOT EXISTS entries_message_id ON entries (message_id, idx);
+CREATE INDEX IF NOT EXISTS entries_sender ON entries (sender, idx);
+CREATE INDEX IF NOT EXISTS entries_verdict ON entries (verdict, idx);
+CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, idx);
+CREATE INDEX IF NOT EXISTS entries_case_id ON entries (case_id, idx);
+CREATE TABLE IF NOT EXISTS nodes (
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tree_heads (size INTEGER PRIMARY KEY, head BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL, witness TEXT NOT NULL, signature BLOB NOT NULL,
+    PRIMARY KEY (size, witness)) WITHOUT ROWID;
+"""
+
+
+def _sqlite_connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"SQLite refused WAL mode (got {mode})")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+class SQLiteAuditStore(SQLAuditStoreBase):
+    """The audit log in one SQLite file (WAL, synchronous=FULL)."""
+
+    _db_errors = (sqlite3.Error,)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        with self._guard("open"):
+            self._w = _sqlite_connect(path)
+            self._w.executescript(_SQLITE_SCHEMA)
+            self._r = _sqlite_connect(path)
+        self._load_frontier()
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._r.execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._w.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        self._w.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._w.execute("COMMIT")
+        except BaseException:
+            if self._w.in_transaction:
+                self._w.execute("ROLLBACK")
+            raise
+
+    def _insert_rows(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
+        marks = ", ".join("?" * len(rows[0])) if rows else ""
+        self._w.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)  # noqa: S608
+
+    def _node_rows(self, keys: list[NodeKey]) -> list[tuple[Any, ...]]:
+        values = ", ".join("(?, ?)" for _ in keys)
+        flat = [v for key in keys for v in key]
+        # CTE + CROSS JOIN: SQLite plans one primary-key lookup per key (a row-value IN scans).
+        sql = (
+            f"WITH k(level, idx) AS (VALUES {values}) "  # noqa: S608
+            "SELECT n.level, n.idx, n.hash FROM k CROSS JOIN nodes n ON n.level = k.level AND n.idx = k.idx"
+        )
+        return self._read(sql, flat)
+
+    def close(self) -> None:
+        with self._write_lock, self._read_lock:
+            self._w.close()
+            self._r.close()

@@ -1,0 +1,73 @@
+"""Signed tree heads: the gateway's signed statement of the log's size and root.
+
+Pure: builds, signs and verifies tree heads over their exact serialized
+bytes (context "tree-head"); witnesses co-sign the same bytes (context
+"cosignature"). Storage and scheduling live in the gateway shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exchange import primitives
+from exchange.envelope import Signature
+from exchange.errors import MissingSignatureError, SignatureError
+from exchange.model import Algorithm, Directory
+
+__all__ = ["COSIGNATURE_CONTEXT", "TREE_HEAD_CONTEXT", "SignedTreeHead", "TreeHead", "sign_tree_head"]
+
+TREE_HEAD_CONTEXT = "tree-head"
+COSIGNATURE_CONTEXT = "cosignature"
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    size: int
+    root: bytes
+    timestamp_ms: int
+    gateway: str
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or len(self.root) != 32:
+            raise ValueError("tree head needs size >= 0 and a 32-byte root")
+
+
+@dataclass(frozen=True)
+class Cosignature:
+    witness: str
+    signature: Signature
+
+
+@dataclass(frozen=True)
+class SignedTreeHead:
+    tree_head: TreeHead
+    tree_head_bytes: bytes
+    signatures: tuple[Signature, ...]
+    cosignatures: tuple[Cosignature, ...] = ()
+
+    def verify(self, directory: Directory) -> None:
+        """Every signature verifies with the named gateway's keys; Ed25519 at least."""
+        gateway = directory.gateway(self.tree_head.gateway)
+        if gateway is None:
+            raise SignatureError(f"tree head names unknown gateway {self.tree_head.gateway!r}")
+        if not any(s.algorithm is Algorithm.ED25519 for s in self.signatures):
+            raise MissingSignatureError("tree head carries no Ed25519 signature")
+        for sig in self.signatures:
+            key = gateway.key(sig.key_id)
+            if key is None or key.algorithm is not sig.algorithm:
+                raise SignatureError(f"tree head signed by unknown key {sig.key_id}")
+            primitives.verify(key.algorithm, key.public, sig.value, self.tree_head_bytes, TREE_HEAD_CONTEXT)
+
+
+def sign_tree_head(
+    head: TreeHead, head_bytes: bytes, keys: Sequence[primitives.PrivateKey]
+) -> tuple[Signature, ...]:
+    return tuple(
+        Signature(
+            key_id=primitives.key_id(k.algorithm, primitives.public_bytes(k)),
+            algorithm=k.algorithm,
+            value=primitives.sign(k, head_bytes, TREE_HEAD_CONTEXT),
+        )
+        for k in keys
+    )

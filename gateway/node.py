@@ -1,0 +1,305 @@
+"""The gateway node: the audit point every message passes.
+
+I/O shell around ``gateway.decide``: consumes every office's out subject,
+appends one audit record per decision (group-committed), countersigns,
+routes to the recipients' inbox subjects, and acknowledges to NATS only
+after the audit write and the routing publishes are durable. A frame the
+gateway had accepted but not acknowledged before a crash is routed again
+from its audit record (``Resume``), never audited twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from exchange import primitives
+from exchange.codec.audit import (
+    decode_record,
+    decode_signed_tree_head,
+    encode_record,
+    encode_signed_tree_head,
+    encode_tree_head,
+)
+from exchange.codec.envelope import encode_frame
+from exchange.directory import DirectoryState
+from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
+from exchange.model import Reason, ReceiptState, Suite
+from exchange.seal import sign_statement
+from exchange.transport import Delivered, OutboundMessage, Transport, in_subject
+from gateway.audit.record import AuditRecord, Verdict
+from gateway.audit.store import AuditFilter, AuditStore
+from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_tree_head
+from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
+from keys.identity import OfficeIdentity
+
+__all__ = ["GatewayNode"]
+
+log = structlog.get_logger()
+
+OUT_STREAM = "LIAISON_OUT"
+OUT_FILTER = "liaison.v1.out.>"
+CONSUMER = "gateway"
+CONSUME_BATCH = 256
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class GatewayCounters:
+    accepted: int = 0
+    rejected: int = 0
+    receipts: int = 0
+    resumed: int = 0
+
+
+class _AuditWriter:
+    """Collects records from concurrent handlers and appends them in one transaction."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self._store = store
+        self._pending: list[tuple[AuditRecord, asyncio.Future[int]]] = []
+        self._wake = asyncio.Event()
+
+    async def append(self, record: AuditRecord) -> int:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, fut))
+        self._wake.set()
+        return await fut
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            entries = [(encode_record(r), r.index_columns()) for r, _ in batch]
+            try:
+                indices = await asyncio.to_thread(self._store.append, entries)
+            except Exception as e:  # noqa: BLE001 - every waiter gets the store's failure
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            for (_, fut), index in zip(batch, indices, strict=True):
+                if not fut.done():
+                    fut.set_result(index)
+
+
+class GatewayNode:
+    def __init__(
+        self,
+        *,
+        gateway: str,
+        identity: OfficeIdentity,
+        directory: DirectoryState,
+        store: AuditStore,
+        clock: Callable[[], int] = now_ms,
+        tree_head_interval_s: float = 2.0,
+    ) -> None:
+        self.gateway = gateway
+        self.identity = identity
+        self.directory = directory
+        self.store = store
+        self.clock = clock
+        self.tree_head_interval_s = tree_head_interval_s
+        self.counters = GatewayCounters()
+        self._writer = _AuditWriter(store)
+        self._accepting: set[str] = set()
+        self._transport: Transport | None = None
+        self.ready = asyncio.Event()
+
+    # --- decisions ---------------------------------------------------------------------
+
+    def _prior(self, message_id: str) -> Prior | None:
+        page = self.store.query(
+            AuditFilter(message_id=message_id, verdict=Verdict.ACCEPTED.label), page_size=1
+        )
+        if not page.records:
+            return None
+        stored = page.records[0]
+        record = decode_record(stored.entry)
+        return Prior(stored.index, record.sender, record.recipients, record.header_digest)
+
+    async def handle(self, item: Delivered) -> None:
+        """One frame from an office; returns after its audit record and routing are durable."""
+        office = item.subject.rsplit(".", 1)[-1]
+        directory = self.directory.directory
+        now = self.clock()
+
+        def lookup(message_id: str) -> Prior | None:
+            if message_id in self._accepting:
+                return Prior(-1, office, (), b"")  # accepted by a concurrent handler just now
+            return self._prior(message_id)
+
+        decision = await asyncio.to_thread(
+            decide,
+            item.payload,
+            from_office=office,
+            directory=directory,
+            now_ms=now,
+            prior=lookup,
+            redelivered=item.num_delivered > 1,
+        )
+        if isinstance(decision, Accepted):
+            await self._accept(decision.envelope, decision.record)
+        elif isinstance(decision, Resume):
+            self.counters.resumed += 1
+            log.info("resumed", message_id=decision.envelope.header.context.message_id)
+            await self._route(decision.envelope, decision.prior.log_index, now)
+        elif isinstance(decision, Refused):
+            await self._refuse(decision, now)
+        elif isinstance(decision, Forward):
+            index = await self._writer.append(decision.record)
+            self.counters.receipts += 1
+            log.info(
+                "receipt",
+                message_id=decision.receipt.message_id,
+                state=decision.receipt.state.name,
+                signer=decision.receipt.signer,
+                log_index=index,
+            )
+            await self._publish(
+                [
+                    _out(
+                        decision.to,
+                        decision.signed,
+                        f"{decision.receipt.message_id}.{decision.receipt.state.name}.{decision.receipt.signer}",
+                        2,
+                    )
+                ]
+            )
+
+    async def _accept(self, envelope: Envelope, record: AuditRecord) -> None:
+        message_id = envelope.header.context.message_id
+        self._accepting.add(message_id)
+        try:
+            index = await self._writer.append(record)
+        finally:
+            self._accepting.discard(message_id)
+        self.counters.accepted += 1
+        log.info("accepted", message_id=message_id, sender=record.sender, log_index=index)
+        await self._route(envelope, index, record.at_ms)
+
+    async def _route(self, envelope: Envelope, index: int, at_ms: int) -> None:
+        c = envelope.header.context
+        stamp = self._sign(
+            Receipt(
+                message_id=c.message_id,
+                state=ReceiptState.STAMPED,
+                signer=self.gateway,
+                at_ms=at_ms,
+                header_digest=primitives.sha256(envelope.header_bytes),
+                sender=c.sender,
+                log_index=index,
+            )
+        )
+        routed = encode_frame(Routed(envelope, stamp))
+        messages = [
+            OutboundMessage(in_subject(r), routed, f"{c.message_id}.routed.{r}", int(c.priority))
+            for r in c.recipients
+        ]
+        messages.append(_out(c.sender, stamp, f"{c.message_id}.stamped", int(c.priority)))
+        await self._publish(messages)
+
+    async def _refuse(self, decision: Refused, now: int) -> None:
+        index = await self._writer.append(decision.record)
+        self.counters.rejected += 1
+        r = decision.record
+        reason = r.reason or Reason.MALFORMED
+        log.warning(
+            "rejected", message_id=r.message_id, sender=decision.notify, reason=reason.label, log_index=index
+        )
+        if not r.message_id or self.directory.directory.office(decision.notify) is None:
+            return  # nothing the office could match the rejection to, or nobody to tell
+        rejection = self._sign(
+            Rejection(
+                message_id=r.message_id,
+                reason=reason,
+                detail=r.detail,
+                signer=self.gateway,
+                at_ms=now,
+                header_digest=r.header_digest,
+                sender=decision.notify,
+                log_index=index,
+            )
+        )
+        await self._publish([_out(decision.notify, rejection, f"{r.message_id}.rejected.{index}", 4)])
+
+    def _sign(self, statement: Receipt | Rejection) -> SignedStatement:
+        return sign_statement(statement, self.identity.signing_keys(Suite.CLASSIC))
+
+    async def _publish(self, messages: list[OutboundMessage]) -> None:
+        assert self._transport is not None
+        await self._transport.publish_many(messages)
+
+    # --- tree heads --------------------------------------------------------------------
+
+    def sign_tree_head(self) -> SignedTreeHead:
+        """Sign the log's current size and root, store it and return it."""
+        size = self.store.size()
+        head = TreeHead(
+            size=size, root=self.store.root(size), timestamp_ms=self.clock(), gateway=self.gateway
+        )
+        head_bytes = encode_tree_head(head)
+        signed = SignedTreeHead(
+            head, head_bytes, sign_tree_head(head, head_bytes, self.identity.signing_keys(Suite.HYBRID_PQ))
+        )
+        self.store.save_tree_head(size, encode_signed_tree_head(signed))
+        return signed
+
+    def current_tree_head(self) -> SignedTreeHead:
+        """The newest signed tree head if it covers the whole log, else a fresh one."""
+        latest = self.store.latest_tree_head()
+        if latest is not None and latest[0] == self.store.size():
+            return decode_signed_tree_head(latest[1])
+        return self.sign_tree_head()
+
+    async def tree_head_loop(self) -> None:
+        last = -1
+        while True:
+            size = await asyncio.to_thread(self.store.size)
+            if size != last:
+                await asyncio.to_thread(self.sign_tree_head)
+                last = size
+            await asyncio.sleep(self.tree_head_interval_s)
+
+    # --- directory ---------------------------------------------------------------------
+
+    def signed_directory(self) -> bytes:
+        current = self.directory.current
+        assert current is not None
+        return current.to_bytes()
+
+    async def publish_directory(self, data: bytes) -> int:
+        """Verify a directory update against the current one, adopt it and hand it to the offices."""
+        signed = self.directory.apply(data)
+        if self._transport is not None:
+            await self._transport.put_directory(data)
+        log.info("directory_published", version=signed.version)
+        return signed.version
+
+    # --- running -----------------------------------------------------------------------
+
+    async def run(self, transport: Transport, signed_directory: bytes) -> None:
+        self._transport = transport
+        await transport.ensure_streams()
+        await transport.put_directory(signed_directory)
+        self.ready.set()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._writer.run())
+            tg.create_task(self.tree_head_loop())
+            tg.create_task(
+                transport.consume(OUT_STREAM, CONSUMER, OUT_FILTER, self.handle, batch=CONSUME_BATCH)
+            )
+
+
+def _out(office: str, signed: SignedStatement, msg_id: str, priority: int) -> OutboundMessage:
+    return OutboundMessage(in_subject(office), encode_frame(signed), msg_id, priority)

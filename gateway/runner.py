@@ -1,0 +1,80 @@
+"""`liaison gateway serve`: wire config, keys, audit store, gRPC and NATS into the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from grpc_health.v1 import health_pb2
+
+from exchange._pb.liaison.v1 import audit_pb2_grpc
+from exchange.config import GatewayConfig
+from exchange.grpcutil import new_server
+from exchange.lifecycle import load_directory, nats_tls, stop_on_signals
+from exchange.transport import connect
+from gateway.audit.pgstore import PostgresAuditStore
+from gateway.audit.store import AuditStore, SQLiteAuditStore
+from gateway.node import GatewayNode
+from gateway.service import AUDIT_SERVICE, DIRECTORY_SERVICE, AuditServicer, DirectoryServicer
+from keys.keystore import open_keystore, passphrase_from
+
+__all__ = ["open_store", "serve_gateway"]
+
+log = structlog.get_logger()
+
+
+def open_store(cfg: GatewayConfig) -> AuditStore:
+    if cfg.pg_dsn:
+        return PostgresAuditStore(cfg.pg_dsn)
+    return SQLiteAuditStore(cfg.store)
+
+
+async def serve_gateway(cfg: GatewayConfig) -> None:
+    identity = open_keystore(cfg.keys_dir, passphrase_from(cfg.passphrase_file))
+    directory = load_directory(cfg.directory)
+    store = open_store(cfg)
+    try:
+        node = GatewayNode(
+            gateway=cfg.gateway,
+            identity=identity,
+            directory=directory,
+            store=store,
+            tree_head_interval_s=cfg.tree_head_interval_s,
+        )
+        tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
+        server, health, port = new_server(cfg.grpc_listen, [AUDIT_SERVICE, DIRECTORY_SERVICE], tls)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node), server)
+        audit_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(node), server)
+        await server.start()
+        stop = stop_on_signals()
+        transport = await connect(
+            cfg.nats.url,
+            f"gateway-{cfg.gateway}",
+            tls=nats_tls(cfg.nats),
+            user=cfg.nats.user or None,
+            password=cfg.nats.password or None,
+            user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
+        )
+        running = asyncio.create_task(node.run(transport, node.signed_directory()))
+        await node.ready.wait()
+        for name in (AUDIT_SERVICE, DIRECTORY_SERVICE, ""):
+            health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "gateway_serving", gateway=cfg.gateway, grpc_port=port, directory=directory.directory.version
+        )
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                running.result()  # a node task that ended on its own failed: surface why
+        finally:
+            log.info("gateway_stopping")
+            stopped.cancel()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            await server.stop(grace=2.0)
+            await transport.close()
+    finally:
+        store.close()

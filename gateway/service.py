@@ -1,0 +1,131 @@
+"""AuditService and DirectoryService: the gateway's gRPC API.
+
+Operators read metadata, tree heads and proofs; authorities publish signed
+directory updates. Thin servicers over the audit store and ``GatewayNode``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
+from exchange.codec.audit import decode_record, record_to_pb, signed_tree_head_to_pb
+from exchange.errors import CodecError
+from exchange.grpcutil import grpc_errors, grpc_stream_errors
+from exchange.model import Kind, Priority, Reason
+from gateway.audit.record import Verdict
+from gateway.audit.store import AuditFilter, StoredEntry
+from gateway.node import GatewayNode
+
+__all__ = ["AUDIT_SERVICE", "DIRECTORY_SERVICE", "AuditServicer", "DirectoryServicer"]
+
+AUDIT_SERVICE = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
+DIRECTORY_SERVICE = audit_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name
+TAIL_POLL_S = 0.5
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _name(enum_cls: type[Kind] | type[Priority] | type[Reason] | type[Verdict], value: int) -> str | None:
+    if not value:
+        return None
+    try:
+        return enum_cls(value).name.lower()
+    except ValueError:
+        raise CodecError(f"unknown {enum_cls.__name__} {value}") from None
+
+
+def _filter(r: audit_pb2.QueryRequest) -> AuditFilter:
+    return AuditFilter(
+        since_ms=r.from_ms or None,
+        until_ms=r.to_ms or None,
+        verdict=_name(Verdict, r.verdict),
+        reason=_name(Reason, r.reason),
+        message_id=r.message_id or None,
+        sender=r.sender or None,
+        recipient=r.recipient or None,
+        kind=_name(Kind, r.kind),
+        priority=_name(Priority, r.priority),
+        case_id=r.case_id or None,
+    )
+
+
+def _logged(stored: StoredEntry) -> audit_pb2.LoggedRecord:
+    return audit_pb2.LoggedRecord(
+        index=stored.index, entry=stored.entry, record=record_to_pb(decode_record(stored.entry))
+    )
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    def __init__(self, node: GatewayNode) -> None:
+        self.node = node
+        self.store = node.store
+
+    @grpc_errors
+    async def Query(self, request: audit_pb2.QueryRequest, context: Ctx) -> audit_pb2.QueryResponse:
+        page = await asyncio.to_thread(
+            self.store.query,
+            _filter(request),
+            page_size=request.page_size or 100,
+            page_token=request.page_token or None,
+            oldest_first=request.oldest_first,
+        )
+        return audit_pb2.QueryResponse(
+            records=[_logged(r) for r in page.records], next_page_token=page.next_page_token or ""
+        )
+
+    @grpc_stream_errors
+    async def Tail(
+        self, request: audit_pb2.TailRequest, context: Ctx
+    ) -> AsyncIterator[audit_pb2.LoggedRecord]:
+        index = request.from_index
+        while True:
+            size = await asyncio.to_thread(self.store.size)
+            while index < size:
+                yield _logged(await asyncio.to_thread(self.store.entry, index))
+                index += 1
+            await asyncio.sleep(TAIL_POLL_S)
+
+    @grpc_errors
+    async def GetTreeHead(
+        self, request: audit_pb2.GetTreeHeadRequest, context: Ctx
+    ) -> audit_pb2.SignedTreeHead:
+        signed = await asyncio.to_thread(self.node.current_tree_head)
+        return signed_tree_head_to_pb(signed)
+
+    @grpc_errors
+    async def GetInclusionProof(
+        self, request: audit_pb2.InclusionProofRequest, context: Ctx
+    ) -> audit_pb2.InclusionProofResponse:
+        size = request.tree_size or await asyncio.to_thread(self.store.size)
+        proof = await asyncio.to_thread(self.store.inclusion_proof, request.index, size)
+        root = await asyncio.to_thread(self.store.root, size)
+        return audit_pb2.InclusionProofResponse(index=request.index, tree_size=size, proof=proof, root=root)
+
+    @grpc_errors
+    async def GetConsistencyProof(
+        self, request: audit_pb2.ConsistencyProofRequest, context: Ctx
+    ) -> audit_pb2.ConsistencyProofResponse:
+        proof = await asyncio.to_thread(self.store.consistency_proof, request.from_size, request.to_size)
+        return audit_pb2.ConsistencyProofResponse(proof=proof)
+
+
+class DirectoryServicer(audit_pb2_grpc.DirectoryServiceServicer):
+    def __init__(self, node: GatewayNode) -> None:
+        self.node = node
+
+    @grpc_errors
+    async def GetDirectory(
+        self, request: audit_pb2.GetDirectoryRequest, context: Ctx
+    ) -> directory_pb2.SignedDirectory:
+        return directory_pb2.SignedDirectory.FromString(self.node.signed_directory())
+
+    @grpc_errors
+    async def PublishDirectory(
+        self, request: directory_pb2.SignedDirectory, context: Ctx
+    ) -> audit_pb2.PublishDirectoryResponse:
+        version = await self.node.publish_directory(request.SerializeToString())
+        return audit_pb2.PublishDirectoryResponse(version=version)

@@ -1,0 +1,160 @@
+"""Create a whole deployment's keys and signed directory from an inventory.
+
+Used by the lab, the demo and the tests: every authority, the gateway and
+every office get an identity in their own encrypted keystore, and the
+authorities sign the first directory (m-of-n). The inventory is data (TOML);
+nothing here names a country or an office.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exchange import model
+from exchange.directory import SignedDirectory, sign_directory
+from exchange.errors import ConfigError
+from keys import identity as identities
+from keys import keystore
+from keys.directory_file import save_signed
+
+__all__ = ["Deployment", "Inventory", "create_deployment", "load_inventory"]
+
+
+@dataclass(frozen=True)
+class Party:
+    id: str
+    country: str
+    name: str
+    agency: str = ""
+    city: str = ""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    deployment: str
+    threshold: int
+    authorities: tuple[Party, ...]
+    gateway: Party
+    offices: tuple[Party, ...]
+    policy: tuple[model.PolicyRule, ...]
+    limits: model.Limits
+
+
+@dataclass(frozen=True)
+class Deployment:
+    root: Path
+    inventory: Inventory
+    directory_file: Path
+    passphrase_file: Path
+
+    def keys_dir(self, owner: str) -> Path:
+        return self.root / "keys" / owner
+
+
+def _party(doc: Any, where: str) -> Party:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"inventory: {where} must be a table")
+    try:
+        return Party(
+            id=model.check_id(str(doc["id"]), where),
+            country=str(doc.get("country", "")),
+            name=str(doc.get("name", doc["id"])),
+            agency=str(doc.get("agency", "")),
+            city=str(doc.get("city", "")),
+        )
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"inventory: {where}: {e}") from None
+
+
+def load_inventory(path: Path) -> Inventory:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"inventory {path}: {e}") from e
+    try:
+        policy = tuple(
+            model.PolicyRule(
+                sender=str(r["sender"]),
+                kinds=frozenset(model.Kind.parse(k) for k in r["kinds"]),
+                recipients=frozenset(str(x) for x in r["recipients"]),
+            )
+            for r in doc.get("policy", [])
+        )
+        lim = dict(doc.get("limits", {}))
+        if "minimum_suite" in lim:
+            lim["minimum_suite"] = model.Suite.parse(str(lim["minimum_suite"]))
+        limits = model.Limits(**lim)
+        return Inventory(
+            deployment=str(doc["deployment"]),
+            threshold=int(doc["threshold"]),
+            authorities=tuple(_party(a, "authority") for a in doc["authorities"]),
+            gateway=_party(doc["gateway"], "gateway"),
+            offices=tuple(_party(o, "office") for o in doc["offices"]),
+            policy=policy,
+            limits=limits,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"inventory {path}: {e}") from None
+
+
+def create_deployment(inv: Inventory, root: Path, passphrase: bytes, now_ms: int) -> Deployment:
+    """Generate every identity and keystore under ``root`` and the signed directory v1."""
+    root.mkdir(parents=True, exist_ok=True)
+    passphrase_file = root / "passphrase"
+    keystore.write_private_file(passphrase_file, passphrase + b"\n")
+    deployment = Deployment(root, inv, root / "directory.pb", passphrase_file)
+
+    def make(owner: str) -> identities.OfficeIdentity:
+        ident = identities.generate(owner, now_ms)
+        keystore.create(deployment.keys_dir(owner), ident, passphrase)
+        return ident
+
+    authorities = {a.id: make(a.id) for a in inv.authorities}
+    gateway = make(inv.gateway.id)
+    offices = {o.id: make(o.id) for o in inv.offices}
+    directory = model.Directory(
+        deployment=inv.deployment,
+        version=1,
+        issued_ms=now_ms,
+        offices=tuple(
+            model.Office(
+                id=o.id,
+                keys=offices[o.id].public_keys(),
+                country=o.country,
+                agency=o.agency,
+                city=o.city,
+                display_name=o.name,
+            )
+            for o in inv.offices
+        ),
+        gateways=(
+            model.Gateway(
+                id=inv.gateway.id,
+                keys=gateway.public_keys(),
+                country=inv.gateway.country,
+                display_name=inv.gateway.name,
+            ),
+        ),
+        authorities=tuple(
+            model.Authority(
+                id=a.id, keys=_signing_only(authorities[a.id]), country=a.country, display_name=a.name
+            )
+            for a in inv.authorities
+        ),
+        threshold=inv.threshold,
+        policy=inv.policy,
+        limits=inv.limits,
+    )
+    signed: SignedDirectory | model.Directory = directory
+    for a in inv.authorities[: inv.threshold]:
+        signed = sign_directory(signed, a.id, authorities[a.id].signing_keys(model.Suite.HYBRID_PQ))
+    assert isinstance(signed, SignedDirectory)
+    save_signed(deployment.directory_file, signed)
+    return deployment
+
+
+def _signing_only(ident: identities.OfficeIdentity) -> tuple[model.PublicKey, ...]:
+    return tuple(k for k in ident.public_keys() if k.algorithm.is_signing)

@@ -1,0 +1,239 @@
+"""A complete local deployment on one machine: NATS, the gateway, every office.
+
+Builds the deployment from an inventory (keys, signed directory, node
+configs), starts an embedded ``nats-server`` and one process per node,
+waits until each reports SERVING on gRPC health, writes ``lab.json`` for
+clients, and stops everything on request leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from exchange.errors import ConfigError
+from exchange.natsserver import NatsServer, free_port
+from keys.deployment import Deployment, create_deployment, load_inventory
+
+__all__ = ["DEFAULT_INVENTORY", "Lab", "NodeProcess"]
+
+DEFAULT_INVENTORY = Path(str(resources.files("liaison") / "data" / "lab.toml"))
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class NodeProcess:
+    name: str  # "gateway" or an office id
+    role: str  # "gateway" | "office"
+    config: Path
+    grpc: str
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self._log_file = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "liaison.cli", self.role, "serve", "--config", str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running and self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
+
+    def stop(self, *, kill: bool = False, timeout: float = STOP_TIMEOUT_S) -> None:
+        if self.proc is None:
+            return
+        self.signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(timeout=timeout)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        self.proc = None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_serving(self, deadline: float) -> None:
+        with grpc.insecure_channel(self.grpc) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if not self.running:
+                    raise ConfigError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"{self.name} did not become healthy in time:\n{self.log_tail()}")
+                time.sleep(0.2)
+
+
+class Lab:
+    """The lab in folder ``root``; ``start``/``stop`` are idempotent and bounded in time."""
+
+    def __init__(self, root: Path, *, inventory: Path = DEFAULT_INVENTORY, suite: str = "classic") -> None:
+        self.root = root.resolve()
+        self.inventory = inventory
+        self.suite = suite
+        self.deployment: Deployment | None = None
+        self.nats: NatsServer | None = None
+        self.nodes: dict[str, NodeProcess] = {}
+
+    # --- set-up --------------------------------------------------------------------
+
+    def prepare(self) -> Deployment:
+        """Keys and signed directory (kept if the folder has them), fresh configs and ports."""
+        inv = load_inventory(self.inventory)
+        if (self.root / "directory.pb").exists():
+            deployment = Deployment(self.root, inv, self.root / "directory.pb", self.root / "passphrase")
+        else:
+            deployment = create_deployment(
+                inv, self.root, os.urandom(24).hex().encode(), int(time.time() * 1000)
+            )
+        self.deployment = deployment
+        (self.root / "logs").mkdir(exist_ok=True)
+        self.nats = NatsServer(self.root / "nats", port=self._nats_port())
+        nats_url = f"nats://127.0.0.1:{self.nats.port}"
+        gw = inv.gateway.id
+        self.nodes = {"gateway": self._node("gateway", "gateway", gw, nats_url)}
+        for office in inv.offices:
+            self.nodes[office.id] = self._node(office.id, "office", office.id, nats_url)
+        return deployment
+
+    def _nats_port(self) -> int:
+        # Keep the port across restarts of the same lab so JetStream state and clients line up.
+        previous = self.root / "nats" / "port"
+        if previous.exists():
+            return int(previous.read_text())
+        previous.parent.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        previous.write_text(str(port))
+        return port
+
+    def _node(self, name: str, role: str, owner: str, nats_url: str) -> NodeProcess:
+        assert self.deployment is not None
+        d = self.deployment
+        node_dir = self.root / "nodes" / name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        listen = f"127.0.0.1:{free_port()}"
+        section = (
+            f'[gateway]\nid = "{owner}"\n\n[audit]\nstore = "audit.db"\ntree_head_interval_s = 1.0\n'
+            if role == "gateway"
+            else f'[office]\nid = "{owner}"\nstore = "office.db"\nsuite = "{self.suite}"\n'
+        )
+        config = node_dir / "config.toml"
+        config.write_text(
+            f"{section}\n"
+            f'[keys]\ndir = "{d.keys_dir(owner)}"\npassphrase_file = "{d.passphrase_file}"\n\n'
+            f'[directory]\nfile = "{d.directory_file}"\n\n'
+            f'[nats]\nurl = "{nats_url}"\n\n'
+            f'[grpc]\nlisten = "{listen}"\n'
+        )
+        return NodeProcess(name, role, config, listen, self.root / "logs" / f"{name}.log")
+
+    # --- running -------------------------------------------------------------------
+
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+        if self.deployment is None:
+            self.prepare()
+        assert self.nats is not None
+        if not self.nats.running:
+            self.nats.start()
+        for node in self.nodes.values():
+            if not node.running:
+                node.start()
+        deadline = time.monotonic() + timeout
+        try:
+            for node in self.nodes.values():
+                node.wait_serving(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        self.write_lab_json()
+
+    def start_node(self, name: str, timeout: float = START_TIMEOUT_S) -> None:
+        node = self.nodes[name]
+        node.start()
+        node.wait_serving(time.monotonic() + timeout)
+
+    def stop(self) -> None:
+        for node in reversed(list(self.nodes.values())):
+            node.signal(signal.SIGTERM)
+        for node in self.nodes.values():
+            node.stop()
+        if self.nats is not None and self.nats.running:
+            self.nats.stop()
+
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- description ---------------------------------------------------------------
+
+    @property
+    def gateway(self) -> NodeProcess:
+        return self.nodes["gateway"]
+
+    def describe(self) -> dict[str, Any]:
+        assert self.deployment is not None
+        assert self.nats is not None
+        inv = self.deployment.inventory
+        return {
+            "root": str(self.root),
+            "deployment": inv.deployment,
+            "nats_url": self.nats.url,
+            "directory": str(self.deployment.directory_file),
+            "gateway": {"id": inv.gateway.id, "grpc": self.gateway.grpc, "config": str(self.gateway.config)},
+            "offices": [
+                {
+                    "id": o.id,
+                    "display_name": o.name,
+                    "grpc": self.nodes[o.id].grpc,
+                    "config": str(self.nodes[o.id].config),
+                    "nats": {"url": self.nats.url, "credentials": None},
+                }
+                for o in inv.offices
+            ],
+            "client_tls": None,
+            "operator_tls": None,
+        }
+
+    def write_lab_json(self) -> Path:
+        path = self.root / "lab.json"
+        path.write_text(json.dumps(self.describe(), indent=2) + "\n")
+        return path
