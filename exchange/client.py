@@ -41,7 +41,7 @@ from exchange.model import (
     Priority,
 )
 
-__all__ = ["AsyncClient", "Client", "ClientTls", "lab_endpoint"]
+__all__ = ["AsyncClient", "Client", "ClientTls", "lab_endpoint", "remote_error"]
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 15.0
@@ -71,7 +71,8 @@ def lab_endpoint(lab_dir: Path, office: str) -> tuple[str, ClientTls | None]:
     return str(office_entry["grpc"]), client_tls
 
 
-def _remote(e: grpc.aio.AioRpcError | grpc.RpcError) -> RemoteError:
+def remote_error(e: grpc.aio.AioRpcError | grpc.RpcError) -> RemoteError:
+    """A gRPC failure as RemoteError: status name and the node's one-line reason."""
     code = e.code() if hasattr(e, "code") else None
     details = e.details() if hasattr(e, "details") else str(e)
     return RemoteError(code.name if code else "UNKNOWN", details or "no detail")
@@ -117,7 +118,7 @@ class AsyncClient:
         try:
             return await call
         except grpc.aio.AioRpcError as e:
-            raise _remote(e) from None
+            raise remote_error(e) from None
 
     # --- sending -------------------------------------------------------------------
 
@@ -194,7 +195,7 @@ class AsyncClient:
             async for pb in call:
                 yield codec.delivery_from_pb(pb)
         except grpc.aio.AioRpcError as e:
-            raise _remote(e) from None
+            raise remote_error(e) from None
         finally:
             call.cancel()
 

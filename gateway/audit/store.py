@@ -494,7 +494,9 @@ class SQLiteAuditStore(SQLAuditStoreBase):
             raise
 
     def _insert_rows(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
-        marks = ", ".join("?" * len(rows[0])) if rows else ""
+        if not rows:
+            return
+        marks = ", ".join("?" * len(rows[0]))
         self._w.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)  # noqa: S608
 
     def _node_rows(self, keys: list[NodeKey]) -> list[tuple[Any, ...]]:

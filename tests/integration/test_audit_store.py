@@ -110,6 +110,16 @@ def test_empty_store(store: AuditStore) -> None:
         store.entry(0)
 
 
+def test_one_entry_at_a_time(store: AuditStore) -> None:
+    """Appends of a single entry (no interior node completes) — how a quiet gateway writes."""
+    hashes = []
+    for i in range(5):
+        entry = f"entry-{i}".encode()
+        assert store.append([(entry, {"at_ms": i, "sender": "a"})]) == [i]
+        hashes.append(leaf_hash(entry))
+        assert store.root() == root_from_leaf_hashes(hashes)
+
+
 def test_roots_and_proofs_match_the_pure_tree(store: AuditStore) -> None:
     hashes = _fill(store, 45)
     assert store.size() == 45

@@ -21,7 +21,7 @@ ConnectTransport = Callable[..., Awaitable[Transport]]
 async def _publish_until_up(transport: Transport) -> PubAck:
     while True:
         try:
-            return await transport.publish(out_subject("a"), b"kept", "keep-1", 2, timeout=1)
+            return await transport.publish(out_subject("a"), b"kept", "keep-1", 2, ack_timeout=1)
         except TransportError:
             await asyncio.sleep(0.1)
 

@@ -31,12 +31,12 @@ ConnectTransport = Callable[..., Awaitable[Transport]]
 WAIT = 15.0
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+async def _until(predicate: Callable[[], bool], within: float = WAIT) -> None:
     async def poll() -> None:
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - polling test state written by other tasks
             await asyncio.sleep(0.02)
 
-    await asyncio.wait_for(poll(), timeout=timeout)
+    await asyncio.wait_for(poll(), timeout=within)
 
 
 @contextlib.asynccontextmanager
@@ -86,7 +86,8 @@ async def test_round_trip_with_headers(transport: Transport) -> None:
     async with _running(transport.consume(OUT_STREAM, "gateway", "liaison.v1.out.>", handler)):
         await _until(lambda: len(got) == 1)
     (d,) = got
-    assert (d.payload, d.subject, d.seq, d.num_delivered) == (b"\x00frame\xff", "liaison.v1.out.office-a", 1, 1)
+    assert (d.payload, d.subject) == (b"\x00frame\xff", "liaison.v1.out.office-a")
+    assert (d.seq, d.num_delivered) == (1, 1)
     assert (d.msg_id, d.priority) == ("id-1", 3)
 
 
@@ -145,7 +146,7 @@ async def test_publish_refuses(
     error: type[LiaisonError],
 ) -> None:
     with pytest.raises(error):
-        await transport.publish(subject, payload, msg_id, priority, timeout=1)
+        await transport.publish(subject, payload, msg_id, priority, ack_timeout=1)
 
 
 async def test_handler_failure_is_redelivered_and_ack_follows_return(transport: Transport) -> None:
@@ -209,7 +210,13 @@ async def test_max_deliver_exhaustion_is_parked_as_poison(transport: Transport) 
 
     async with _running(
         transport.consume(
-            OUT_STREAM, "gw-max", "liaison.v1.out.>", handler, max_deliver=3, nak_delay=0.02, on_poison=on_poison
+            OUT_STREAM,
+            "gw-max",
+            "liaison.v1.out.>",
+            handler,
+            max_deliver=3,
+            nak_delay=0.02,
+            on_poison=on_poison,
         )
     ):
         await _until(lambda: len(parked) == 1)
@@ -278,7 +285,7 @@ async def test_kill9_mid_stream_loses_nothing_and_redelivers_only_unacked(
                     await asyncio.sleep(0.2)
 
         await asyncio.wait_for(publish_after_restart(), timeout=WAIT)
-        await _until(lambda: {s for s, _ in committed} == set(range(1, 26)), timeout=30)
+        await _until(lambda: {s for s, _ in committed} == set(range(1, 26)), within=30)
 
     seqs = [s for s, _ in committed]
     if settle:
@@ -306,7 +313,7 @@ async def test_consume_survives_a_plain_restart(
         async def publish_until_up() -> None:
             while True:
                 try:
-                    await t.publish(in_subject("r"), b"2", "r-2", 1, timeout=1)
+                    await t.publish(in_subject("r"), b"2", "r-2", 1, ack_timeout=1)
                     return
                 except TransportError:
                     await asyncio.sleep(0.1)
@@ -351,4 +358,4 @@ async def test_publish_while_server_down_is_a_transport_error(
     await t.ensure_streams()
     await asyncio.to_thread(nats_server.kill)
     with pytest.raises(TransportError):
-        await t.publish(out_subject("a"), b"x", "down-1", 1, timeout=0.5)
+        await t.publish(out_subject("a"), b"x", "down-1", 1, ack_timeout=0.5)
