@@ -170,6 +170,8 @@ def _scenario(lab: Lab, report: _Report) -> None:
             "receipt chain ACCEPTED -> STAMPED -> DELIVERED -> READ",
             _states(ru.status(alert.message_id)),
         )
+        time.sleep(1.5)  # the gateway signs a tree head at least every second while traffic flows
+        start_head = audit.tree_head()
 
         report.step(f"Case thread between {dushanbe} and {moscow_mvd}")
         case_id = "RU-TJ-2026-0042"
