@@ -9,15 +9,25 @@ newer one that verifies against it, that one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import ssl
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2
 
 from exchange.config import NatsConfig
 from exchange.directory import DirectoryState, SignedDirectory, TrustAnchor
 from exchange.errors import ConfigError, LiaisonError
+from exchange.transport import Transport
 
-__all__ = ["load_directory", "nats_tls", "stop_on_signals"]
+__all__ = ["load_directory", "nats_tls", "run_node", "stop_on_signals"]
+
+log = structlog.get_logger()
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -53,3 +63,48 @@ def nats_tls(cfg: NatsConfig) -> ssl.SSLContext | None:
     if cfg.cert and cfg.key:
         ctx.load_cert_chain(str(cfg.cert), str(cfg.key))
     return ctx
+
+
+async def run_node(
+    *,
+    role: str,
+    server: grpc.aio.Server,
+    health_servicer: health.HealthServicer,
+    services: Sequence[str],
+    connect_nats: Callable[[], Awaitable[Transport]],
+    run: Callable[[Transport], Coroutine[Any, Any, None]],
+    ready: asyncio.Event,
+    **fields: object,
+) -> None:
+    """Serve gRPC, run the node's NATS side, report SERVING once ready, stop cleanly.
+
+    Returns on SIGTERM/SIGINT; re-raises if the node's own task fails. In
+    every case the gRPC server gets its grace period and NATS is drained.
+    """
+    stop = stop_on_signals()
+    await server.start()
+    try:
+        transport = await connect_nats()
+        try:
+            running = asyncio.create_task(run(transport))
+            became_ready = asyncio.create_task(ready.wait())
+            stopped = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({running, became_ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if became_ready.done() and not running.done() and not stopped.done():
+                    for name in (*services, ""):
+                        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+                    log.info(f"{role}_serving", **fields)
+                    await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if running.done():
+                    running.result()  # the node's task ended on its own: surface why
+            finally:
+                log.info(f"{role}_stopping")
+                for task in (became_ready, stopped, running):
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+        finally:
+            await transport.close()
+    finally:
+        await server.stop(grace=2.0)

@@ -259,14 +259,13 @@ class OfficeNode:
         directory = self.directory.directory
         statement = verify_statement(signed, directory=directory, now_ms=self.clock())
         sent = await asyncio.to_thread(self.store.sent, statement.message_id)
-        if sent is None:
-            raise NotFoundError(f"statement about message {statement.message_id} this office did not send")
         if isinstance(statement, Rejection):
-            if statement.reason is Reason.REPLAY and any(
-                s.state == ReceiptState.STAMPED for s in self.store.statements(statement.message_id)
-            ):
-                log.info("replay_of_own_retry_ignored", message_id=statement.message_id)
-                return
+            if directory.gateway(statement.signer) is None:
+                raise SignatureError(f"rejection of {statement.message_id} not signed by a gateway")
+            if sent is None:
+                # Something under this office's name that this node never sent (a replayed
+                # or forged envelope): keep the gateway's verdict where GetStatus shows it.
+                log.warning("rejection_for_unknown_message", message_id=statement.message_id)
             record = StatementRecord(
                 statement.message_id,
                 "",
@@ -276,16 +275,20 @@ class OfficeNode:
                 statement.at_ms,
                 encode_signed_statement(signed),
             )
-        else:
-            is_gateway = directory.gateway(statement.signer) is not None
-            if statement.state is ReceiptState.STAMPED and not is_gateway:
-                raise SignatureError(f"STAMPED receipt for {statement.message_id} not signed by a gateway")
-            if statement.state in (ReceiptState.DELIVERED, ReceiptState.READ) and (
-                statement.signer not in sent.recipients or statement.recipient != statement.signer
-            ):
-                raise SignatureError(f"receipt for {statement.message_id} signed by a non-recipient")
-            record = _statement_record(signed, recipient=statement.recipient, state=statement.state)
-        await self.store.record_statement(record)
+            await self.store.record_statement(record)
+            return
+        if sent is None:
+            raise NotFoundError(f"receipt about message {statement.message_id} this office did not send")
+        is_gateway = directory.gateway(statement.signer) is not None
+        if statement.state is ReceiptState.STAMPED and not is_gateway:
+            raise SignatureError(f"STAMPED receipt for {statement.message_id} not signed by a gateway")
+        if statement.state in (ReceiptState.DELIVERED, ReceiptState.READ) and (
+            statement.signer not in sent.recipients or statement.recipient != statement.signer
+        ):
+            raise SignatureError(f"receipt for {statement.message_id} signed by a non-recipient")
+        await self.store.record_statement(
+            _statement_record(signed, recipient=statement.recipient, state=statement.state)
+        )
 
     # --- agency API --------------------------------------------------------------------
 
@@ -328,13 +331,23 @@ class OfficeNode:
         return read
 
     def status(self, message_id: str) -> MessageStatus:
+        """The receipt chain of a message this office sent, per recipient.
+
+        A REPLAY rejection of a message the gateway had stamped is this node's own
+        retry after a crash, not a refusal: it does not count. A rejection of a
+        message this node has no record of (something sent under its name
+        elsewhere) is still shown.
+        """
         sent = self.store.sent(message_id)
-        if sent is None:
-            raise NotFoundError(f"message {message_id} was not sent by this office")
         records = self.store.statements(message_id)
-        rejection = next((s for s in records if s.state == REJECTED), None)
+        if sent is None and not records:
+            raise NotFoundError(f"message {message_id} was not sent by this office")
+        stamped = any(s.state == ReceiptState.STAMPED for s in records)
+        rejection = next(
+            (s for s in records if s.state == REJECTED and not (stamped and s.reason == Reason.REPLAY)), None
+        )
         recipients = []
-        for r in sent.recipients:
+        for r in sent.recipients if sent else ("",):
             states = [s.state for s in records if s.state != REJECTED and s.recipient in ("", r)]
             recipients.append(
                 RecipientStatus(

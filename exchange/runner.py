@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
-from grpc_health.v1 import health_pb2
 
 from exchange._pb.liaison.v1 import exchange_pb2_grpc
 from exchange.config import OfficeConfig
 from exchange.grpcutil import new_server
-from exchange.lifecycle import load_directory, nats_tls, stop_on_signals
+from exchange.lifecycle import load_directory, nats_tls, run_node
 from exchange.node import OfficeNode
 from exchange.service import SERVICE_NAME, ExchangeServicer
 from exchange.store import OfficeStore
@@ -34,32 +30,24 @@ async def serve_office(cfg: OfficeConfig) -> None:
         tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         server, health, port = new_server(cfg.grpc_listen, [SERVICE_NAME], tls)
         exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node), server)
-        await server.start()
-        stop = stop_on_signals()
-        transport = await connect(
-            cfg.nats.url,
-            f"office-{cfg.office}",
-            tls=nats_tls(cfg.nats),
-            user=cfg.nats.user or None,
-            password=cfg.nats.password or None,
-            user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
+        await run_node(
+            role="office",
+            server=server,
+            health_servicer=health,
+            services=[SERVICE_NAME],
+            connect_nats=lambda: connect(
+                cfg.nats.url,
+                f"office-{cfg.office}",
+                tls=nats_tls(cfg.nats),
+                user=cfg.nats.user or None,
+                password=cfg.nats.password or None,
+                user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
+            ),
+            run=node.run,
+            ready=node.connected,
+            office=cfg.office,
+            grpc_port=port,
+            directory=directory.directory.version,
         )
-        running = asyncio.create_task(node.run(transport))
-        for name in (SERVICE_NAME, ""):
-            health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("office_serving", office=cfg.office, grpc_port=port, directory=directory.directory.version)
-        stopped = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if running.done():
-                running.result()  # a node task that ended on its own failed: surface why
-        finally:
-            log.info("office_stopping")
-            stopped.cancel()
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
-            await server.stop(grace=2.0)
-            await transport.close()
     finally:
         store.close()

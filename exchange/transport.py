@@ -44,6 +44,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "OUT_STREAM",
     "Delivered",
+    "DirectoryCallback",
     "Handler",
     "OutboundMessage",
     "PermanentError",

@@ -29,7 +29,6 @@ from exchange.codec.envelope import decode_frame
 from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.errors import (
     CodecError,
-    EnvelopeError,
     LiaisonError,
     OversizeError,
     ReplayError,
@@ -179,7 +178,7 @@ def decide(
         verified = verify_envelope(envelope, directory=directory, now_ms=now_ms)
         # 5. Policy.
         check_policy(verified, directory)
-    except EnvelopeError as e:
+    except LiaisonError as e:  # EnvelopeError, or Codec/OversizeError from the core's own limits
         return _refuse(e, from_office, now_ms, envelope, size)
     # 6. Replay.
     c = envelope.header.context

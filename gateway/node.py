@@ -11,6 +11,7 @@ from its audit record (``Resume``), never audited twice.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from exchange.codec.audit import (
 from exchange.codec.envelope import encode_frame
 from exchange.directory import DirectoryState
 from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
+from exchange.errors import LiaisonError
 from exchange.model import Reason, ReceiptState, Suite
 from exchange.seal import sign_statement
 from exchange.transport import Delivered, OutboundMessage, Transport, in_subject
@@ -45,6 +47,8 @@ OUT_STREAM = "LIAISON_OUT"
 OUT_FILTER = "liaison.v1.out.>"
 CONSUMER = "gateway"
 CONSUME_BATCH = 256
+# Frames handed to a gateway that died before acking come back after this long.
+ACK_WAIT_S = 10.0
 
 
 def now_ms() -> int:
@@ -115,6 +119,7 @@ class GatewayNode:
         self._accepting: set[str] = set()
         self._transport: Transport | None = None
         self.ready = asyncio.Event()
+        self._head_lock = threading.Lock()
 
     # --- decisions ---------------------------------------------------------------------
 
@@ -243,8 +248,15 @@ class GatewayNode:
     # --- tree heads --------------------------------------------------------------------
 
     def sign_tree_head(self) -> SignedTreeHead:
-        """Sign the log's current size and root, store it and return it."""
-        size = self.store.size()
+        """Sign the log's current size and root, store it and return it (one head per size)."""
+        with self._head_lock:  # the head loop and GetTreeHead may ask at once
+            size = self.store.size()
+            stored = self.store.tree_head(size)
+            if stored is not None:
+                return decode_signed_tree_head(stored)
+            return self._sign_head(size)
+
+    def _sign_head(self, size: int) -> SignedTreeHead:
         head = TreeHead(
             size=size, root=self.store.root(size), timestamp_ms=self.clock(), gateway=self.gateway
         )
@@ -256,10 +268,7 @@ class GatewayNode:
         return signed
 
     def current_tree_head(self) -> SignedTreeHead:
-        """The newest signed tree head if it covers the whole log, else a fresh one."""
-        latest = self.store.latest_tree_head()
-        if latest is not None and latest[0] == self.store.size():
-            return decode_signed_tree_head(latest[1])
+        """The signed head for the log's current size (signed now if there is none yet)."""
         return self.sign_tree_head()
 
     async def tree_head_loop(self) -> None:
@@ -267,8 +276,11 @@ class GatewayNode:
         while True:
             size = await asyncio.to_thread(self.store.size)
             if size != last:
-                await asyncio.to_thread(self.sign_tree_head)
-                last = size
+                try:
+                    await asyncio.to_thread(self.sign_tree_head)
+                    last = size
+                except LiaisonError as e:
+                    log.warning("tree_head_failed", size=size, error=str(e))
             await asyncio.sleep(self.tree_head_interval_s)
 
     # --- directory ---------------------------------------------------------------------
@@ -297,7 +309,9 @@ class GatewayNode:
             tg.create_task(self._writer.run())
             tg.create_task(self.tree_head_loop())
             tg.create_task(
-                transport.consume(OUT_STREAM, CONSUMER, OUT_FILTER, self.handle, batch=CONSUME_BATCH)
+                transport.consume(
+                    OUT_STREAM, CONSUMER, OUT_FILTER, self.handle, batch=CONSUME_BATCH, ack_wait=ACK_WAIT_S
+                )
             )
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
-from grpc_health.v1 import health_pb2
 
 from exchange._pb.liaison.v1 import audit_pb2_grpc
 from exchange.config import GatewayConfig
 from exchange.grpcutil import new_server
-from exchange.lifecycle import load_directory, nats_tls, stop_on_signals
+from exchange.lifecycle import load_directory, nats_tls, run_node
 from exchange.transport import connect
 from gateway.audit.pgstore import PostgresAuditStore
 from gateway.audit.store import AuditStore, SQLiteAuditStore
@@ -46,35 +42,24 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
         server, health, port = new_server(cfg.grpc_listen, [AUDIT_SERVICE, DIRECTORY_SERVICE], tls)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node), server)
         audit_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(node), server)
-        await server.start()
-        stop = stop_on_signals()
-        transport = await connect(
-            cfg.nats.url,
-            f"gateway-{cfg.gateway}",
-            tls=nats_tls(cfg.nats),
-            user=cfg.nats.user or None,
-            password=cfg.nats.password or None,
-            user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
+        await run_node(
+            role="gateway",
+            server=server,
+            health_servicer=health,
+            services=[AUDIT_SERVICE, DIRECTORY_SERVICE],
+            connect_nats=lambda: connect(
+                cfg.nats.url,
+                f"gateway-{cfg.gateway}",
+                tls=nats_tls(cfg.nats),
+                user=cfg.nats.user or None,
+                password=cfg.nats.password or None,
+                user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
+            ),
+            run=lambda transport: node.run(transport, node.signed_directory()),
+            ready=node.ready,
+            gateway=cfg.gateway,
+            grpc_port=port,
+            directory=directory.directory.version,
         )
-        running = asyncio.create_task(node.run(transport, node.signed_directory()))
-        await node.ready.wait()
-        for name in (AUDIT_SERVICE, DIRECTORY_SERVICE, ""):
-            health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info(
-            "gateway_serving", gateway=cfg.gateway, grpc_port=port, directory=directory.directory.version
-        )
-        stopped = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if running.done():
-                running.result()  # a node task that ended on its own failed: surface why
-        finally:
-            log.info("gateway_stopping")
-            stopped.cancel()
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
-            await server.stop(grace=2.0)
-            await transport.close()
     finally:
         store.close()
