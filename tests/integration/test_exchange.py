@@ -7,13 +7,15 @@ not disturb each other.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from exchange.api import Delivery
+from exchange.api import Delivery, SendRequest
 from exchange.client import Client
 from exchange.errors import RemoteError
 from exchange.ids import new_message_id
@@ -57,7 +59,9 @@ def audit(lab: Lab) -> Iterator[AuditClient]:
         yield client
 
 
-def receive(client: Client, wanted: set[str], *, ack: bool = True, wait_s: float = 20.0) -> dict[str, Delivery]:
+def receive(
+    client: Client, wanted: set[str], *, ack: bool = True, wait_s: float = 20.0
+) -> dict[str, Delivery]:
     """Deliveries of the ``wanted`` message ids (others are left alone)."""
     got: dict[str, Delivery] = {}
     deadline = time.monotonic() + wait_s
@@ -76,9 +80,13 @@ def receive(client: Client, wanted: set[str], *, ack: bool = True, wait_s: float
 
 CITIZEN = Person("Dilshod N.", "1985-09-30", "TJ", (Identifier("passport", "400765432", "TJ"),))
 BODIES = {
-    "alert": Alert(AlertCategory.MISSING_PERSON, Priority.IMMEDIATE, "Missing minor", "Last seen at the station"),
+    "alert": Alert(
+        AlertCategory.MISSING_PERSON, Priority.IMMEDIATE, "Missing minor", "Last seen at the station"
+    ),
     "case-message": CaseMessage(case_id="CASE-E2E-1", text="Please confirm the address", thread="addresses"),
-    "consular-request": ConsularRequest(CITIZEN, ConsularRequestType.RIGHTS_PROTECTION, "Detained without counsel"),
+    "consular-request": ConsularRequest(
+        CITIZEN, ConsularRequestType.RIGHTS_PROTECTION, "Detained without counsel"
+    ),
 }
 
 
@@ -86,8 +94,6 @@ BODIES = {
 def test_each_body_type_reaches_read(kind: str, clients: dict[str, Client], audit: AuditClient) -> None:
     body = BODIES[kind]
     sender, recipient = (MIG, RU) if kind == "consular-request" else (RU, TJ)
-    from exchange.api import SendRequest
-
     case_id = body.case_id if isinstance(body, CaseMessage) else ""
     sent = clients[sender].send(SendRequest(body, (recipient,), case_id=case_id))
     got = receive(clients[recipient], {sent.message_id})[sent.message_id]
@@ -98,7 +104,12 @@ def test_each_body_type_reaches_read(kind: str, clients: dict[str, Client], audi
         lambda: clients[sender].status(sent.message_id).recipients[0].state is ReceiptState.READ, what="READ"
     )
     states = [s.statement.state for s in clients[sender].status(sent.message_id).statements]  # type: ignore[union-attr]
-    assert set(states) == {ReceiptState.ACCEPTED, ReceiptState.STAMPED, ReceiptState.DELIVERED, ReceiptState.READ}
+    assert set(states) == {
+        ReceiptState.ACCEPTED,
+        ReceiptState.STAMPED,
+        ReceiptState.DELIVERED,
+        ReceiptState.READ,
+    }
     records, _ = audit.query(message_id=sent.message_id, oldest_first=True)
     assert [r.record.verdict for r in records] == [Verdict.ACCEPTED, Verdict.RECEIPT, Verdict.RECEIPT]
     assert [r.record.receipt_state for r in records[1:]] == [ReceiptState.DELIVERED, ReceiptState.READ]
@@ -119,7 +130,8 @@ def test_multi_recipient_alert(clients: dict[str, Client]) -> None:
 
 def test_subscribe_resumes_without_loss_or_duplicates(clients: dict[str, Client]) -> None:
     ids = [
-        clients[TJ].send_case_message([MIG], case_id="CASE-RESUME", text=f"part {i}").message_id for i in range(6)
+        clients[TJ].send_case_message([MIG], case_id="CASE-RESUME", text=f"part {i}").message_id
+        for i in range(6)
     ]
     first: list[Delivery] = []
     for d in clients[MIG].subscribe(wait_s=10.0):
@@ -140,10 +152,15 @@ def test_subscribe_resumes_without_loss_or_duplicates(clients: dict[str, Client]
 def test_case_thread_and_offices(clients: dict[str, Client]) -> None:
     first = clients[RU].send_case_message([TJ], case_id="CASE-THREAD", text="question")
     receive(clients[TJ], {first.message_id})
-    reply = clients[TJ].send_case_message([RU], case_id="CASE-THREAD", text="answer", in_reply_to=first.message_id)
+    reply = clients[TJ].send_case_message(
+        [RU], case_id="CASE-THREAD", text="answer", in_reply_to=first.message_id
+    )
     receive(clients[RU], {reply.message_id})
     thread = clients[RU].case("CASE-THREAD")
-    assert [(e.message_id, e.outgoing) for e in thread] == [(first.message_id, True), (reply.message_id, False)]
+    assert [(e.message_id, e.outgoing) for e in thread] == [
+        (first.message_id, True),
+        (reply.message_id, False),
+    ]
     listing = clients[MIG].offices()
     assert listing.self_id == MIG
     may = {o.id: {k.label for k in o.may_send} for o in listing.offices}
@@ -167,7 +184,9 @@ def _has_status(client: Client, message_id: str) -> bool:
 
 
 def test_policy_rejection_is_signed_and_audited(clients: dict[str, Client], audit: AuditClient) -> None:
-    sent = clients[MIG].send_alert([RU], category=AlertCategory.OTHER, priority=Priority.ROUTINE, subject="x", text="y")
+    sent = clients[MIG].send_alert(
+        [RU], category=AlertCategory.OTHER, priority=Priority.ROUTINE, subject="x", text="y"
+    )
     assert _rejected(clients[MIG], sent.message_id) == "policy-denied"
     records, _ = audit.query(message_id=sent.message_id)
     assert [(r.record.verdict, r.record.reason and r.record.reason.label) for r in records] == [
@@ -184,8 +203,6 @@ def _flip_signature(lab: Lab) -> tuple[object, str]:
 
 def _unknown_recipient(lab: Lab) -> tuple[object, str]:
     # Sealed against a directory view that still lists an office the gateway no longer knows.
-    from dataclasses import replace
-
     d = directory(lab)
     ghost = replace(d.office(MIG), id="tj-closed-office")  # type: ignore[type-var]
     return sealed(lab, TJ, [RU, "tj-closed-office"], in_directory=replace(d, offices=(*d.offices, ghost))), (
@@ -211,7 +228,9 @@ def _oversize(lab: Lab) -> tuple[object, str]:
 @pytest.mark.parametrize(
     "make", [_flip_signature, _unknown_recipient, _expired, _future, _oversize], ids=lambda f: f.__name__[1:]
 )
-def test_gateway_refusals_reach_status_and_audit(make, lab: Lab, clients: dict[str, Client], audit: AuditClient) -> None:  # type: ignore[no-untyped-def]
+def test_gateway_refusals_reach_status_and_audit(
+    make, lab: Lab, clients: dict[str, Client], audit: AuditClient
+) -> None:  # type: ignore[no-untyped-def]
     envelope, reason = make(lab)
     message_id = envelope.header.context.message_id
     inject(lab, TJ, envelope, message_id)
@@ -233,7 +252,9 @@ def test_sender_mismatch_is_refused(lab: Lab, clients: dict[str, Client], audit:
         clients[TJ].ack(message_id)  # never delivered
 
 
-def test_replay_after_the_duplicate_window_is_refused(lab: Lab, clients: dict[str, Client], audit: AuditClient) -> None:
+def test_replay_after_the_duplicate_window_is_refused(
+    lab: Lab, clients: dict[str, Client], audit: AuditClient
+) -> None:
     """The same envelope published again under a new NATS message id: JetStream's
     dedup cannot see it (as after its duplicate window); the gateway's log does."""
     envelope = sealed(lab, TJ, [RU])
@@ -271,7 +292,14 @@ def test_malformed_frame_is_audited(lab: Lab, audit: AuditClient) -> None:
         (lambda c: c.ack("01a22465-187a-7f35-b4cc-50ea0e0b5e98"), "NOT_FOUND"),
         (lambda c: c.case("no-such-case"), "NOT_FOUND"),
     ],
-    ids=["unknown-recipient", "oversize-body", "malformed-id", "unknown-status", "unknown-ack", "unknown-case"],
+    ids=[
+        "unknown-recipient",
+        "oversize-body",
+        "malformed-id",
+        "unknown-status",
+        "unknown-ack",
+        "unknown-case",
+    ],
 )
 def test_bad_requests_get_precise_status(call, status: str, clients: dict[str, Client]) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RemoteError) as info:
@@ -281,8 +309,6 @@ def test_bad_requests_get_precise_status(call, status: str, clients: dict[str, C
 
 
 def test_lab_json_describes_the_deployment(lab: Lab) -> None:
-    import json
-
     doc = json.loads((lab.root / "lab.json").read_text())
     assert {o["id"] for o in doc["offices"]} == {RU, TJ, MIG}
     assert doc["gateway"]["grpc"]

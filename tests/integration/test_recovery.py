@@ -13,8 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from exchange.client import Client
+from exchange.directory import SignedDirectory
 from exchange.model import AlertCategory, Priority, ReceiptState
 from gateway.audit.record import Verdict
+from gateway.audit.verify import verify_log
 from gateway.client import AuditClient
 from liaison.lab import Lab
 from tests.integration.labutil import INVENTORY, wait_for
@@ -58,7 +60,9 @@ def _report(name: str, sent: int, accepted: int, delivered: int, audited: int) -
 def test_offline_recipient_receives_everything_in_order(lab: Lab) -> None:
     lab.nodes[TJ].stop()
     with Client.from_lab(lab.root, RU) as ru:
-        ids = [ru.send_case_message([TJ], case_id="OUTAGE", text=f"message {i}").message_id for i in range(12)]
+        ids = [
+            ru.send_case_message([TJ], case_id="OUTAGE", text=f"message {i}").message_id for i in range(12)
+        ]
         wait_for(
             lambda: all(ru.status(m).recipients[0].state is ReceiptState.STAMPED for m in ids),
             what="the gateway to stamp every message while the recipient is down",
@@ -98,9 +102,6 @@ def test_gateway_sigkill_mid_stream_loses_and_duplicates_nothing(lab: Lab) -> No
     with AuditClient(lab.gateway.grpc) as audit:
         head = audit.tree_head()
         entries = [(r.index, r.entry) for r in audit.all_records()]
-    from exchange.directory import SignedDirectory
-    from gateway.audit.verify import verify_log
-
     assert lab.deployment is not None
     directory = SignedDirectory.from_bytes(lab.deployment.directory_file.read_bytes()).directory
     verify_log(entries[: head.tree_head.size], [head], directory)
@@ -111,13 +112,18 @@ def test_flash_overtakes_a_routine_backlog(lab: Lab) -> None:
     time.sleep(2.5)  # let the stopped gateway's last pull request expire on the server
     with Client.from_lab(lab.root, RU) as ru:
         routine = [
-            ru.send_alert([TJ], category=AlertCategory.OTHER, priority=Priority.ROUTINE, subject=f"r{i}", text="t")
-            .message_id
+            ru.send_alert(
+                [TJ], category=AlertCategory.OTHER, priority=Priority.ROUTINE, subject=f"r{i}", text="t"
+            ).message_id
             for i in range(20)
         ]
         time.sleep(1.0)  # the backlog waits in JetStream for the gateway
         flash = ru.send_alert(
-            [TJ], category=AlertCategory.DRUG_TRAFFICKING, priority=Priority.FLASH, subject="flash", text="now"
+            [TJ],
+            category=AlertCategory.DRUG_TRAFFICKING,
+            priority=Priority.FLASH,
+            subject="flash",
+            text="now",
         ).message_id
         time.sleep(1.0)
     lab.start_node("gateway")
