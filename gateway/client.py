@@ -16,9 +16,10 @@ import grpc
 
 from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
 from exchange.client import ClientTls, remote_error
-from exchange.codec.audit import decode_record, signed_tree_head_from_pb
+from exchange.codec.audit import cosignature_to_pb, decode_record, signed_tree_head_from_pb, stats_from_pb
 from gateway.audit.record import AuditRecord
-from gateway.audit.treehead import SignedTreeHead
+from gateway.audit.store import StatsRow
+from gateway.audit.treehead import Cosignature, SignedTreeHead
 
 __all__ = ["AuditClient", "LoggedRecord"]
 
@@ -62,9 +63,20 @@ class AuditClient:
         except grpc.RpcError as e:
             raise remote_error(e) from None
 
-    def tree_head(self) -> SignedTreeHead:
-        pb = self._call(lambda: self._audit.GetTreeHead(audit_pb2.GetTreeHeadRequest(), timeout=self.timeout))
-        return signed_tree_head_from_pb(pb)
+    def tree_head(self, size: int = 0) -> SignedTreeHead:
+        """The signed head of ``size`` (0 = current), with the witnesses' co-signatures."""
+        req = audit_pb2.GetTreeHeadRequest(tree_size=size)
+        return signed_tree_head_from_pb(
+            self._call(lambda: self._audit.GetTreeHead(req, timeout=self.timeout))
+        )
+
+    def stats(self, from_ms: int = 0, to_ms: int = 0) -> list[StatsRow]:
+        req = audit_pb2.StatsRequest(from_ms=from_ms, to_ms=to_ms)
+        return stats_from_pb(self._call(lambda: self._audit.Stats(req, timeout=self.timeout)))
+
+    def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
+        req = audit_pb2.AddCosignatureRequest(tree_size=size, cosignature=cosignature_to_pb(cosignature))
+        self._call(lambda: self._audit.AddCosignature(req, timeout=self.timeout))
 
     def query(
         self, request: audit_pb2.QueryRequest | None = None, **filters: object

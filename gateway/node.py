@@ -14,28 +14,36 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
 from exchange import primitives
 from exchange.codec.audit import (
     decode_record,
+    decode_signature,
     decode_signed_tree_head,
     encode_record,
+    encode_signature,
     encode_signed_tree_head,
     encode_tree_head,
 )
 from exchange.codec.envelope import encode_frame
 from exchange.directory import DirectoryState
 from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
-from exchange.errors import LiaisonError
+from exchange.errors import LiaisonError, NotFoundError
 from exchange.model import Reason, ReceiptState, Suite
 from exchange.seal import sign_statement
 from exchange.transport import Delivered, OutboundMessage, Transport, in_subject
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.store import AuditFilter, AuditStore
-from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_tree_head
+from gateway.audit.treehead import (
+    Cosignature,
+    SignedTreeHead,
+    TreeHead,
+    sign_tree_head,
+    verify_cosignature,
+)
 from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
 from keys.identity import OfficeIdentity
 
@@ -267,9 +275,29 @@ class GatewayNode:
         self.store.save_tree_head(size, encode_signed_tree_head(signed))
         return signed
 
-    def current_tree_head(self) -> SignedTreeHead:
-        """The signed head for the log's current size (signed now if there is none yet)."""
-        return self.sign_tree_head()
+    def tree_head(self, size: int = 0) -> SignedTreeHead:
+        """The signed head of ``size`` (0: the current size, signed now if needed), with co-signatures."""
+        if size:
+            stored = self.store.tree_head(size)
+            if stored is None:
+                raise NotFoundError(f"no signed tree head for size {size}")
+            head = decode_signed_tree_head(stored)
+        else:
+            head = self.sign_tree_head()
+        cosignatures = tuple(
+            Cosignature(witness, decode_signature(sig))
+            for witness, sig in self.store.cosignatures(head.tree_head.size).items()
+        )
+        return replace(head, cosignatures=cosignatures)
+
+    def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
+        """Store a witness's co-signature after checking it against the stored head bytes."""
+        stored = self.store.tree_head(size)
+        if stored is None:
+            raise NotFoundError(f"no signed tree head for size {size}")
+        verify_cosignature(decode_signed_tree_head(stored), cosignature, self.directory.directory)
+        self.store.add_cosignature(size, cosignature.witness, encode_signature(cosignature.signature))
+        log.info("cosigned", size=size, witness=cosignature.witness)
 
     async def tree_head_loop(self) -> None:
         last = -1

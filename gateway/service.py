@@ -14,7 +14,13 @@ from typing import Any, TypeVar
 import grpc
 
 from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
-from exchange.codec.audit import decode_record, record_to_pb, signed_tree_head_to_pb
+from exchange.codec.audit import (
+    cosignature_from_pb,
+    decode_record,
+    record_to_pb,
+    signed_tree_head_to_pb,
+    stats_to_pb,
+)
 from exchange.errors import CodecError
 from exchange.grpcutil import grpc_errors, grpc_stream_errors
 from exchange.model import Kind, Priority, Reason
@@ -96,7 +102,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def GetTreeHead(
         self, request: audit_pb2.GetTreeHeadRequest, context: Ctx
     ) -> audit_pb2.SignedTreeHead:
-        signed = await asyncio.to_thread(self.node.current_tree_head)
+        signed = await asyncio.to_thread(self.node.tree_head, request.tree_size)
         return signed_tree_head_to_pb(signed)
 
     @grpc_errors
@@ -114,6 +120,20 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     ) -> audit_pb2.ConsistencyProofResponse:
         proof = await asyncio.to_thread(self.store.consistency_proof, request.from_size, request.to_size)
         return audit_pb2.ConsistencyProofResponse(proof=proof)
+
+    @grpc_errors
+    async def Stats(self, request: audit_pb2.StatsRequest, context: Ctx) -> audit_pb2.StatsResponse:
+        rows = await asyncio.to_thread(self.store.stats, request.from_ms or None, request.to_ms or None)
+        return stats_to_pb(rows)
+
+    @grpc_errors
+    async def AddCosignature(
+        self, request: audit_pb2.AddCosignatureRequest, context: Ctx
+    ) -> audit_pb2.AddCosignatureResponse:
+        await asyncio.to_thread(
+            self.node.add_cosignature, request.tree_size, cosignature_from_pb(request.cosignature)
+        )
+        return audit_pb2.AddCosignatureResponse()
 
 
 class DirectoryServicer(audit_pb2_grpc.DirectoryServiceServicer):

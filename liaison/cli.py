@@ -24,6 +24,8 @@ _MODULES: tuple[str, ...] = (
     "liaison.cmd_nodes",
     "liaison.cmd_agency",
     "liaison.cmd_lab",
+    "liaison.cmd_audit",
+    "liaison.cmd_witness",
     "liaison.cmd_bench",
 )
 

@@ -55,6 +55,10 @@ class NodeProcess:
         )
 
     @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -218,13 +222,20 @@ class Lab:
             "deployment": inv.deployment,
             "nats_url": self.nats.url,
             "directory": str(self.deployment.directory_file),
-            "gateway": {"id": inv.gateway.id, "grpc": self.gateway.grpc, "config": str(self.gateway.config)},
+            "nats_pid": self.nats.pid,
+            "gateway": {
+                "id": inv.gateway.id,
+                "grpc": self.gateway.grpc,
+                "config": str(self.gateway.config),
+                "pid": self.gateway.pid,
+            },
             "offices": [
                 {
                     "id": o.id,
                     "display_name": o.name,
                     "grpc": self.nodes[o.id].grpc,
                     "config": str(self.nodes[o.id].config),
+                    "pid": self.nodes[o.id].pid,
                     "nats": {"url": self.nats.url, "credentials": None},
                 }
                 for o in inv.offices

@@ -6,7 +6,9 @@ link back, so callers store the bytes they hashed.
 
 from __future__ import annotations
 
-from typing import Final
+import enum
+from collections.abc import Sequence
+from typing import Final, TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -16,22 +18,30 @@ from exchange.envelope import Signature
 from exchange.errors import CodecError, OversizeError
 from exchange.model import Kind, Priority, Reason, ReceiptState, Suite
 from gateway.audit.record import AuditRecord, Verdict
+from gateway.audit.store import StatsRow
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead
 
 __all__ = [
     "MAX_RECORD_BYTES",
+    "cosignature_from_pb",
+    "cosignature_to_pb",
     "decode_record",
+    "decode_signature",
     "decode_signed_tree_head",
     "encode_record",
+    "encode_signature",
     "encode_signed_tree_head",
     "encode_tree_head",
     "record_from_pb",
     "record_to_pb",
     "signed_tree_head_from_pb",
     "signed_tree_head_to_pb",
+    "stats_from_pb",
+    "stats_to_pb",
 ]
 
 MAX_RECORD_BYTES: Final = 64 * 1024
+_E = TypeVar("_E", bound=enum.IntEnum)
 RECORD_VERSION: Final = 1
 
 
@@ -155,3 +165,57 @@ def signature_to_pb(s: Signature) -> envelope_pb2.Signature:
 
 def signature_from_pb(m: envelope_pb2.Signature) -> Signature:
     return _signatures([m])[0]
+
+
+def encode_signature(s: Signature) -> bytes:
+    return signature_to_pb(s).SerializeToString(deterministic=True)
+
+
+def decode_signature(data: bytes) -> Signature:
+    return signature_from_pb(parse_limited(envelope_pb2.Signature(), data, MAX_TREE_HEAD_BYTES, "signature"))
+
+
+def cosignature_from_pb(m: audit_pb2.Cosignature) -> Cosignature:
+    return Cosignature(m.witness, signature_from_pb(m.signature))
+
+
+def cosignature_to_pb(c: Cosignature) -> audit_pb2.Cosignature:
+    return audit_pb2.Cosignature(witness=c.witness, signature=signature_to_pb(c.signature))
+
+
+def _label_enum(cls: type[_E], label: str) -> int:
+    """A stored label ("case-message") back to its wire number; "" is 0."""
+    return int(cls[label.upper().replace("-", "_")]) if label else 0
+
+
+def stats_to_pb(rows: Sequence[StatsRow]) -> audit_pb2.StatsResponse:
+    return audit_pb2.StatsResponse(
+        rows=[
+            audit_pb2.StatsRow(
+                sender=r.sender,
+                recipient=r.recipient,
+                kind=_label_enum(Kind, r.kind),  # type: ignore[arg-type]
+                verdict=_label_enum(Verdict, r.verdict),  # type: ignore[arg-type]
+                reason=_label_enum(Reason, r.reason),  # type: ignore[arg-type]
+                count=r.count,
+            )
+            for r in rows
+        ]
+    )
+
+
+def stats_from_pb(m: audit_pb2.StatsResponse) -> list[StatsRow]:
+    def label(cls: type[_E], value: int) -> str:
+        return cls(value).name.lower().replace("_", "-") if value else ""
+
+    return [
+        StatsRow(
+            r.sender,
+            r.recipient,
+            label(Kind, r.kind),
+            label(Verdict, r.verdict),
+            label(Reason, r.reason),
+            r.count,
+        )
+        for r in m.rows
+    ]

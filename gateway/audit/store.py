@@ -54,6 +54,7 @@ __all__ = [
     "AuditPage",
     "AuditStore",
     "SQLiteAuditStore",
+    "StatsRow",
     "StoredEntry",
 ]
 
@@ -108,6 +109,18 @@ class AuditFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsRow:
+    """How many records one (sender, recipient, kind, verdict, reason) has; labels as stored."""
+
+    sender: str
+    recipient: str
+    kind: str
+    verdict: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuditPage:
     records: tuple[StoredEntry, ...]
     next_page_token: str | None
@@ -135,6 +148,7 @@ class AuditStore(Protocol):
     def tree_head(self, size: int) -> bytes | None: ...
     def add_cosignature(self, size: int, witness: str, signature: bytes) -> None: ...
     def cosignatures(self, size: int) -> dict[str, bytes]: ...
+    def stats(self, since_ms: int | None = None, until_ms: int | None = None) -> list[StatsRow]: ...
     def has_message(self, message_id: str, verdict: str | enum.Enum | None = None) -> bool: ...
     def get_nodes(self, keys: list[NodeKey]) -> dict[NodeKey, bytes]: ...
     def close(self) -> None: ...
@@ -429,6 +443,30 @@ class SQLAuditStoreBase:
                 "SELECT witness, signature FROM cosignatures WHERE size = ? ORDER BY witness", [size]
             )
         return {str(w): bytes(s) for w, s in rows}
+
+    # statistics ---------------------------------------------------------------------------
+    def stats(self, since_ms: int | None = None, until_ms: int | None = None) -> list[StatsRow]:
+        """Record counts per (sender, recipient, kind, verdict, reason) in ``since <= at < until``."""
+        where, params = [], []
+        if since_ms is not None:
+            where.append("at_ms >= ?")
+            params.append(since_ms)
+        if until_ms is not None:
+            where.append("at_ms < ?")
+            params.append(until_ms)
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        sql = (
+            "SELECT sender, recipients, kind, verdict, reason, COUNT(*) FROM entries "  # noqa: S608
+            f"{clause} GROUP BY sender, recipients, kind, verdict, reason"
+        )
+        with self._guard("stats"), self._read_lock:
+            rows = self._read(sql, params)
+        counts: dict[tuple[str, str, str, str, str], int] = {}
+        for sender, recipients, kind, verdict, reason, count in rows:
+            for recipient in (recipients or "").split() or [""]:
+                key = (sender or "", recipient, kind or "", verdict or "", reason or "")
+                counts[key] = counts.get(key, 0) + int(count)
+        return [StatsRow(*key, count) for key, count in sorted(counts.items())]
 
 
 # --- SQLite ------------------------------------------------------------------------------

@@ -15,7 +15,16 @@ from exchange.envelope import Signature
 from exchange.errors import MissingSignatureError, SignatureError
 from exchange.model import Algorithm, Directory
 
-__all__ = ["COSIGNATURE_CONTEXT", "TREE_HEAD_CONTEXT", "SignedTreeHead", "TreeHead", "sign_tree_head"]
+__all__ = [
+    "COSIGNATURE_CONTEXT",
+    "TREE_HEAD_CONTEXT",
+    "Cosignature",
+    "SignedTreeHead",
+    "TreeHead",
+    "sign_cosignature",
+    "sign_tree_head",
+    "verify_cosignature",
+]
 
 TREE_HEAD_CONTEXT = "tree-head"
 COSIGNATURE_CONTEXT = "cosignature"
@@ -58,6 +67,32 @@ class SignedTreeHead:
             if key is None or key.algorithm is not sig.algorithm:
                 raise SignatureError(f"tree head signed by unknown key {sig.key_id}")
             primitives.verify(key.algorithm, key.public, sig.value, self.tree_head_bytes, TREE_HEAD_CONTEXT)
+
+
+def sign_cosignature(head: SignedTreeHead, witness: str, key: primitives.PrivateKey) -> Cosignature:
+    """A witness's Ed25519 signature over the exact tree head bytes."""
+    public = primitives.public_bytes(key)
+    return Cosignature(
+        witness,
+        Signature(
+            key_id=primitives.key_id(key.algorithm, public),
+            algorithm=key.algorithm,
+            value=primitives.sign(key, head.tree_head_bytes, COSIGNATURE_CONTEXT),
+        ),
+    )
+
+
+def verify_cosignature(head: SignedTreeHead, cosignature: Cosignature, directory: Directory) -> None:
+    """The witness is an authority of the directory and its key signed these exact head bytes."""
+    authority = directory.authority(cosignature.witness)
+    if authority is None:
+        raise SignatureError(f"witness {cosignature.witness!r} is not an authority of the directory")
+    key = authority.key(cosignature.signature.key_id)
+    if key is None or key.algorithm is not cosignature.signature.algorithm:
+        raise SignatureError(f"witness {cosignature.witness} has no key {cosignature.signature.key_id}")
+    primitives.verify(
+        key.algorithm, key.public, cosignature.signature.value, head.tree_head_bytes, COSIGNATURE_CONTEXT
+    )
 
 
 def sign_tree_head(

@@ -60,6 +60,16 @@ class AuditServiceStub:
                 request_serializer=liaison_dot_v1_dot_audit__pb2.ConsistencyProofRequest.SerializeToString,
                 response_deserializer=liaison_dot_v1_dot_audit__pb2.ConsistencyProofResponse.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/liaison.v1.AuditService/Stats',
+                request_serializer=liaison_dot_v1_dot_audit__pb2.StatsRequest.SerializeToString,
+                response_deserializer=liaison_dot_v1_dot_audit__pb2.StatsResponse.FromString,
+                _registered_method=True)
+        self.AddCosignature = channel.unary_unary(
+                '/liaison.v1.AuditService/AddCosignature',
+                request_serializer=liaison_dot_v1_dot_audit__pb2.AddCosignatureRequest.SerializeToString,
+                response_deserializer=liaison_dot_v1_dot_audit__pb2.AddCosignatureResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -95,6 +105,18 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCosignature(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +144,16 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=liaison_dot_v1_dot_audit__pb2.ConsistencyProofRequest.FromString,
                     response_serializer=liaison_dot_v1_dot_audit__pb2.ConsistencyProofResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=liaison_dot_v1_dot_audit__pb2.StatsRequest.FromString,
+                    response_serializer=liaison_dot_v1_dot_audit__pb2.StatsResponse.SerializeToString,
+            ),
+            'AddCosignature': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCosignature,
+                    request_deserializer=liaison_dot_v1_dot_audit__pb2.AddCosignatureRequest.FromString,
+                    response_serializer=liaison_dot_v1_dot_audit__pb2.AddCosignatureResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +291,60 @@ class AuditService:
             '/liaison.v1.AuditService/GetConsistencyProof',
             liaison_dot_v1_dot_audit__pb2.ConsistencyProofRequest.SerializeToString,
             liaison_dot_v1_dot_audit__pb2.ConsistencyProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/liaison.v1.AuditService/Stats',
+            liaison_dot_v1_dot_audit__pb2.StatsRequest.SerializeToString,
+            liaison_dot_v1_dot_audit__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCosignature(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/liaison.v1.AuditService/AddCosignature',
+            liaison_dot_v1_dot_audit__pb2.AddCosignatureRequest.SerializeToString,
+            liaison_dot_v1_dot_audit__pb2.AddCosignatureResponse.FromString,
             options,
             channel_credentials,
             insecure,

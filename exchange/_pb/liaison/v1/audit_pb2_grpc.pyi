@@ -37,6 +37,8 @@ class AuditServiceStub:
     GetTreeHead: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetTreeHeadRequest, _audit_pb2.SignedTreeHead]
     GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.InclusionProofRequest, _audit_pb2.InclusionProofResponse]
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ConsistencyProofRequest, _audit_pb2.ConsistencyProofResponse]
+    Stats: _grpc.UnaryUnaryMultiCallable[_audit_pb2.StatsRequest, _audit_pb2.StatsResponse]
+    AddCosignature: _grpc.UnaryUnaryMultiCallable[_audit_pb2.AddCosignatureRequest, _audit_pb2.AddCosignatureResponse]
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -46,6 +48,8 @@ class AuditServiceAsyncStub(AuditServiceStub):
     GetTreeHead: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetTreeHeadRequest, _audit_pb2.SignedTreeHead]  # type: ignore[assignment]
     GetInclusionProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.InclusionProofRequest, _audit_pb2.InclusionProofResponse]  # type: ignore[assignment]
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.ConsistencyProofRequest, _audit_pb2.ConsistencyProofResponse]  # type: ignore[assignment]
+    Stats: _aio.UnaryUnaryMultiCallable[_audit_pb2.StatsRequest, _audit_pb2.StatsResponse]  # type: ignore[assignment]
+    AddCosignature: _aio.UnaryUnaryMultiCallable[_audit_pb2.AddCosignatureRequest, _audit_pb2.AddCosignatureResponse]  # type: ignore[assignment]
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -82,6 +86,20 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.ConsistencyProofRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.ConsistencyProofResponse, _abc.Awaitable[_audit_pb2.ConsistencyProofResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Stats(
+        self,
+        request: _audit_pb2.StatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.StatsResponse, _abc.Awaitable[_audit_pb2.StatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddCosignature(
+        self,
+        request: _audit_pb2.AddCosignatureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.AddCosignatureResponse, _abc.Awaitable[_audit_pb2.AddCosignatureResponse]]: ...
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
