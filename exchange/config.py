@@ -15,7 +15,14 @@ from typing import Any
 from exchange.errors import ConfigError
 from exchange.model import Suite, check_id
 
-__all__ = ["GatewayConfig", "NatsConfig", "OfficeConfig", "load_gateway_config", "load_office_config"]
+__all__ = [
+    "ConsoleConfig",
+    "GatewayConfig",
+    "NatsConfig",
+    "OfficeConfig",
+    "load_gateway_config",
+    "load_office_config",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,14 @@ class TlsConfig:
     ca: Path
     cert: Path
     key: Path
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The gateway's read-only web console: where it listens and the file holding its bearer token."""
+
+    listen: str
+    token_file: Path
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class GatewayConfig:
     pg_dsn: str = field(default="", repr=False)
     tree_head_interval_s: float = 2.0
     tls: TlsConfig | None = None
+    console: ConsoleConfig | None = None  # off unless the file has a [console] section
 
 
 class _Section:
@@ -131,6 +147,15 @@ def _tls(path: Path, data: dict[str, Any]) -> TlsConfig | None:
     return TlsConfig(ca=s.path_("ca"), cert=s.path_("cert"), key=s.path_("key"))
 
 
+def _console(path: Path, data: dict[str, Any]) -> ConsoleConfig | None:
+    if "console" not in data:
+        return None
+    s = _section(path, data, "console")
+    return ConsoleConfig(
+        listen=s.text("listen", "127.0.0.1:8080"), token_file=s.path_("token_file", "console.token")
+    )
+
+
 def _checked_id(path: Path, value: str, what: str) -> str:
     try:
         return check_id(value, what)
@@ -175,4 +200,5 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         nats=_nats(path, data),
         grpc_listen=_section(path, data, "grpc").text("listen"),
         tls=_tls(path, data),
+        console=_console(path, data),
     )

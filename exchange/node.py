@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -55,6 +55,7 @@ __all__ = ["OfficeNode", "now_ms"]
 log = structlog.get_logger()
 
 PUBLISH_BATCH = 256
+INBOX_BATCH = 256
 PUBLISH_RETRY_S = 1.0
 
 
@@ -194,6 +195,11 @@ class OfficeNode:
             self.counters.refused += 1
             log.warning("inbound_refused", error=str(e), reason=e.reason.label, seq=item.seq)
             raise PermanentError(str(e)) from e
+
+    async def handle_inbound_batch(self, items: Sequence[Delivered]) -> list[BaseException | None]:
+        """A fetched batch, handled concurrently: its inbox writes share one commit, in order."""
+        results = await asyncio.gather(*(self.handle_inbound(item) for item in items), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
 
     async def _deliver(self, routed: Routed) -> None:
         directory = self.directory.directory
@@ -418,7 +424,11 @@ class OfficeNode:
             tg.create_task(self.publish_loop(transport))
             tg.create_task(
                 transport.consume(
-                    "LIAISON_IN", f"office-{self.office}", in_subject(self.office), self.handle_inbound
+                    "LIAISON_IN",
+                    f"office-{self.office}",
+                    in_subject(self.office),
+                    batch_handler=self.handle_inbound_batch,
+                    batch=INBOX_BATCH,
                 )
             )
 

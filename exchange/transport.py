@@ -128,6 +128,9 @@ class Delivered:
 
 
 Handler = Callable[[Delivered], Awaitable[None]]
+# A batch handler gets a fetched batch (priority order) and returns one outcome per item:
+# None (done: ack), PermanentError (poison: term) or another exception (retry: nak).
+BatchHandler = Callable[[Sequence[Delivered]], Awaitable[Sequence[BaseException | None]]]
 PoisonCallback = Callable[[Delivered, PermanentError], Awaitable[None]]
 DirectoryCallback = Callable[[bytes], Awaitable[None]]
 
@@ -360,8 +363,9 @@ class Transport:
         stream: str,
         durable: str,
         filter_subject: str,
-        handler: Handler,
+        handler: Handler | None = None,
         *,
+        batch_handler: BatchHandler | None = None,
         batch: int = 64,
         max_deliver: int = 10,
         ack_wait: float = 30.0,
@@ -375,7 +379,11 @@ class Transport:
         Handler returns → ack (confirmed by the server); raises ``PermanentError`` → term +
         ``on_poison``; raises anything else → nak with a growing delay, and after
         ``max_deliver`` attempts it is treated as poison too (never looping forever).
+        With ``batch_handler`` instead, the whole fetched batch goes to one call (so its
+        durable writes can be grouped) and each item is settled by its returned outcome.
         """
+        if (handler is None) == (batch_handler is None):
+            raise TypeError("give exactly one of handler and batch_handler")
         sub: JetStreamContext.PullSubscription | None = None
         try:
             while True:
@@ -401,6 +409,7 @@ class Transport:
                     msgs,
                     epoch=epoch,
                     handler=handler,
+                    batch_handler=batch_handler,
                     max_deliver=max_deliver,
                     nak_delay=nak_delay,
                     on_poison=on_poison,
@@ -419,12 +428,24 @@ class Transport:
         msgs: list[Msg],
         *,
         epoch: int,
-        handler: Handler,
+        handler: Handler | None,
+        batch_handler: BatchHandler | None,
         max_deliver: int,
         nak_delay: float,
         on_poison: PoisonCallback | None,
     ) -> None:
         items = sorted(((_delivered(m), m) for m in msgs), key=lambda dm: (-dm[0].priority, dm[0].seq))
+        if batch_handler is not None:
+            await self._handle_whole_batch(
+                items,
+                epoch=epoch,
+                batch_handler=batch_handler,
+                max_deliver=max_deliver,
+                nak_delay=nak_delay,
+                on_poison=on_poison,
+            )
+            return
+        assert handler is not None
         for index, (delivered, msg) in enumerate(items):
             if self._epoch != epoch:
                 # The connection dropped since the fetch: acks for these deliveries are not
@@ -439,23 +460,10 @@ class Transport:
                     with contextlib.suppress(Exception):
                         await pending.nak()
                 raise
-            except PermanentError as e:
-                await self._poison(msg, delivered, e, on_poison)
-            except Exception as e:  # noqa: BLE001 - any other handler failure means "retry later"
-                log.warning(
-                    "nats.consume.handler_failed",
-                    seq=delivered.seq,
-                    num_delivered=delivered.num_delivered,
-                    error_type=type(e).__name__,
+            except Exception as e:  # noqa: BLE001 - poison or "retry later", settled alike
+                await self._settle_failure(
+                    msg, delivered, e, max_deliver=max_deliver, nak_delay=nak_delay, on_poison=on_poison
                 )
-                if 0 < max_deliver <= delivered.num_delivered:
-                    reason = PermanentError(f"gave up after {delivered.num_delivered} deliveries")
-                    reason.__cause__ = e
-                    await self._poison(msg, delivered, reason, on_poison)
-                else:
-                    delay = min(nak_delay * 2 ** (delivered.num_delivered - 1), MAX_NAK_DELAY_S)
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=delay)
             else:
                 try:
                     await msg.ack_sync(timeout=self.request_timeout)
@@ -466,6 +474,75 @@ class Transport:
                         "nats.consume.ack_unconfirmed", seq=delivered.seq, error_type=type(e).__name__
                     )
                     return
+
+    async def _handle_whole_batch(
+        self,
+        items: list[tuple[Delivered, Msg]],
+        *,
+        epoch: int,
+        batch_handler: BatchHandler,
+        max_deliver: int,
+        nak_delay: float,
+        on_poison: PoisonCallback | None,
+    ) -> None:
+        try:
+            outcomes = list(await batch_handler([d for d, _ in items]))
+        except asyncio.CancelledError:
+            for _, pending in items:
+                with contextlib.suppress(Exception):
+                    await pending.nak()
+            raise
+        except Exception as e:  # noqa: BLE001 - the whole batch failed: retry it all
+            outcomes = [e] * len(items)
+        if len(outcomes) != len(items):
+            raise TypeError("a batch handler must return one outcome per item")
+        if self._epoch != epoch:
+            log.info("nats.consume.batch_abandoned", remaining=len(items))
+            return
+        done: list[tuple[Delivered, Msg]] = []
+        for (delivered, msg), outcome in zip(items, outcomes, strict=True):
+            if outcome is None:
+                done.append((delivered, msg))
+            else:
+                await self._settle_failure(
+                    msg, delivered, outcome, max_deliver=max_deliver, nak_delay=nak_delay, on_poison=on_poison
+                )
+        results = await asyncio.gather(
+            *(msg.ack_sync(timeout=self.request_timeout) for _, msg in done), return_exceptions=True
+        )
+        for (delivered, _), result in zip(done, results, strict=True):
+            if isinstance(result, BaseException):
+                error_type = type(result).__name__
+                log.warning("nats.consume.ack_unconfirmed", seq=delivered.seq, error_type=error_type)
+
+    async def _settle_failure(
+        self,
+        msg: Msg,
+        delivered: Delivered,
+        error: BaseException,
+        *,
+        max_deliver: int,
+        nak_delay: float,
+        on_poison: PoisonCallback | None,
+    ) -> None:
+        """Term a poison message; nak anything else with a growing delay, up to ``max_deliver``."""
+        if isinstance(error, PermanentError):
+            await self._poison(msg, delivered, error, on_poison)
+            return
+        log.warning(
+            "nats.consume.handler_failed",
+            seq=delivered.seq,
+            num_delivered=delivered.num_delivered,
+            error_type=type(error).__name__,
+        )
+        if 0 < max_deliver <= delivered.num_delivered:
+            reason = PermanentError(f"gave up after {delivered.num_delivered} deliveries")
+            reason.__cause__ = error
+            await self._poison(msg, delivered, reason, on_poison)
+        else:
+            delay = min(nak_delay * 2 ** (delivered.num_delivered - 1), MAX_NAK_DELAY_S)
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=delay)
 
     async def _poison(
         self, msg: Msg, delivered: Delivered, error: PermanentError, on_poison: PoisonCallback | None
