@@ -129,21 +129,28 @@ def test_policy_rejection_shows_in_status(lab_dir: Path) -> None:
     assert doc["recipients"][0]["rejection"] == "policy-denied"
 
 
+LAB = ["--lab", "{lab}"]
+RU_TO_TJ = ["--from", "ru-mvd-dushanbe", "--to", "tj-mvd-moscow", "--text", "t"]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["send", "alert", "--to", "x", "--text", "t", "--category", "other"], "give --endpoint"),
-        (["send", "alert", "--lab", "{lab}", "--from", "nowhere", "--to", "x", "--text", "t", "--category", "other"],
-         "no office 'nowhere'"),
-        (["send", "alert", "--lab", "{lab}", "--from", "ru-mvd-dushanbe", "--to", "tj-mvd-moscow", "--text", "t",
-          "--category", "smuggling"], "unknown alert category"),
-        (["send", "case", "--lab", "{lab}", "--from", "ru-mvd-dushanbe", "--to", "nowhere", "--text", "t",
-          "--case", "C-1"], "INVALID_ARGUMENT"),
-        (["status", "--lab", "{lab}", "--office", "ru-mvd-dushanbe", "not-an-id"], "INVALID_ARGUMENT"),
+        (
+            ["send", "alert", *LAB, "--from", "nowhere", "--to", "x", "--text", "t", "--category", "other"],
+            "nowhere",
+        ),
+        (["send", "alert", *LAB, *RU_TO_TJ, "--category", "smuggling"], "unknown alert category"),
+        (
+            ["send", "case", *LAB, *RU_TO_TJ[:3], "nowhere", "--text", "t", "--case", "C-1"],
+            "INVALID_ARGUMENT",
+        ),
+        (["status", *LAB, "--office", "ru-mvd-dushanbe", "not-an-id"], "INVALID_ARGUMENT"),
         (["status", "--lab", "/nonexistent", "--office", "ru-mvd-dushanbe", "x"], "cannot read"),
     ],
     ids=["no-target", "unknown-office", "bad-category", "unknown-recipient", "malformed-id", "no-lab"],
-)  # fmt: skip
+)
 def test_bad_input_gives_one_line_and_exit_2(args: list[str], needle: str, lab_dir: Path) -> None:
     result = run(*(a.replace("{lab}", str(lab_dir)) for a in args))
     assert result.returncode == 2
@@ -168,3 +175,13 @@ def test_wrong_passphrase_for_a_node_is_one_line(tmp_path: Path, lab_dir: Path) 
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in result.stderr
     assert "not the passphrase" not in result.stderr + result.stdout
+
+
+def test_readme_sdk_example_runs(lab_dir: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "agency_client.py"
+    result = subprocess.run(
+        [sys.executable, str(example), str(lab_dir)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Moscow received: Consignment on train 019" in result.stdout
+    assert "receipt chain: ['ACCEPTED', 'STAMPED', 'DELIVERED', 'READ']" in result.stdout
