@@ -2,11 +2,13 @@
 
 Synchronous gRPC; returns domain values (audit records with the exact leaf
 bytes, signed tree heads, proofs as lists of hashes). Every gRPC failure
-becomes ``RemoteError``.
+becomes ``RemoteError``; a missing record or tree head becomes ``NotFoundError``.
+It checks nothing itself: verification is the caller's (``gateway.audit.verify``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -17,6 +19,7 @@ import grpc
 from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
 from exchange.client import ClientTls, remote_error
 from exchange.codec.audit import cosignature_to_pb, decode_record, signed_tree_head_from_pb, stats_from_pb
+from exchange.errors import NotFoundError, RemoteError
 from gateway.audit.record import AuditRecord
 from gateway.audit.store import StatsRow
 from gateway.audit.treehead import Cosignature, SignedTreeHead
@@ -69,6 +72,76 @@ class AuditClient:
         return signed_tree_head_from_pb(
             self._call(lambda: self._audit.GetTreeHead(req, timeout=self.timeout))
         )
+
+    def find_tree_head(self, size: int) -> SignedTreeHead | None:
+        """The stored signed head of exactly ``size`` (with co-signatures), or None when none was signed."""
+        try:
+            return self.tree_head(size)
+        except RemoteError as e:
+            if e.status == grpc.StatusCode.NOT_FOUND.name:
+                return None
+            raise
+
+    def size(self) -> int:
+        """How many records the log holds now (the newest index + 1), without signing a head."""
+        records, _ = self.query(page_size=1)
+        return records[0].index + 1 if records else 0
+
+    def record(self, index: int) -> LoggedRecord:
+        """The record at ``index`` (exact leaf bytes); ``NotFoundError`` beyond the log's end."""
+        size = self.size()
+        if not 0 <= index < size:
+            raise NotFoundError(f"no audit record at index {index} (the log has {size} records)")
+        call = self._audit.Tail(audit_pb2.TailRequest(from_index=index), timeout=self.timeout)
+        try:
+            pb = next(iter(call))
+        except grpc.RpcError as e:
+            raise remote_error(e) from None
+        except StopIteration:
+            raise NotFoundError(f"no audit record at index {index}") from None
+        finally:
+            call.cancel()
+        if pb.index != index:
+            raise NotFoundError(f"gateway answered record {pb.index} for index {index}")
+        return LoggedRecord(pb.index, pb.entry, decode_record(pb.entry))
+
+    def tail(self, from_index: int = 0, *, idle_s: float | None = None) -> Iterator[LoggedRecord]:
+        """Records from ``from_index`` on, live as they are appended (AuditService.Tail).
+
+        Ends after ``idle_s`` seconds without a new record (never, when None).
+        Time spent by the caller between records does not count as idle.
+        """
+        call = self._audit.Tail(audit_pb2.TailRequest(from_index=from_index))
+        expired = threading.Event()
+        timer: threading.Timer | None = None
+
+        def expire() -> None:
+            expired.set()
+            call.cancel()
+
+        def arm() -> None:
+            nonlocal timer
+            if idle_s is not None:
+                timer = threading.Timer(idle_s, expire)
+                timer.daemon = True
+                timer.start()
+
+        def disarm() -> None:
+            if timer is not None:
+                timer.cancel()
+
+        try:
+            arm()
+            for pb in call:
+                disarm()
+                yield LoggedRecord(pb.index, pb.entry, decode_record(pb.entry))
+                arm()
+        except grpc.RpcError as e:
+            if not expired.is_set():
+                raise remote_error(e) from None
+        finally:
+            disarm()
+            call.cancel()
 
     def stats(self, from_ms: int = 0, to_ms: int = 0) -> list[StatsRow]:
         req = audit_pb2.StatsRequest(from_ms=from_ms, to_ms=to_ms)

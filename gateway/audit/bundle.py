@@ -1,0 +1,348 @@
+"""Audit bundles: an exported log that the other country can check offline with nothing else.
+
+A bundle is ONE JSON file (UTF-8, ``format = "liaison-audit-bundle/1"``)::
+
+    format          "liaison-audit-bundle/1"
+    exported_ms     when it was written (informative)
+    gateway         the gateway id that signed the heads
+    size            number of records = the newest head's tree size
+    directory       base64 of the signed directory in force (authority signatures included)
+    directory_digest  hex SHA-256 of the directory bytes (compare it with your pinned copy)
+    public_keys     the gateway's and authorities' public keys, copied from the directory
+                    for a human reader; checked equal to the directory's, never trusted on their own
+    records         [{"index", "entry": base64 of the exact leaf bytes}], indices 0..size-1
+    tree_heads      [head_to_json(...)] oldest first: readable fields plus
+                    "signed_tree_head" = base64 of the exact signed head (signatures, co-signatures)
+    consistency     [{"from", "to", "proof": [hex]}] between each pair of consecutive heads
+
+``verify_bundle_data`` is pure (bytes in, a ``BundleReport`` out, or a precise
+``LiaisonError``); ``write_bundle`` and ``verify_bundle`` are the two small
+file helpers. Verification does not trust the bundle's directory by itself:
+it checks the authorities' signatures against the directory's own authorities
+(or against a pinned directory when one is given) and reports the digest so
+the reader can compare it with the copy their embassy pinned. What this module
+does not do: fetch anything from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from exchange.codec.audit import decode_record, decode_signed_tree_head, encode_signed_tree_head
+from exchange.directory import (
+    SignedDirectory,
+    TrustAnchor,
+    counting_authorities,
+    directory_digest,
+    verify_directory,
+)
+from exchange.errors import CodecError, OversizeError
+from exchange.model import Directory, PublicKey
+from gateway.audit.errors import AuditError, TreeSizeError
+from gateway.audit.treehead import SignedTreeHead, verify_cosignature
+from gateway.audit.verify import verify_log
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "MAX_BUNDLE_BYTES",
+    "BundleError",
+    "BundleReport",
+    "build_bundle",
+    "head_from_json",
+    "head_to_json",
+    "verify_bundle",
+    "verify_bundle_data",
+    "write_bundle",
+]
+
+BUNDLE_FORMAT: Final = "liaison-audit-bundle/1"
+MAX_BUNDLE_BYTES: Final = 2 * 1024 * 1024 * 1024
+
+
+class BundleError(AuditError):
+    """The bundle is malformed or incomplete (missing field, bad base64, missing proof)."""
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """What an offline check established."""
+
+    size: int
+    gateway: str
+    head_sizes: tuple[int, ...]
+    directory_version: int
+    directory_digest: str
+    directory_signed_by: tuple[str, ...]
+    cosigned: tuple[tuple[int, tuple[str, ...]], ...]  # (head size, witnesses) for co-signed heads
+
+    def summary(self) -> str:
+        sizes = ", ".join(str(s) for s in self.head_sizes)
+        witnesses = (
+            "; ".join(f"size {s} by {', '.join(w)}" for s, w in self.cosigned) or "no witness co-signatures"
+        )
+        return (
+            f"{self.size} records, {len(self.head_sizes)} tree heads (sizes {sizes}) signed by "
+            f"{self.gateway}, consistent; co-signed: {witnesses}; directory v{self.directory_version} "
+            f"digest {self.directory_digest} signed by {', '.join(self.directory_signed_by)}"
+        )
+
+
+# --- JSON forms ----------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise BundleError(f"{what} is not a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BundleError(f"{what} is not valid base64") from e
+
+
+def _unhex(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise BundleError(f"{what} is not a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError as e:
+        raise BundleError(f"{what} is not valid hex") from e
+
+
+def head_to_json(head: SignedTreeHead) -> dict[str, Any]:
+    """A signed head for people and scripts; ``signed_tree_head`` holds the exact signed bytes."""
+    th = head.tree_head
+    first = next((s for s in head.signatures if s.algorithm.name == "ED25519"), None)
+    return {
+        "size": th.size,
+        "root": th.root.hex(),
+        "timestamp": th.timestamp_ms,
+        "gateway": th.gateway,
+        "signature": _b64(first.value) if first else "",
+        "signatures": [
+            {"key_id": s.key_id, "algorithm": s.algorithm.name.lower(), "signature": _b64(s.value)}
+            for s in head.signatures
+        ],
+        "cosignatures": [
+            {
+                "witness": c.witness,
+                "key_id": c.signature.key_id,
+                "algorithm": c.signature.algorithm.name.lower(),
+                "signature": _b64(c.signature.value),
+            }
+            for c in head.cosignatures
+        ],
+        "signed_tree_head": _b64(encode_signed_tree_head(head)),
+    }
+
+
+def head_from_json(obj: Mapping[str, Any], what: str = "tree head") -> SignedTreeHead:
+    """The signed head from its exact bytes; the readable fields must say the same thing."""
+    head = decode_signed_tree_head(_unb64(obj.get("signed_tree_head"), f"{what} signed_tree_head"))
+    th = head.tree_head
+    shown = {
+        "size": th.size,
+        "root": th.root.hex(),
+        "timestamp": th.timestamp_ms,
+        "gateway": th.gateway,
+    }
+    for field, value in shown.items():
+        if obj.get(field) != value:
+            raise BundleError(f"{what}: field {field} does not match its signed bytes")
+    listed = obj.get("cosignatures", [])
+    if (
+        not isinstance(listed, list)
+        or len(listed) != len(head.cosignatures)
+        or any(
+            not isinstance(c, Mapping)
+            or (c.get("witness"), c.get("key_id")) != (h.witness, h.signature.key_id)
+            for c, h in zip(listed, head.cosignatures, strict=False)
+        )
+    ):
+        raise BundleError(f"{what}: cosignatures do not match its signed bytes")
+    return head
+
+
+def _keys_json(keys: Sequence[PublicKey]) -> list[dict[str, Any]]:
+    return [
+        {"key_id": k.key_id, "algorithm": k.algorithm.name.lower(), "public": _b64(k.public)} for k in keys
+    ]
+
+
+def _public_keys(directory: Directory, gateway: str) -> dict[str, Any]:
+    holder = directory.gateway(gateway)
+    return {
+        "gateway": {"id": gateway, "keys": _keys_json(holder.keys if holder else ())},
+        "authorities": {a.id: _keys_json(a.keys) for a in directory.authorities},
+    }
+
+
+def build_bundle(
+    entries: Sequence[tuple[int, bytes]],
+    heads: Sequence[SignedTreeHead],
+    consistency: Mapping[tuple[int, int], Sequence[bytes]],
+    signed_directory: bytes,
+    exported_ms: int,
+) -> dict[str, Any]:
+    """The bundle as a JSON-ready dict; records beyond the newest head are left out."""
+    if not heads:
+        raise BundleError("a bundle needs at least one signed tree head")
+    ordered = sorted({h.tree_head.size: h for h in heads}.values(), key=lambda h: h.tree_head.size)
+    newest = ordered[-1].tree_head
+    signed = SignedDirectory.from_bytes(signed_directory)
+    return {
+        "format": BUNDLE_FORMAT,
+        "exported_ms": exported_ms,
+        "gateway": newest.gateway,
+        "size": newest.size,
+        "directory": _b64(signed_directory),
+        "directory_digest": directory_digest(signed),
+        "public_keys": _public_keys(signed.directory, newest.gateway),
+        "records": [{"index": i, "entry": _b64(e)} for i, e in entries if i < newest.size],
+        "tree_heads": [head_to_json(h) for h in ordered],
+        "consistency": [
+            {"from": a.tree_head.size, "to": b.tree_head.size, "proof": [p.hex() for p in proof]}
+            for a, b in itertools.pairwise(ordered)
+            if (proof := consistency.get((a.tree_head.size, b.tree_head.size))) is not None
+        ],
+    }
+
+
+# --- offline verification ------------------------------------------------------------
+
+
+def _field(bundle: Mapping[str, Any], name: str, kind: type) -> Any:
+    value = bundle.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BundleError(f"bundle field {name!r} is missing or not a {kind.__name__}")
+    return value
+
+
+def _directory(bundle: Mapping[str, Any], pinned: bytes | None) -> SignedDirectory:
+    data = _unb64(bundle.get("directory"), "directory")
+    own = SignedDirectory.from_bytes(data)
+    # Without a pin this only proves the directory is consistent with itself: the
+    # digest in the report is what the reader compares with their pinned copy.
+    anchor_dir = SignedDirectory.from_bytes(pinned).directory if pinned is not None else own.directory
+    signed = verify_directory(data, trusted=None, anchor=TrustAnchor.from_directory(anchor_dir))
+    if bundle.get("directory_digest") != directory_digest(signed):
+        raise BundleError("directory_digest does not match the directory's bytes")
+    return signed
+
+
+def _check_public_keys(bundle: Mapping[str, Any], directory: Directory, gateway: str) -> None:
+    if bundle.get("public_keys") != _public_keys(directory, gateway):
+        raise BundleError("public_keys differ from the keys in the signed directory")
+
+
+def _records(bundle: Mapping[str, Any]) -> list[tuple[int, bytes]]:
+    entries: list[tuple[int, bytes]] = []
+    for position, item in enumerate(_field(bundle, "records", list)):
+        if not isinstance(item, Mapping) or not isinstance(item.get("index"), int):
+            raise BundleError(f"record #{position} has no integer index")
+        index = item["index"]
+        entry = _unb64(item.get("entry"), f"record {index} entry")
+        try:
+            decode_record(entry)
+        except CodecError as e:
+            raise CodecError(f"record {index} does not decode: {e}") from e
+        entries.append((index, entry))
+    return entries
+
+
+def _consistency(bundle: Mapping[str, Any]) -> dict[tuple[int, int], list[bytes]]:
+    proofs: dict[tuple[int, int], list[bytes]] = {}
+    for item in _field(bundle, "consistency", list):
+        if not isinstance(item, Mapping) or not isinstance(item.get("proof"), list):
+            raise BundleError("consistency item without from/to/proof")
+        m, n = item.get("from"), item.get("to")
+        if not isinstance(m, int) or not isinstance(n, int):
+            raise BundleError("consistency item without integer from/to")
+        proofs[(m, n)] = [_unhex(p, f"consistency proof {m}->{n}") for p in item["proof"]]
+    return proofs
+
+
+def verify_bundle_data(data: bytes, *, pinned: bytes | None = None) -> BundleReport:
+    """Check a bundle offline; return what holds or raise the first precise failure.
+
+    1. Format and size limits (a bundle too large to read is refused before parsing).
+    2. The directory: m-of-n authority signatures (against a pinned directory when
+       given), digest and listed public keys (stops swapped gateway keys).
+    3. Records 0..size-1, contiguous, each decodable (stops dropped or garbled records).
+    4. Each head's gateway signature and root over its records (verify_log: stops a
+       forged head or an edited record).
+    5. A consistency proof between each pair of consecutive heads (stops a fork).
+    6. Every co-signature verifies with its witness's key in the directory.
+    """
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise OversizeError(f"bundle of {len(data)} bytes exceeds {MAX_BUNDLE_BYTES}")
+    try:
+        bundle = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BundleError("bundle is not JSON") from e
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"not a {BUNDLE_FORMAT} bundle")
+    signed = _directory(bundle, pinned)
+    directory = signed.directory
+    gateway = _field(bundle, "gateway", str)
+    _check_public_keys(bundle, directory, gateway)
+    heads = [head_from_json(h, f"tree head #{i}") for i, h in enumerate(_field(bundle, "tree_heads", list))]
+    if not heads:
+        raise BundleError("bundle holds no signed tree head")
+    heads.sort(key=lambda h: h.tree_head.size)
+    size = _field(bundle, "size", int)
+    if heads[-1].tree_head.size != size:
+        raise TreeSizeError(f"bundle size {size} is not the newest head's size {heads[-1].tree_head.size}")
+    if any(h.tree_head.gateway != gateway for h in heads):
+        raise BundleError(f"a tree head is not from the bundle's gateway {gateway}")
+    entries = _records(bundle)
+    proofs = _consistency(bundle)
+    verify_log(entries, heads, directory, proofs)
+    if len(entries) != size:
+        raise TreeSizeError(f"bundle holds {len(entries)} records, its newest head covers {size}")
+    for a, b in itertools.pairwise(heads):
+        m, n = a.tree_head.size, b.tree_head.size
+        if 0 < m < n and (m, n) not in proofs:
+            raise BundleError(f"no consistency proof between sizes {m} and {n}")
+    cosigned: list[tuple[int, tuple[str, ...]]] = []
+    for head in heads:
+        for c in head.cosignatures:
+            verify_cosignature(head, c, directory)
+        if head.cosignatures:
+            cosigned.append((head.tree_head.size, tuple(sorted({c.witness for c in head.cosignatures}))))
+    return BundleReport(
+        size=size,
+        gateway=gateway,
+        head_sizes=tuple(h.tree_head.size for h in heads),
+        directory_version=signed.version,
+        directory_digest=directory_digest(signed),
+        directory_signed_by=counting_authorities(signed, directory.authorities),
+        cosigned=tuple(cosigned),
+    )
+
+
+# --- files ---------------------------------------------------------------------------
+
+
+def write_bundle(path: Path, bundle: Mapping[str, Any]) -> None:
+    """Write atomically: a partial bundle never sits under the final name."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(bundle, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def verify_bundle(path: Path, *, pinned: Path | None = None) -> BundleReport:
+    size = path.stat().st_size
+    if size > MAX_BUNDLE_BYTES:
+        raise OversizeError(f"bundle of {size} bytes exceeds {MAX_BUNDLE_BYTES}")
+    return verify_bundle_data(path.read_bytes(), pinned=pinned.read_bytes() if pinned else None)
