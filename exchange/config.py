@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from exchange.errors import ConfigError
 from exchange.model import Suite, check_id
@@ -23,6 +23,9 @@ __all__ = [
     "load_gateway_config",
     "load_office_config",
 ]
+
+
+_MAX_NUMBER: Final = 1e15  # larger values of any numeric setting are typos or attacks
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,18 @@ class _Section:
         return value
 
     def path_(self, key: str, default: str | None = None) -> Path:
-        return (self.path.parent / self.text(key, default)).resolve()
+        try:
+            return (self.path.parent / self.text(key, default)).resolve()
+        except (ValueError, OSError) as e:  # an embedded NUL, a symlink loop...
+            raise ConfigError(f"{self._where(key)} is not a usable path") from e
 
     def opt_path(self, key: str) -> Path | None:
         return self.path_(key) if key in self.data else None
 
     def number(self, key: str, default: float) -> float:
         value = self.data.get(key, default)
-        if not isinstance(value, int | float) or value <= 0:
+        # TOML allows nan, inf and integers too big for a float; refuse them all.
+        if not isinstance(value, int | float) or not 0 < value < _MAX_NUMBER:
             raise ConfigError(f"{self._where(key)} must be a positive number")
         return float(value)
 
@@ -116,8 +123,14 @@ def _load(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:  # a directory, no permission...
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except UnicodeDecodeError as e:  # the decode error would quote the file's bytes
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8") from e
+    except RecursionError as e:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from e
 
 
 def _section(path: Path, data: dict[str, Any], name: str) -> _Section:

@@ -365,12 +365,16 @@ class Limits:
     max_ttl_s: int = 30 * 24 * 3600
     minimum_suite: Suite = Suite.CLASSIC
     max_recipients: int = 32
+    sender_rate_per_s: int = 0  # gateway admission per sending office; 0 = unlimited
+    sender_burst: int = 0
 
     def __post_init__(self) -> None:
         if self.max_body_bytes <= 0 or self.max_envelope_bytes < self.max_body_bytes:
             raise ValueError("limits: need 0 < max_body_bytes <= max_envelope_bytes")
         if self.max_ttl_s <= 0 or self.max_recipients <= 0:
             raise ValueError("limits: max_ttl_s and max_recipients must be positive")
+        if self.sender_rate_per_s < 0 or self.sender_burst < 0:
+            raise ValueError("limits: sender rate and burst must not be negative")
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ _PASS_P: Final = 1
 _PASS_SALT_BYTES: Final = 16
 _PASS_HEADER: Final = struct.Struct(">BBBB")
 _PASS_MAX_LOG2_N: Final = 20  # refuse blobs that would make scrypt eat gigabytes
+_PASS_MAX_WORK: Final = (1 << _PASS_MAX_LOG2_N) * _PASS_R  # n * r * p: at most 1 GiB, ~10 s
 
 TlsPrivateKey: TypeAlias = ec.EllipticCurvePrivateKey
 CERT_SIGNATURE_HASH: Final = hashes.SHA256()
@@ -289,6 +290,9 @@ def passphrase_open(blob: bytes, passphrase: bytes) -> bytes:
     if version != _PASS_VERSION:
         raise errors.KeystoreError(f"sealed key blob has unknown version {version}")
     if not (10 <= log2_n <= _PASS_MAX_LOG2_N and 1 <= r <= 32 and 1 <= p <= 16):
+        raise errors.KeystoreError("sealed key blob has unsupported scrypt parameters")
+    # Each bound alone still admits n=2**20, r=32, p=16 (4 GiB, minutes): bound the product too.
+    if (1 << log2_n) * r * p > _PASS_MAX_WORK:
         raise errors.KeystoreError("sealed key blob has unsupported scrypt parameters")
     key = _scrypt_key(passphrase, blob[_PASS_HEADER.size : head], log2_n, r, p)
     try:

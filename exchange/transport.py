@@ -291,6 +291,14 @@ class Transport:
             except (TimeoutError, nats.errors.Error) as e:
                 raise TransportError(f"cannot create or update stream {config.name}: {e}") from e
 
+    async def subjects(self, stream: str, subjects_filter: str) -> dict[str, int]:
+        """Subjects that hold messages in ``stream`` (matching the filter), with their counts."""
+        try:
+            info = await self.js.stream_info(stream, subjects_filter=subjects_filter)
+        except (TimeoutError, nats.errors.Error) as e:
+            raise TransportError(f"cannot read the subjects of {stream}: {type(e).__name__}") from e
+        return dict(info.state.subjects or {})
+
     async def ensure_consumer(
         self, stream: str, durable: str, filter_subject: str, *, max_deliver: int = 10, ack_wait: float = 30.0
     ) -> None:

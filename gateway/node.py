@@ -11,6 +11,7 @@ from its audit record (``Resume``), never audited twice.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +33,9 @@ from exchange.codec.envelope import encode_frame
 from exchange.directory import DirectoryState
 from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.errors import LiaisonError, NotFoundError
-from exchange.model import Reason, ReceiptState, Suite
+from exchange.model import Reason, ReceiptState, Suite, check_id
 from exchange.seal import sign_statement
-from exchange.transport import Delivered, OutboundMessage, Transport, in_subject
+from exchange.transport import Delivered, OutboundMessage, Transport, in_subject, out_subject
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.store import AuditFilter, AuditStore
 from gateway.audit.treehead import (
@@ -53,7 +54,8 @@ log = structlog.get_logger()
 
 OUT_STREAM = "LIAISON_OUT"
 OUT_FILTER = "liaison.v1.out.>"
-CONSUMER = "gateway"
+# How often the gateway looks for out subjects it does not consume yet (new or unknown offices).
+DISCOVERY_S = 2.0
 CONSUME_BATCH = 256
 # Frames handed to a gateway that died before acking come back after this long.
 ACK_WAIT_S = 10.0
@@ -259,6 +261,51 @@ class GatewayNode:
         assert self._transport is not None
         await self._transport.publish_many(messages)
 
+    # --- fair consumption ------------------------------------------------------------------
+
+    async def _consume_every_office(self, transport: Transport, tg: asyncio.TaskGroup) -> None:
+        """One durable consumer per sending office, so a flood from one cannot starve the others.
+
+        Offices of the directory are consumed from the start; any other subject that
+        shows up on the out stream (an office unknown to the directory) gets its own
+        consumer too, so its frames are refused and audited, never left unread.
+        """
+        consuming: set[str] = set()
+        while True:
+            offices = set(self.directory.directory.office_ids())
+            try:
+                present = await transport.subjects(OUT_STREAM, OUT_FILTER)
+                offices |= {subject.rsplit(".", 1)[-1] for subject in present}
+            except LiaisonError as e:
+                log.warning("out_subjects_unreadable", error=str(e))
+            for office in sorted(offices - consuming):
+                consuming.add(office)
+                tg.create_task(self._consume_office(transport, office))
+            await asyncio.sleep(DISCOVERY_S)
+
+    async def _consume_office(self, transport: Transport, office: str) -> None:
+        limits = self.directory.directory.limits
+        batch = CONSUME_BATCH
+        if limits.sender_rate_per_s:
+            # A batch must clear admission well within ack_wait.
+            batch = max(
+                1, min(batch, limits.sender_burst or limits.sender_rate_per_s, limits.sender_rate_per_s * 5)
+            )
+        bucket = _TokenBucket(self.directory, self.clock)
+
+        async def handle(items: Sequence[Delivered]) -> list[BaseException | None]:
+            await bucket.take(len(items))
+            return await self.handle_batch(items)
+
+        await transport.consume(
+            OUT_STREAM,
+            _durable(office),
+            out_subject(office),
+            batch_handler=handle,
+            batch=batch,
+            ack_wait=ACK_WAIT_S,
+        )
+
     # --- tree heads --------------------------------------------------------------------
 
     def sign_tree_head(self) -> SignedTreeHead:
@@ -342,16 +389,40 @@ class GatewayNode:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._writer.run())
             tg.create_task(self.tree_head_loop())
-            tg.create_task(
-                transport.consume(
-                    OUT_STREAM,
-                    CONSUMER,
-                    OUT_FILTER,
-                    batch_handler=self.handle_batch,
-                    batch=CONSUME_BATCH,
-                    ack_wait=ACK_WAIT_S,
-                )
-            )
+            tg.create_task(self._consume_every_office(transport, tg))
+
+
+def _durable(office: str) -> str:
+    """The gateway's consumer name for an out subject token (hashed if not a valid office id)."""
+    try:
+        return "gateway-" + check_id(office, "office")
+    except ValueError:
+        return "gateway-x" + hashlib.sha256(office.encode()).hexdigest()[:24]
+
+
+class _TokenBucket:
+    """Per-sender admission from the directory's limits (rate 0 = unlimited); waits, never drops."""
+
+    def __init__(self, directory: DirectoryState, clock: Callable[[], int]) -> None:
+        self._directory = directory
+        self._clock = clock
+        self._tokens = 0.0
+        self._at = clock()
+
+    async def take(self, n: int) -> None:
+        while True:
+            limits = self._directory.directory.limits
+            rate = limits.sender_rate_per_s
+            if not rate:
+                return
+            burst = float(limits.sender_burst or rate)
+            now = self._clock()
+            self._tokens = min(burst, self._tokens + (now - self._at) * rate / 1000)
+            self._at = now
+            if self._tokens >= n or (self._tokens >= burst and n > burst):
+                self._tokens -= n
+                return
+            await asyncio.sleep(max(0.01, (min(n, burst) - self._tokens) / rate))
 
 
 def _out(office: str, signed: SignedStatement, msg_id: str, priority: int) -> OutboundMessage:

@@ -11,6 +11,7 @@ from exchange.lifecycle import load_directory, nats_tls, run_node
 from exchange.transport import connect
 from gateway.audit.pgstore import PostgresAuditStore
 from gateway.audit.store import AuditStore, SQLiteAuditStore
+from gateway.console import start_console_from_config
 from gateway.node import GatewayNode
 from gateway.service import AUDIT_SERVICE, DIRECTORY_SERVICE, AuditServicer, DirectoryServicer
 from keys.keystore import open_keystore, passphrase_from
@@ -42,24 +43,30 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
         server, health, port = new_server(cfg.grpc_listen, [AUDIT_SERVICE, DIRECTORY_SERVICE], tls)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node), server)
         audit_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(node), server)
-        await run_node(
-            role="gateway",
-            server=server,
-            health_servicer=health,
-            services=[AUDIT_SERVICE, DIRECTORY_SERVICE],
-            connect_nats=lambda: connect(
-                cfg.nats.url,
-                f"gateway-{cfg.gateway}",
-                tls=nats_tls(cfg.nats),
-                user=cfg.nats.user or None,
-                password=cfg.nats.password or None,
-                user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
-            ),
-            run=lambda transport: node.run(transport, node.signed_directory()),
-            ready=node.ready,
-            gateway=cfg.gateway,
-            grpc_port=port,
-            directory=directory.directory.version,
-        )
+        # The read-only web console, when configured, shares this loop and closes before the store.
+        console = await start_console_from_config(node, cfg.console) if cfg.console else None
+        try:
+            await run_node(
+                role="gateway",
+                server=server,
+                health_servicer=health,
+                services=[AUDIT_SERVICE, DIRECTORY_SERVICE],
+                connect_nats=lambda: connect(
+                    cfg.nats.url,
+                    f"gateway-{cfg.gateway}",
+                    tls=nats_tls(cfg.nats),
+                    user=cfg.nats.user or None,
+                    password=cfg.nats.password or None,
+                    user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
+                ),
+                run=lambda transport: node.run(transport, node.signed_directory()),
+                ready=node.ready,
+                gateway=cfg.gateway,
+                grpc_port=port,
+                directory=directory.directory.version,
+            )
+        finally:
+            if console is not None:
+                await console.close()
     finally:
         store.close()

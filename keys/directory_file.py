@@ -23,6 +23,7 @@ naming the file.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -53,6 +54,9 @@ __all__ = [
 DRAFT_FORMAT: Final = "liaison-directory-draft-v1"
 PUBLIC_FORMAT: Final = "liaison-public-identity-v1"
 _MAX_JSON_BYTES: Final = 8 * 1024 * 1024
+# What malformed JSON documents raise: OverflowError is int(Infinity), RecursionError
+# is nesting deeper than the parser allows.
+_BAD_JSON: Final = (ValueError, KeyError, TypeError, OverflowError, RecursionError)
 
 
 def _label(value: model.Algorithm | model.KeyStatus) -> str:
@@ -128,13 +132,10 @@ def directory_to_json(d: model.Directory) -> dict[str, Any]:
             }
             for r in d.policy
         ],
+        # Every field, so a draft made by next-version keeps limits added later (e.g. rates).
         "limits": {
-            "max_body_bytes": limits.max_body_bytes,
-            "max_envelope_bytes": limits.max_envelope_bytes,
-            "max_clock_skew_s": limits.max_clock_skew_s,
-            "max_ttl_s": limits.max_ttl_s,
-            "minimum_suite": limits.minimum_suite.label,
-            "max_recipients": limits.max_recipients,
+            f.name: (v.label if isinstance(v := getattr(limits, f.name), model.Suite) else v)
+            for f in dataclasses.fields(limits)
         },
     }
 
@@ -222,14 +223,14 @@ def load_public(path: Path) -> tuple[str, tuple[model.PublicKey, ...]]:
     """Owner id and public keys from an exported public identity file."""
     try:
         return public_from_json(json.loads(_read(path, _MAX_JSON_BYTES)))
-    except (ValueError, KeyError, TypeError) as e:
+    except _BAD_JSON as e:
         raise ConfigError(f"{path} is not a valid public identity ({e})") from e
 
 
 def load_draft(path: Path) -> model.Directory:
     try:
         return directory_from_json(json.loads(_read(path, _MAX_JSON_BYTES)))
-    except (ValueError, KeyError, TypeError) as e:
+    except _BAD_JSON as e:
         raise DirectoryInvalidError(f"{path} is not a valid directory draft ({e})") from e
 
 

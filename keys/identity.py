@@ -92,6 +92,38 @@ class OfficeIdentity:
     def signing_key_ids(self, suite: model.Suite) -> tuple[str, ...]:
         return tuple(self.key(a).key_id for a in suite.signing_algorithms)
 
+    def all_signing_keys(self) -> tuple[primitives.PrivateKey, ...]:
+        """Every signing private key, old and new: ``seal`` picks the one the directory names current."""
+        return tuple(k.key for k in self.keys if k.algorithm.is_signing)
+
+    def signing_keys_for(
+        self, holder: model.Office | model.Gateway | None, suite: model.Suite, now_ms: int
+    ) -> tuple[primitives.PrivateKey, ...]:
+        """The keys to sign with now, per algorithm of ``suite``, as the directory sees them.
+
+        The holder's current directory key when this identity holds it; else the
+        newest held key the directory lists as valid at ``now_ms`` (a RETIRING key
+        in its overlap, while the directory does not announce the rotation yet);
+        else the newest key. So a node keeps signing whether its keystore was
+        rotated before or after the directory update reached it.
+        """
+        held = {k.key_id: k for k in self.keys}
+        chosen = []
+        for algorithm in suite.signing_algorithms:
+            pick: IdentityKey | None = None
+            if holder is not None:
+                current = holder.current_key(algorithm, now_ms)
+                pick = held.get(current.key_id) if current is not None else None
+                if pick is None:
+                    listed = [
+                        held[k.key_id]
+                        for k in holder.keys
+                        if k.algorithm is algorithm and k.key_id in held and k.valid_at(now_ms)
+                    ]
+                    pick = max(listed, key=lambda k: k.not_before_ms, default=None)
+            chosen.append((pick or self.key(algorithm)).key)
+        return tuple(chosen)
+
     def encryption_key(self, suite: model.Suite) -> IdentityKey:
         return self.key(suite.kem_algorithm)
 

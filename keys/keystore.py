@@ -4,8 +4,9 @@ What it does: writes ``<dir>/keystore.json`` (mode 0600, directory 0700)
 holding public metadata in the clear (owner, key ids, algorithms, public
 keys, validity windows) and ONE ``passphrase_seal`` blob (scrypt +
 ChaCha20-Poly1305) with all private keys; reads it back, checking that every
-private key matches the public metadata next to it. Also finds the
-passphrase (``--passphrase-file`` or ``LIAISON_PASSPHRASE``).
+private key matches the public metadata next to it; ``update`` rewrites it
+after a key rotation (never dropping a key). Also finds the passphrase
+(``--passphrase-file`` or ``LIAISON_PASSPHRASE``).
 
 What it does not: never writes an unencrypted private key, never puts a
 passphrase or key bytes in an error message, and does not cache passphrases.
@@ -35,6 +36,7 @@ __all__ = [
     "open_keystore",
     "passphrase_from",
     "read_public",
+    "update",
     "write_private_file",
 ]
 
@@ -86,14 +88,7 @@ def exists(directory: Path) -> bool:
     return (directory / KEYSTORE_FILE).exists()
 
 
-def create(directory: Path, identity: OfficeIdentity, passphrase: bytes) -> Path:
-    """Write ``identity`` to ``directory/keystore.json``; refuse to overwrite one."""
-    if not passphrase:
-        raise ConfigError("an empty passphrase cannot protect a keystore")
-    _private_dir(directory)
-    path = directory / KEYSTORE_FILE
-    if path.exists():
-        raise KeystoreError(f"{path} exists already; refusing to overwrite keys")
+def _encode(identity: OfficeIdentity, passphrase: bytes) -> bytes:
     secrets = {k.key_id: _b64(primitives.private_bytes(k.key)) for k in identity.keys}
     sealed = primitives.passphrase_seal(json.dumps(secrets).encode(), passphrase)
     doc = {
@@ -111,8 +106,40 @@ def create(directory: Path, identity: OfficeIdentity, passphrase: bytes) -> Path
         ],
         "sealed": _b64(sealed),
     }
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def create(directory: Path, identity: OfficeIdentity, passphrase: bytes) -> Path:
+    """Write ``identity`` to ``directory/keystore.json``; refuse to overwrite one."""
+    if not passphrase:
+        raise ConfigError("an empty passphrase cannot protect a keystore")
+    _private_dir(directory)
+    path = directory / KEYSTORE_FILE
+    if path.exists():
+        raise KeystoreError(f"{path} exists already; refusing to overwrite keys")
     try:
-        write_private_file(path, (json.dumps(doc, indent=2) + "\n").encode())
+        write_private_file(path, _encode(identity, passphrase))
+    except OSError as e:
+        raise KeystoreError(f"cannot write {path}: {e.strerror}") from e
+    return path
+
+
+def update(directory: Path, identity: OfficeIdentity, passphrase: bytes) -> Path:
+    """Replace the keystore with ``identity`` (key rotation), atomically; never drops a key.
+
+    The passphrase must open the existing keystore, the owner must stay the
+    same and every key it holds must still be in ``identity``: losing an old
+    encryption key would make mail in flight to it unreadable.
+    """
+    old = open_keystore(directory, passphrase)  # WrongPassphraseError before anything changes
+    if old.owner_id != identity.owner_id:
+        raise KeystoreError(f"keystore belongs to {old.owner_id!r}, not {identity.owner_id!r}")
+    lost = sorted({k.key_id for k in old.keys} - {k.key_id for k in identity.keys})
+    if lost:
+        raise KeystoreError(f"refusing to drop key(s) {', '.join(lost)} from the keystore")
+    path = directory / KEYSTORE_FILE
+    try:
+        write_private_file(path, _encode(identity, passphrase))
     except OSError as e:
         raise KeystoreError(f"cannot write {path}: {e.strerror}") from e
     return path
@@ -129,7 +156,7 @@ def _load_doc(directory: Path) -> dict[str, Any]:
         raise KeystoreError(f"no keystore at {path} (run `liaison keys init`)") from e
     except OSError as e:
         raise KeystoreError(f"cannot read {path}: {e.strerror}") from e
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise KeystoreError(f"{path} is not valid JSON") from e
     if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
         raise KeystoreError(f"{path} is not a {_FORMAT} keystore")
@@ -151,7 +178,7 @@ def read_public(directory: Path) -> tuple[str, tuple[model.PublicKey, ...]]:
             for k in doc["keys"]
         )
         return str(doc["owner"]), keys
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: int(Infinity)
         raise KeystoreError("keystore metadata is malformed") from e
 
 
@@ -163,7 +190,7 @@ def open_keystore(directory: Path, passphrase: bytes) -> OfficeIdentity:
     secrets_json = primitives.passphrase_open(sealed, passphrase)  # WrongPassphraseError
     try:
         secrets = json.loads(secrets_json)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise KeystoreError("keystore sealed content is malformed") from e
     if not isinstance(secrets, dict):
         raise KeystoreError("keystore sealed content is malformed")

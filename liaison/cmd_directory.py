@@ -1,9 +1,9 @@
 """`liaison directory …`: build, sign, verify and show the signed directory.
 
 What it does: edits a JSON draft (``init``, ``add-office``, ``add-gateway``,
-``set-policy``, ``set-limits``, ``set-key-status``, ``next-version``), lets
-each authority add its signatures to the binary signed file (``sign``;
-signatures accumulate), checks a signed file (``verify``) and prints it
+``set-policy``, ``set-limits``, ``set-key-status``, ``rotate-key``,
+``next-version``), lets each authority add its signatures to the binary
+signed file (``sign``; signatures accumulate), checks a signed file (``verify``) and prints it
 (``show``). Handlers ``_cmd_*(args) -> int`` raise ``LiaisonError``
 subclasses; ``liaison.cli`` turns them into ``error: …`` and exit 2.
 
@@ -34,7 +34,7 @@ from exchange.directory import (
 )
 from exchange.errors import ConfigError, DirectoryError, DirectoryInvalidError
 from keys import directory_file as files
-from keys import keystore
+from keys import keystore, rotation
 from liaison.cmd_keys import run
 
 __all__ = ["main", "register"]
@@ -203,25 +203,32 @@ def _cmd_set_key_status(args: argparse.Namespace) -> int:
     d = _draft(args.file)
     status = model.KeyStatus[args.status.upper()]
     at_ms = args.at_ms if args.at_ms is not None else (_now_ms() if status is model.KeyStatus.REVOKED else 0)
-    found = False
+    changed = rotation.set_key_status(d, args.key_id, status, at_ms=at_ms)
+    _edit(args.file, offices=changed.offices, gateways=changed.gateways, authorities=changed.authorities)
+    revoked = f" from {_fmt_ms(at_ms)} ({at_ms} ms)" if status is model.KeyStatus.REVOKED else ""
+    print(f"key {args.key_id}: {status.name.lower()}{revoked}")
+    return 0
 
-    def update(keys: tuple[model.PublicKey, ...]) -> tuple[model.PublicKey, ...]:
-        nonlocal found
-        out = []
-        for k in keys:
-            if k.key_id == args.key_id:
-                found = True
-                k = dataclasses.replace(k, status=status, revoked_at_ms=at_ms)  # noqa: PLW2901
-            out.append(k)
-        return tuple(out)
 
-    offices = tuple(dataclasses.replace(o, keys=update(o.keys)) for o in d.offices)
-    gateways = tuple(dataclasses.replace(g, keys=update(g.keys)) for g in d.gateways)
-    authorities = tuple(dataclasses.replace(a, keys=update(a.keys)) for a in d.authorities)
-    if not found:
-        raise ConfigError(f"no key {args.key_id} in {args.file}")
-    _edit(args.file, offices=offices, gateways=gateways, authorities=authorities)
-    print(f"key {args.key_id}: {status.name.lower()}" + (f" at {_fmt_ms(at_ms)}" if at_ms else ""))
+def _holder_keys(d: model.Directory, owner: str) -> tuple[model.PublicKey, ...]:
+    holder = d.office(owner) or d.gateway(owner) or d.authority(owner)
+    return holder.keys if holder is not None else ()
+
+
+def _cmd_rotate_key(args: argparse.Namespace) -> int:
+    d = _draft(args.file)
+    changed = rotation.announce_keys(
+        d, args.owner, _public(args.public, args.owner), now_ms=_now_ms(), overlap_days=args.overlap_days
+    )
+    _edit(args.file, offices=changed.offices, gateways=changed.gateways, authorities=changed.authorities)
+    old = {k.key_id: k for k in _holder_keys(d, args.owner)}
+    for k in _holder_keys(changed, args.owner):
+        label = f"{k.algorithm.name.lower():<18} {k.key_id}"
+        if k.key_id not in old:
+            print(f"{args.owner}: new {label}  active")
+        elif old[k.key_id] != k:
+            print(f"{args.owner}: old {label}  retiring until {_fmt_ms(k.not_after_ms)}")
+    print(f"draft {args.file}: sign it with the authorities, then publish it")
     return 0
 
 
@@ -382,6 +389,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--status", choices=["active", "retiring", "revoked"], required=True)
     p.add_argument("--at-ms", type=int, help="revocation time (Unix ms; default now)")
     p.set_defaults(handler=_cmd_set_key_status)
+
+    p = sub.add_parser(
+        "rotate-key", help="announce an owner's new keys (active) and retire the old ones after an overlap"
+    )
+    p.add_argument("--file", type=Path, required=True, help="draft (from next-version)")
+    p.add_argument("--owner", required=True, help="office, gateway or authority id")
+    p.add_argument("--public", type=Path, required=True, metavar="PUBLIC_JSON", help="from `keys rotate`")
+    p.add_argument("--overlap-days", type=int, default=rotation.DEFAULT_OVERLAP_DAYS)
+    p.set_defaults(handler=_cmd_rotate_key)
 
     p = sub.add_parser("next-version", help="start a draft of the next version of a signed directory")
     p.add_argument("--from", dest="source", type=Path, required=True)

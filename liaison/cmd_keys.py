@@ -1,4 +1,4 @@
-"""`liaison keys …`: create and check keystores, export public keys, run the PKI.
+"""`liaison keys …`: create, check and rotate keystores, export public keys, run the PKI.
 
 What it does: registers the ``keys`` subcommands on an argparse parser; each
 handler ``_cmd_*(args) -> int`` raises ``LiaisonError`` subclasses, which
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from exchange import primitives
-from exchange.errors import KeystoreError, LiaisonError
+from exchange.errors import ConfigError, KeystoreError, LiaisonError
+from keys import expiry, keystore, pki, rotation
 from keys import identity as identity_mod
-from keys import keystore, pki
 from keys.directory_file import public_to_json
 
 __all__ = ["main", "register"]
@@ -63,12 +63,72 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_export_public(args: argparse.Namespace) -> int:
     owner, keys = keystore.read_public(args.dir)
-    text = json.dumps(public_to_json(owner, keys), indent=2) + "\n"
-    if args.out is None:
+    _write_public(json.dumps(public_to_json(owner, keys), indent=2) + "\n", args.out, owner)
+    return 0
+
+
+def _write_public(text: str, out: Path | None, owner: str) -> None:
+    if out is None:
         sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text)
+    except OSError as e:
+        raise ConfigError(f"cannot write {out}: {e.strerror}") from e
+    print(f"wrote public identity of {owner} to {out}")
+
+
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    passphrase = _passphrase(args)
+    old = keystore.open_keystore(args.dir, passphrase)
+    ident = rotation.rotate_identity(
+        old,
+        now_ms=_now_ms(),
+        algorithms=rotation.ROTATION_GROUPS[args.algorithms],
+        valid_days=args.valid_days,
+        overlap_days=args.overlap_days,
+    )
+    keystore.update(args.dir, ident, passphrase)
+    before = {k.key_id for k in old.keys}
+    for key in ident.public_keys():
+        if key.key_id not in before:
+            # stderr: stdout carries the public identity JSON when --out is not given.
+            print(f"new {key.algorithm.name.lower():<20} {key.key_id}", file=sys.stderr)
+    text = json.dumps(public_to_json(ident.owner_id, ident.public_keys()), indent=2) + "\n"
+    _write_public(text, args.out, ident.owner_id)
+    return 0
+
+
+def _read_certs(directory: Path | None) -> dict[str, bytes]:
+    if directory is None:
+        return {}
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.suffix in (".crt", ".pem") and p.is_file())
+        return {p.name: p.read_bytes() for p in paths}
+    except OSError as e:
+        raise ConfigError(f"cannot read certificates in {directory}: {e.strerror}") from e
+
+
+def _cmd_expiry(args: argparse.Namespace) -> int:
+    owner, public = keystore.read_public(args.dir)
+    items = expiry.expiry_report(public, _read_certs(args.certs), _now_ms())
+    warned = [i for i in items if i.warn(args.warn_days)]
+    if args.json:
+        doc = {
+            "owner": owner,
+            "warn_days": args.warn_days,
+            "items": [
+                {"name": i.name, "kind": i.kind, "days_left": i.days_left, "warning": i.warn(args.warn_days)}
+                for i in items
+            ],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        args.out.write_text(text)
-        print(f"wrote public identity of {owner} to {args.out}")
+        print(f"expiry for {owner} (warning from {args.warn_days} days before):")
+        for i in items:
+            print(f"  {i.kind:<12} {i.name:<64} {i.days_left:>6} days")
+    for i in warned:
+        print(f"warning: {i.describe()}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -106,6 +166,32 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--out", type=Path)
     p.set_defaults(handler=_cmd_export_public)
+
+    p = sub.add_parser("rotate", help="add the next keys to a keystore (old keys are kept)")
+    p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--passphrase-file", type=Path)
+    p.add_argument(
+        "--algorithms",
+        choices=list(rotation.ROTATION_GROUPS),
+        default="all",
+        help="signing (Ed25519, ML-DSA-65), encryption (X25519, ML-KEM-768+X25519) or all",
+    )
+    p.add_argument(
+        "--overlap-days",
+        type=int,
+        default=rotation.DEFAULT_OVERLAP_DAYS,
+        help="the replaced keys stay valid this long",
+    )
+    p.add_argument("--valid-days", type=int, default=identity_mod.DEFAULT_VALID_DAYS)
+    p.add_argument("--out", type=Path, help="write the public identity JSON here (default: stdout)")
+    p.set_defaults(handler=_cmd_rotate)
+
+    p = sub.add_parser("expiry", help="days until the keys in use and the certificates expire")
+    p.add_argument("--dir", type=Path, required=True, help="keystore directory (no passphrase needed)")
+    p.add_argument("--certs", type=Path, help="directory of *.crt / *.pem certificates")
+    p.add_argument("--warn-days", type=int, default=expiry.WARN_DAYS)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_expiry)
 
     pki_parser = sub.add_parser("pki", help="deployment TLS PKI")
     pki_sub = pki_parser.add_subparsers(dest="pki_command", required=True)

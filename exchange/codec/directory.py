@@ -95,6 +95,8 @@ def _encode_limits(limits: model.Limits) -> directory_pb2.Limits:
         max_ttl_s=limits.max_ttl_s,
         minimum_suite=envelope_pb2.Suite.ValueType(int(limits.minimum_suite)),
         max_recipients=limits.max_recipients,
+        sender_rate_per_s=limits.sender_rate_per_s,
+        sender_burst=limits.sender_burst,
     )
 
 
@@ -200,6 +202,8 @@ def _decode_limits(msg: directory_pb2.Limits) -> model.Limits:
         max_ttl_s=msg.max_ttl_s,
         minimum_suite=_enum(model.Suite, msg.minimum_suite, "limits minimum_suite"),
         max_recipients=msg.max_recipients,
+        sender_rate_per_s=msg.sender_rate_per_s,
+        sender_burst=msg.sender_burst,
     )
 
 

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from exchange._pb.liaison.v1 import envelope_pb2 as liaison_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aliaison/v1/directory.proto\x12\nliaison.v1\x1a\x19liaison/v1/envelope.proto\"\xc0\x01\n\tPublicKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\talgorithm\x18\x02 \x01(\x0e\x32\x15.liaison.v1.Algorithm\x12\x0e\n\x06public\x18\x03 \x01(\x0c\x12\x15\n\rnot_before_ms\x18\x04 \x01(\x03\x12\x14\n\x0cnot_after_ms\x18\x05 \x01(\x03\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.liaison.v1.KeyStatus\x12\x15\n\rrevoked_at_ms\x18\x07 \x01(\x03\"~\n\x06Office\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0e\n\x06\x61gency\x18\x03 \x01(\t\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12#\n\x04keys\x18\x06 \x03(\x0b\x32\x15.liaison.v1.PublicKey\"a\n\x07Gateway\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12#\n\x04keys\x18\x04 \x03(\x0b\x32\x15.liaison.v1.PublicKey\"c\n\tAuthority\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12#\n\x04keys\x18\x04 \x03(\x0b\x32\x15.liaison.v1.PublicKey\"Q\n\nPolicyRule\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x1f\n\x05kinds\x18\x02 \x03(\x0e\x32\x10.liaison.v1.Kind\x12\x12\n\nrecipients\x18\x03 \x03(\t\"\xab\x01\n\x06Limits\x12\x16\n\x0emax_body_bytes\x18\x01 \x01(\x04\x12\x1a\n\x12max_envelope_bytes\x18\x02 \x01(\x04\x12\x18\n\x10max_clock_skew_s\x18\x03 \x01(\r\x12\x11\n\tmax_ttl_s\x18\x04 \x01(\r\x12(\n\rminimum_suite\x18\x05 \x01(\x0e\x32\x11.liaison.v1.Suite\x12\x16\n\x0emax_recipients\x18\x06 \x01(\r\"\x9a\x02\n\tDirectory\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x11\n\tissued_ms\x18\x03 \x01(\x03\x12#\n\x07offices\x18\x04 \x03(\x0b\x32\x12.liaison.v1.Office\x12%\n\x08gateways\x18\x05 \x03(\x0b\x32\x13.liaison.v1.Gateway\x12*\n\x0b\x61uthorities\x18\x06 \x03(\x0b\x32\x15.liaison.v1.Authority\x12\x11\n\tthreshold\x18\x07 \x01(\r\x12&\n\x06policy\x18\x08 \x03(\x0b\x32\x16.liaison.v1.PolicyRule\x12\"\n\x06limits\x18\t \x01(\x0b\x32\x12.liaison.v1.Limits\"R\n\x12\x41uthoritySignature\x12\x11\n\tauthority\x18\x01 \x01(\t\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature\"X\n\x0fSignedDirectory\x12\x11\n\tdirectory\x18\x01 \x01(\x0c\x12\x32\n\nsignatures\x18\x02 \x03(\x0b\x32\x1e.liaison.v1.AuthoritySignature*o\n\tKeyStatus\x12\x1a\n\x16KEY_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11KEY_STATUS_ACTIVE\x10\x01\x12\x17\n\x13KEY_STATUS_RETIRING\x10\x02\x12\x16\n\x12KEY_STATUS_REVOKED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aliaison/v1/directory.proto\x12\nliaison.v1\x1a\x19liaison/v1/envelope.proto\"\xc0\x01\n\tPublicKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\talgorithm\x18\x02 \x01(\x0e\x32\x15.liaison.v1.Algorithm\x12\x0e\n\x06public\x18\x03 \x01(\x0c\x12\x15\n\rnot_before_ms\x18\x04 \x01(\x03\x12\x14\n\x0cnot_after_ms\x18\x05 \x01(\x03\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.liaison.v1.KeyStatus\x12\x15\n\rrevoked_at_ms\x18\x07 \x01(\x03\"~\n\x06Office\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0e\n\x06\x61gency\x18\x03 \x01(\t\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12#\n\x04keys\x18\x06 \x03(\x0b\x32\x15.liaison.v1.PublicKey\"a\n\x07Gateway\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12#\n\x04keys\x18\x04 \x03(\x0b\x32\x15.liaison.v1.PublicKey\"c\n\tAuthority\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12#\n\x04keys\x18\x04 \x03(\x0b\x32\x15.liaison.v1.PublicKey\"Q\n\nPolicyRule\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x1f\n\x05kinds\x18\x02 \x03(\x0e\x32\x10.liaison.v1.Kind\x12\x12\n\nrecipients\x18\x03 \x03(\t\"\xdc\x01\n\x06Limits\x12\x16\n\x0emax_body_bytes\x18\x01 \x01(\x04\x12\x1a\n\x12max_envelope_bytes\x18\x02 \x01(\x04\x12\x18\n\x10max_clock_skew_s\x18\x03 \x01(\r\x12\x11\n\tmax_ttl_s\x18\x04 \x01(\r\x12(\n\rminimum_suite\x18\x05 \x01(\x0e\x32\x11.liaison.v1.Suite\x12\x16\n\x0emax_recipients\x18\x06 \x01(\r\x12\x19\n\x11sender_rate_per_s\x18\x07 \x01(\r\x12\x14\n\x0csender_burst\x18\x08 \x01(\r\"\x9a\x02\n\tDirectory\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x11\n\tissued_ms\x18\x03 \x01(\x03\x12#\n\x07offices\x18\x04 \x03(\x0b\x32\x12.liaison.v1.Office\x12%\n\x08gateways\x18\x05 \x03(\x0b\x32\x13.liaison.v1.Gateway\x12*\n\x0b\x61uthorities\x18\x06 \x03(\x0b\x32\x15.liaison.v1.Authority\x12\x11\n\tthreshold\x18\x07 \x01(\r\x12&\n\x06policy\x18\x08 \x03(\x0b\x32\x16.liaison.v1.PolicyRule\x12\"\n\x06limits\x18\t \x01(\x0b\x32\x12.liaison.v1.Limits\"R\n\x12\x41uthoritySignature\x12\x11\n\tauthority\x18\x01 \x01(\t\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature\"X\n\x0fSignedDirectory\x12\x11\n\tdirectory\x18\x01 \x01(\x0c\x12\x32\n\nsignatures\x18\x02 \x03(\x0b\x32\x1e.liaison.v1.AuthoritySignature*o\n\tKeyStatus\x12\x1a\n\x16KEY_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11KEY_STATUS_ACTIVE\x10\x01\x12\x17\n\x13KEY_STATUS_RETIRING\x10\x02\x12\x16\n\x12KEY_STATUS_REVOKED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'liaison.v1.directory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYSTATUS']._serialized_start=1308
-  _globals['_KEYSTATUS']._serialized_end=1419
+  _globals['_KEYSTATUS']._serialized_start=1357
+  _globals['_KEYSTATUS']._serialized_end=1468
   _globals['_PUBLICKEY']._serialized_start=70
   _globals['_PUBLICKEY']._serialized_end=262
   _globals['_OFFICE']._serialized_start=264
@@ -45,11 +45,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POLICYRULE']._serialized_start=592
   _globals['_POLICYRULE']._serialized_end=673
   _globals['_LIMITS']._serialized_start=676
-  _globals['_LIMITS']._serialized_end=847
-  _globals['_DIRECTORY']._serialized_start=850
-  _globals['_DIRECTORY']._serialized_end=1132
-  _globals['_AUTHORITYSIGNATURE']._serialized_start=1134
-  _globals['_AUTHORITYSIGNATURE']._serialized_end=1216
-  _globals['_SIGNEDDIRECTORY']._serialized_start=1218
-  _globals['_SIGNEDDIRECTORY']._serialized_end=1306
+  _globals['_LIMITS']._serialized_end=896
+  _globals['_DIRECTORY']._serialized_start=899
+  _globals['_DIRECTORY']._serialized_end=1181
+  _globals['_AUTHORITYSIGNATURE']._serialized_start=1183
+  _globals['_AUTHORITYSIGNATURE']._serialized_end=1265
+  _globals['_SIGNEDDIRECTORY']._serialized_start=1267
+  _globals['_SIGNEDDIRECTORY']._serialized_end=1355
 # @@protoc_insertion_point(module_scope)

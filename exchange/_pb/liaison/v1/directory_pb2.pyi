@@ -216,12 +216,17 @@ class Limits(_message.Message):
     MAX_TTL_S_FIELD_NUMBER: _builtins.int
     MINIMUM_SUITE_FIELD_NUMBER: _builtins.int
     MAX_RECIPIENTS_FIELD_NUMBER: _builtins.int
+    SENDER_RATE_PER_S_FIELD_NUMBER: _builtins.int
+    SENDER_BURST_FIELD_NUMBER: _builtins.int
     max_body_bytes: _builtins.int
     max_envelope_bytes: _builtins.int
     max_clock_skew_s: _builtins.int
     max_ttl_s: _builtins.int
     minimum_suite: _envelope_pb2.Suite.ValueType
     max_recipients: _builtins.int
+    sender_rate_per_s: _builtins.int
+    """Per-sender admission at the gateway: frames per second and burst (0 = unlimited)."""
+    sender_burst: _builtins.int
     def __init__(
         self,
         *,
@@ -231,10 +236,12 @@ class Limits(_message.Message):
         max_ttl_s: _builtins.int = ...,
         minimum_suite: _envelope_pb2.Suite.ValueType = ...,
         max_recipients: _builtins.int = ...,
+        sender_rate_per_s: _builtins.int = ...,
+        sender_burst: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_body_bytes", b"max_body_bytes", "max_clock_skew_s", b"max_clock_skew_s", "max_envelope_bytes", b"max_envelope_bytes", "max_recipients", b"max_recipients", "max_ttl_s", b"max_ttl_s", "minimum_suite", b"minimum_suite"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_body_bytes", b"max_body_bytes", "max_clock_skew_s", b"max_clock_skew_s", "max_envelope_bytes", b"max_envelope_bytes", "max_recipients", b"max_recipients", "max_ttl_s", b"max_ttl_s", "minimum_suite", b"minimum_suite", "sender_burst", b"sender_burst", "sender_rate_per_s", b"sender_rate_per_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

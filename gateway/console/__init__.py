@@ -1,0 +1,12 @@
+"""The gateway's read-only web console for embassy operators.
+
+Traffic metadata with filters, record details with their inclusion proof
+(checked again in the browser), signed tree heads and witness cosignatures,
+per-office-pair volumes and rejections, behind one configured bearer token.
+It shows metadata only: the gateway holds no message content.
+"""
+
+from gateway.console.app import ConsoleHandle, start_console, start_console_from_config
+from gateway.console.auth import load_token
+
+__all__ = ["ConsoleHandle", "load_token", "start_console", "start_console_from_config"]
