@@ -66,7 +66,8 @@ def lab_endpoint(lab_dir: Path, office: str) -> tuple[str, ClientTls | None]:
     if office_entry is None:
         names = ", ".join(o.get("id", "?") for o in lab.get("offices", []))
         raise ConfigError(f"no office {office!r} in {path} (offices: {names})")
-    tls = lab.get("client_tls")
+    # The office's own agency certificate when the lab lists one, else the lab-wide one.
+    tls = office_entry.get("client_tls") or lab.get("client_tls")
     client_tls = ClientTls(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"])) if tls else None
     return str(office_entry["grpc"]), client_tls
 

@@ -37,15 +37,21 @@ class NatsConfig:
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
+    inbox_prefix: str = ""  # per-office reply subjects, so replies to one office are not readable by another
 
 
 @dataclass(frozen=True)
 class TlsConfig:
-    """Server-side mTLS for a node's gRPC listener (CA that signs the clients)."""
+    """Server-side mTLS for a node's gRPC listener (CA that signs the clients).
+
+    ``clients``: the agency client certificate names an office node serves
+    (empty: any client certificate of the deployment CA).
+    """
 
     ca: Path
     cert: Path
     key: Path
+    clients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,12 @@ class _Section:
             raise ConfigError(f"{self._where(key)} must be a string")
         return value
 
+    def texts(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self._where(key)} must be a list of strings")
+        return tuple(value)
+
     def path_(self, key: str, default: str | None = None) -> Path:
         try:
             return (self.path.parent / self.text(key, default)).resolve()
@@ -150,6 +162,7 @@ def _nats(path: Path, data: dict[str, Any]) -> NatsConfig:
         ca=s.opt_path("ca"),
         cert=s.opt_path("cert"),
         key=s.opt_path("key"),
+        inbox_prefix=s.text("inbox_prefix", ""),
     )
 
 
@@ -157,7 +170,7 @@ def _tls(path: Path, data: dict[str, Any]) -> TlsConfig | None:
     if "tls" not in data:
         return None
     s = _section(path, data, "tls")
-    return TlsConfig(ca=s.path_("ca"), cert=s.path_("cert"), key=s.path_("key"))
+    return TlsConfig(ca=s.path_("ca"), cert=s.path_("cert"), key=s.path_("key"), clients=s.texts("clients"))
 
 
 def _console(path: Path, data: dict[str, Any]) -> ConsoleConfig | None:

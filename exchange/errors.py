@@ -14,6 +14,7 @@ from typing import ClassVar
 from exchange.model import Reason
 
 __all__ = [
+    "AccessDeniedError",
     "ClockSkewError",
     "CodecError",
     "ConfigError",
@@ -216,6 +217,12 @@ class ReplayError(EnvelopeError):
 
     reason = Reason.REPLAY
     grpc_status = "ALREADY_EXISTS"
+
+
+class AccessDeniedError(LiaisonError):
+    """The caller's certificate does not give it this role."""
+
+    grpc_status = "PERMISSION_DENIED"
 
 
 class NotFoundError(LiaisonError):

@@ -8,7 +8,8 @@ and sets the size limits every server shares.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -17,9 +18,69 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.errors import LiaisonError
+from exchange.errors import AccessDeniedError, LiaisonError
 
-__all__ = ["MAX_GRPC_MESSAGE_BYTES", "grpc_errors", "grpc_stream_errors", "new_server", "status_of"]
+__all__ = [
+    "MAX_GRPC_MESSAGE_BYTES",
+    "Access",
+    "Peer",
+    "grpc_errors",
+    "grpc_stream_errors",
+    "new_server",
+    "peer_of",
+    "status_of",
+]
+
+SPIFFE_PREFIX: Final = "spiffe://liaison/"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is calling, from the client certificate's URI SAN ``spiffe://liaison/<kind>/<name>``."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def peer_of(context: grpc.aio.ServicerContext[Any, Any]) -> Peer | None:
+    """The authenticated peer (mutual TLS), or None on a plaintext server."""
+    auth = context.auth_context() or {}
+    for san in auth.get("x509_subject_alternative_name", []):
+        text = san.decode(errors="replace") if isinstance(san, bytes) else str(san)
+        if text.startswith(SPIFFE_PREFIX):
+            kind, _, name = text.removeprefix(SPIFFE_PREFIX).partition("/")
+            return Peer(kind, name)
+    return None
+
+
+@dataclass(frozen=True)
+class Access:
+    """Which certificate roles may call which method: ``"kind:name"`` or ``"kind:*"`` patterns.
+
+    A method without a rule falls back to ``default``. Checked only on mutual-TLS
+    servers: a plaintext server (development) has no peers to check.
+    """
+
+    rules: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    default: frozenset[str] = frozenset()
+
+    def check(self, peer: Peer | None, method: str) -> None:
+        allowed = self.rules.get(method, self.default)
+        if peer is None:
+            raise AccessDeniedError(f"{method} needs a client certificate with a role")
+        if f"{peer.kind}:{peer.name}" in allowed or f"{peer.kind}:*" in allowed:
+            return
+        raise AccessDeniedError(f"{peer} may not call {method}")
+
+
+def _authorize(servicer: Any, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+    access: Access | None = getattr(servicer, "access", None)
+    if access is not None:
+        access.check(peer_of(context), method)
+
 
 log = structlog.get_logger()
 
@@ -41,6 +102,7 @@ def grpc_errors(
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
         try:
+            _authorize(self, context, fn.__name__)
             return await fn(self, request, context)
         except LiaisonError as e:
             log.info("rpc_refused", method=fn.__name__, status=e.grpc_status, error=str(e)[:300])
@@ -58,6 +120,7 @@ def grpc_stream_errors(
         self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[T]:
         try:
+            _authorize(self, context, fn.__name__)
             async for item in fn(self, request, context):
                 yield item
         except LiaisonError as e:

@@ -25,7 +25,7 @@ from exchange.directory import DirectoryState, SignedDirectory, TrustAnchor
 from exchange.errors import ConfigError, LiaisonError
 from exchange.transport import Transport
 
-__all__ = ["load_directory", "nats_tls", "run_node", "stop_on_signals"]
+__all__ = ["load_directory", "nats_connect_args", "nats_tls", "run_node", "stop_on_signals"]
 
 log = structlog.get_logger()
 
@@ -57,12 +57,27 @@ def load_directory(pinned: Path, stored: bytes | None = None) -> DirectoryState:
 
 
 def nats_tls(cfg: NatsConfig) -> ssl.SSLContext | None:
+    """The client TLS context for NATS (CA to trust, and this node's certificate when given)."""
     if cfg.ca is None:
         return None
-    ctx = ssl.create_default_context(cafile=str(cfg.ca))
-    if cfg.cert and cfg.key:
-        ctx.load_cert_chain(str(cfg.cert), str(cfg.key))
+    try:
+        ctx = ssl.create_default_context(cafile=str(cfg.ca))
+        if cfg.cert and cfg.key:
+            ctx.load_cert_chain(str(cfg.cert), str(cfg.key))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"cannot load NATS TLS files ({cfg.ca}, {cfg.cert}): {e}") from e
     return ctx
+
+
+def nats_connect_args(cfg: NatsConfig) -> dict[str, Any]:
+    """Keyword arguments for ``exchange.transport.connect`` from a node's [nats] section."""
+    return {
+        "tls": nats_tls(cfg),
+        "user": cfg.user or None,
+        "password": cfg.password or None,
+        "user_credentials": str(cfg.creds) if cfg.creds else None,
+        "inbox_prefix": cfg.inbox_prefix or None,
+    }
 
 
 async def run_node(

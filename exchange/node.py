@@ -97,7 +97,7 @@ class OfficeNode:
 
     # --- sending ---------------------------------------------------------------------
 
-    async def send(self, req: SendRequest) -> SendResult:
+    async def send(self, req: SendRequest, agency: str = "") -> SendResult:
         """Seal, store durably, answer ACCEPTED. Publishing happens behind the reply."""
         directory = self.directory.directory
         for r in req.recipients:
@@ -153,7 +153,13 @@ class OfficeNode:
         message_id = await self.store.record_sent(record, statement, frame)
         self._outbox_ready.set()
         self.counters.sent += 1
-        log.info("accepted", message_id=message_id, kind=ctx.kind.label, recipients=len(ctx.recipients))
+        log.info(
+            "accepted",
+            message_id=message_id,
+            kind=ctx.kind.label,
+            recipients=len(ctx.recipients),
+            agency=agency,
+        )
         return SendResult(message_id, accepted if message_id == ctx.message_id else None)
 
     def _sign(self, statement: Receipt | Rejection) -> SignedStatement:

@@ -7,9 +7,9 @@ import structlog
 from exchange._pb.liaison.v1 import exchange_pb2_grpc
 from exchange.config import OfficeConfig
 from exchange.grpcutil import new_server
-from exchange.lifecycle import load_directory, nats_tls, run_node
+from exchange.lifecycle import load_directory, nats_connect_args, run_node
 from exchange.node import OfficeNode
-from exchange.service import SERVICE_NAME, ExchangeServicer
+from exchange.service import SERVICE_NAME, ExchangeServicer, agency_access
 from exchange.store import OfficeStore
 from exchange.transport import connect
 from keys.keystore import open_keystore, passphrase_from
@@ -29,20 +29,14 @@ async def serve_office(cfg: OfficeConfig) -> None:
         )
         tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         server, health, port = new_server(cfg.grpc_listen, [SERVICE_NAME], tls)
-        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node), server)
+        access = agency_access(cfg.tls.clients) if cfg.tls else None
+        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node, access), server)
         await run_node(
             role="office",
             server=server,
             health_servicer=health,
             services=[SERVICE_NAME],
-            connect_nats=lambda: connect(
-                cfg.nats.url,
-                f"office-{cfg.office}",
-                tls=nats_tls(cfg.nats),
-                user=cfg.nats.user or None,
-                password=cfg.nats.password or None,
-                user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
-            ),
+            connect_nats=lambda: connect(cfg.nats.url, f"office-{cfg.office}", **nats_connect_args(cfg.nats)),
             run=node.run,
             ready=node.connected,
             office=cfg.office,

@@ -14,40 +14,48 @@ import grpc
 from exchange._pb.liaison.v1 import exchange_pb2, exchange_pb2_grpc
 from exchange.codec import service as codec
 from exchange.codec.envelope import encode_signed_statement
-from exchange.grpcutil import grpc_errors, grpc_stream_errors
+from exchange.grpcutil import Access, grpc_errors, grpc_stream_errors, peer_of
 from exchange.ids import check_message_id
 from exchange.node import OfficeNode
 
-__all__ = ["SERVICE_NAME", "ExchangeServicer"]
+__all__ = ["SERVICE_NAME", "ExchangeServicer", "agency_access"]
 
 SERVICE_NAME = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
-    def __init__(self, node: OfficeNode) -> None:
-        self.node = node
+def agency_access(clients: tuple[str, ...]) -> Access:
+    """Agency client certificates this office serves (any client certificate if none are named)."""
+    return Access(default=frozenset(f"client:{c}" for c in clients) or frozenset({"client:*"}))
 
-    async def _send(self, request: codec.SendPb) -> exchange_pb2.SendResponse:
-        return codec.send_result_to_pb(await self.node.send(codec.send_request_from_pb(request)))
+
+class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
+    def __init__(self, node: OfficeNode, access: Access | None = None) -> None:
+        self.node = node
+        self.access = access
+
+    async def _send(self, request: codec.SendPb, context: Ctx) -> exchange_pb2.SendResponse:
+        peer = peer_of(context)
+        result = await self.node.send(codec.send_request_from_pb(request), agency=str(peer) if peer else "")
+        return codec.send_result_to_pb(result)
 
     @grpc_errors
     async def SendAlert(
         self, request: exchange_pb2.SendAlertRequest, context: Ctx
     ) -> exchange_pb2.SendResponse:
-        return await self._send(request)
+        return await self._send(request, context)
 
     @grpc_errors
     async def SendCaseMessage(
         self, request: exchange_pb2.SendCaseMessageRequest, context: Ctx
     ) -> exchange_pb2.SendResponse:
-        return await self._send(request)
+        return await self._send(request, context)
 
     @grpc_errors
     async def SendConsularRequest(
         self, request: exchange_pb2.SendConsularRequestRequest, context: Ctx
     ) -> exchange_pb2.SendResponse:
-        return await self._send(request)
+        return await self._send(request, context)
 
     @grpc_stream_errors
     async def Subscribe(

@@ -8,9 +8,11 @@ It checks nothing itself: verification is the caller's (``gateway.audit.verify``
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -19,7 +21,7 @@ import grpc
 from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
 from exchange.client import ClientTls, remote_error
 from exchange.codec.audit import cosignature_to_pb, decode_record, signed_tree_head_from_pb, stats_from_pb
-from exchange.errors import NotFoundError, RemoteError
+from exchange.errors import ConfigError, NotFoundError, RemoteError
 from gateway.audit.record import AuditRecord
 from gateway.audit.store import StatsRow
 from gateway.audit.treehead import Cosignature, SignedTreeHead
@@ -48,6 +50,19 @@ class AuditClient:
         self._audit = audit_pb2_grpc.AuditServiceStub(self._channel)
         self._directory = audit_pb2_grpc.DirectoryServiceStub(self._channel)
         self.timeout = timeout
+
+    @classmethod
+    def from_lab(cls, lab_dir: Path | str, *, timeout: float = 15.0) -> AuditClient:
+        """The gateway of a running lab, as its operator (lab.json: gateway.grpc, operator_tls)."""
+        path = Path(lab_dir) / "lab.json"
+        try:
+            lab = json.loads(path.read_text())
+            target = str(lab["gateway"]["grpc"])
+        except (OSError, ValueError, KeyError) as e:
+            raise ConfigError(f"cannot read the gateway address from {path}: {e}") from e
+        tls = lab.get("operator_tls")
+        client_tls = ClientTls(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"])) if tls else None
+        return cls(target, tls=client_tls, timeout=timeout)
 
     def close(self) -> None:
         self._channel.close()

@@ -7,13 +7,20 @@ import structlog
 from exchange._pb.liaison.v1 import audit_pb2_grpc
 from exchange.config import GatewayConfig
 from exchange.grpcutil import new_server
-from exchange.lifecycle import load_directory, nats_tls, run_node
+from exchange.lifecycle import load_directory, nats_connect_args, run_node
 from exchange.transport import connect
 from gateway.audit.pgstore import PostgresAuditStore
 from gateway.audit.store import AuditStore, SQLiteAuditStore
 from gateway.console import start_console_from_config
 from gateway.node import GatewayNode
-from gateway.service import AUDIT_SERVICE, DIRECTORY_SERVICE, AuditServicer, DirectoryServicer
+from gateway.service import (
+    AUDIT_ACCESS,
+    AUDIT_SERVICE,
+    DIRECTORY_ACCESS,
+    DIRECTORY_SERVICE,
+    AuditServicer,
+    DirectoryServicer,
+)
 from keys.keystore import open_keystore, passphrase_from
 
 __all__ = ["open_store", "serve_gateway"]
@@ -41,8 +48,13 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
         )
         tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         server, health, port = new_server(cfg.grpc_listen, [AUDIT_SERVICE, DIRECTORY_SERVICE], tls)
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(node), server)
-        audit_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(node), server)
+        secure = cfg.tls is not None
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(
+            AuditServicer(node, AUDIT_ACCESS if secure else None), server
+        )
+        audit_pb2_grpc.add_DirectoryServiceServicer_to_server(
+            DirectoryServicer(node, DIRECTORY_ACCESS if secure else None), server
+        )
         # The read-only web console, when configured, shares this loop and closes before the store.
         console = await start_console_from_config(node, cfg.console) if cfg.console else None
         try:
@@ -52,12 +64,7 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
                 health_servicer=health,
                 services=[AUDIT_SERVICE, DIRECTORY_SERVICE],
                 connect_nats=lambda: connect(
-                    cfg.nats.url,
-                    f"gateway-{cfg.gateway}",
-                    tls=nats_tls(cfg.nats),
-                    user=cfg.nats.user or None,
-                    password=cfg.nats.password or None,
-                    user_credentials=str(cfg.nats.creds) if cfg.nats.creds else None,
+                    cfg.nats.url, f"gateway-{cfg.gateway}", **nats_connect_args(cfg.nats)
                 ),
                 run=lambda transport: node.run(transport, node.signed_directory()),
                 ready=node.ready,

@@ -22,13 +22,20 @@ from exchange.codec.audit import (
     stats_to_pb,
 )
 from exchange.errors import CodecError
-from exchange.grpcutil import grpc_errors, grpc_stream_errors
+from exchange.grpcutil import Access, grpc_errors, grpc_stream_errors
 from exchange.model import Kind, Priority, Reason
 from gateway.audit.record import Verdict
 from gateway.audit.store import AuditFilter, StoredEntry
 from gateway.node import GatewayNode
 
-__all__ = ["AUDIT_SERVICE", "DIRECTORY_SERVICE", "AuditServicer", "DirectoryServicer"]
+__all__ = [
+    "AUDIT_ACCESS",
+    "AUDIT_SERVICE",
+    "DIRECTORY_ACCESS",
+    "DIRECTORY_SERVICE",
+    "AuditServicer",
+    "DirectoryServicer",
+]
 
 AUDIT_SERVICE = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
 DIRECTORY_SERVICE = audit_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name
@@ -68,10 +75,21 @@ def _logged(stored: StoredEntry) -> audit_pb2.LoggedRecord:
     )
 
 
+# Roles by client certificate kind (checked on mutual-TLS servers).
+AUDIT_ACCESS = Access(default=frozenset({"operator:*", "authority:*"}))
+DIRECTORY_ACCESS = Access(
+    rules={
+        "GetDirectory": frozenset({"operator:*", "authority:*", "node:*", "client:*"}),
+        "PublishDirectory": frozenset({"authority:*"}),
+    }
+)
+
+
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    def __init__(self, node: GatewayNode) -> None:
+    def __init__(self, node: GatewayNode, access: Access | None = None) -> None:
         self.node = node
         self.store = node.store
+        self.access = access
 
     @grpc_errors
     async def Query(self, request: audit_pb2.QueryRequest, context: Ctx) -> audit_pb2.QueryResponse:
@@ -137,8 +155,9 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
 
 
 class DirectoryServicer(audit_pb2_grpc.DirectoryServiceServicer):
-    def __init__(self, node: GatewayNode) -> None:
+    def __init__(self, node: GatewayNode, access: Access | None = None) -> None:
         self.node = node
+        self.access = access
 
     @grpc_errors
     async def GetDirectory(

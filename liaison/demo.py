@@ -128,8 +128,10 @@ def _tampered_envelope(lab: Lab, sender: str, recipient: str, directory: Directo
     return Envelope(envelope.header, envelope.header_bytes, envelope.signatures, bytes(flipped))
 
 
-async def _publish_raw(nats_url: str, subject: str, payload: bytes, msg_id: str) -> None:
-    transport = await connect(nats_url, "demo-tamper")
+async def _publish_raw(lab: Lab, office: str, payload: bytes, msg_id: str) -> None:
+    """Publish as ``office``'s node would (its certificate, its out subject): a compromised node."""
+    transport = await connect(lab.nats_url, "demo-tamper", **lab.nats_connect_args(office))
+    subject = out_subject(office)
     try:
         await transport.publish(subject, payload, msg_id, 1)
     finally:
@@ -143,7 +145,7 @@ def _scenario(lab: Lab, report: _Report) -> None:
     offices = [o.id for o in lab.deployment.inventory.offices]
     dushanbe, moscow_mvd, moscow_migration = offices[0], offices[1], offices[2]
     ru, tj, mig = (Client.from_lab(lab.root, o) for o in (dushanbe, moscow_mvd, moscow_migration))
-    audit = AuditClient(lab.gateway.grpc)
+    audit = AuditClient.from_lab(lab.root)
     try:
         report.step(f"FLASH drug-trafficking alert {dushanbe} -> {moscow_mvd}, {moscow_migration}")
         courier = Person(
@@ -227,7 +229,7 @@ def _scenario(lab: Lab, report: _Report) -> None:
         report.step("A tampered envelope on the wire")
         bad = _tampered_envelope(lab, moscow_mvd, dushanbe, directory)
         bad_id = bad.header.context.message_id
-        asyncio.run(_publish_raw(lab.nats.url, out_subject(moscow_mvd), encode_frame(bad), bad_id))
+        asyncio.run(_publish_raw(lab, moscow_mvd, encode_frame(bad), bad_id))
 
         def refused() -> bool:
             records, _ = audit.query(message_id=bad_id)

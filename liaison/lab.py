@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -23,9 +24,12 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from exchange.client import ClientTls
 from exchange.errors import ConfigError
+from exchange.natsauth import inbox_prefix, render_tls_authorization
 from exchange.natsserver import NatsServer, free_port
 from keys.deployment import Deployment, create_deployment, load_inventory
+from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
 
 __all__ = ["DEFAULT_INVENTORY", "Lab", "NodeProcess"]
 
@@ -41,6 +45,7 @@ class NodeProcess:
     config: Path
     grpc: str
     log: Path
+    health_tls: ClientTls | None = None  # a certificate the node accepts, for health checks
     proc: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = field(default=None, repr=False)
 
@@ -88,7 +93,7 @@ class NodeProcess:
             return ""
 
     def wait_serving(self, deadline: float) -> None:
-        with grpc.insecure_channel(self.grpc) as channel:
+        with _channel(self.grpc, self.health_tls) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 if not self.running:
@@ -104,6 +109,13 @@ class NodeProcess:
                 time.sleep(0.2)
 
 
+def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(target)
+    creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
+    return grpc.secure_channel(target, creds)
+
+
 class Lab:
     """The lab in folder ``root``; ``start``/``stop`` are idempotent and bounded in time."""
 
@@ -114,6 +126,7 @@ class Lab:
         self.deployment: Deployment | None = None
         self.nats: NatsServer | None = None
         self.nodes: dict[str, NodeProcess] = {}
+        self.pki = DeploymentPki(self.root / "pki")
 
     # --- set-up --------------------------------------------------------------------
 
@@ -127,14 +140,41 @@ class Lab:
                 inv, self.root, os.urandom(24).hex().encode(), int(time.time() * 1000)
             )
         self.deployment = deployment
+        self.pki = create_deployment_pki(inv, self.root / "pki")
         (self.root / "logs").mkdir(exist_ok=True)
-        self.nats = NatsServer(self.root / "nats", port=self._nats_port())
-        nats_url = f"nats://127.0.0.1:{self.nats.port}"
-        gw = inv.gateway.id
-        self.nodes = {"gateway": self._node("gateway", "gateway", gw, nats_url)}
+        server = self.pki.files(NATS_SERVER)
+        self.nats = NatsServer(
+            self.root / "nats",
+            port=self._nats_port(),
+            auth_config=render_tls_authorization(
+                ca=server.ca,
+                cert=server.cert,
+                key=server.key,
+                gateway_dn=self.pki.dn(inv.gateway.id),
+                office_dns={o.id: self.pki.dn(o.id) for o in inv.offices},
+            ),
+        )
+        self.nodes = {"gateway": self._node("gateway", "gateway", inv.gateway.id)}
         for office in inv.offices:
-            self.nodes[office.id] = self._node(office.id, "office", office.id, nats_url)
+            self.nodes[office.id] = self._node(office.id, "office", office.id)
         return deployment
+
+    @property
+    def nats_url(self) -> str:
+        assert self.nats is not None
+        return f"tls://127.0.0.1:{self.nats.port}"
+
+    def nats_connect_args(self, owner: str) -> dict[str, Any]:
+        """``exchange.transport.connect`` keyword arguments for ``owner``'s NATS identity."""
+        files = self.pki.files(owner)
+        context = ssl.create_default_context(cafile=str(files.ca))
+        context.load_cert_chain(str(files.cert), str(files.key))
+        gateway = self.deployment is not None and owner == self.deployment.inventory.gateway.id
+        return {"tls": context, "inbox_prefix": None if gateway else inbox_prefix(owner)}
+
+    def client_tls(self, name: str) -> ClientTls:
+        files = self.pki.files(name)
+        return ClientTls(files.ca, files.cert, files.key)
 
     def _nats_port(self) -> int:
         # Keep the port across restarts of the same lab so JetStream state and clients line up.
@@ -146,7 +186,7 @@ class Lab:
         previous.write_text(str(port))
         return port
 
-    def _node(self, name: str, role: str, owner: str, nats_url: str) -> NodeProcess:
+    def _node(self, name: str, role: str, owner: str) -> NodeProcess:
         assert self.deployment is not None
         d = self.deployment
         node_dir = self.root / "nodes" / name
@@ -157,15 +197,22 @@ class Lab:
             if role == "gateway"
             else f'[office]\nid = "{owner}"\nstore = "office.db"\nsuite = "{self.suite}"\n'
         )
+        tls = self.pki.files(owner)
+        clients = f'clients = ["{owner}-agency", "{LAB_AGENCY}"]\n' if role == "office" else ""
+        prefix = f'inbox_prefix = "{inbox_prefix(owner)}"\n' if role == "office" else ""
+        files = f'ca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
         config = node_dir / "config.toml"
         config.write_text(
             f"{section}\n"
             f'[keys]\ndir = "{d.keys_dir(owner)}"\npassphrase_file = "{d.passphrase_file}"\n\n'
             f'[directory]\nfile = "{d.directory_file}"\n\n'
-            f'[nats]\nurl = "{nats_url}"\n\n'
-            f'[grpc]\nlisten = "{listen}"\n'
+            f'[nats]\nurl = "{self.nats_url}"\n{files}{prefix}\n'
+            f'[grpc]\nlisten = "{listen}"\n\n'
+            f"[tls]\n{files}{clients}"
         )
-        return NodeProcess(name, role, config, listen, self.root / "logs" / f"{name}.log")
+        return NodeProcess(
+            name, role, config, listen, self.root / "logs" / f"{name}.log", self.client_tls(OPERATOR)
+        )
 
     # --- running -------------------------------------------------------------------
 
@@ -220,7 +267,7 @@ class Lab:
         return {
             "root": str(self.root),
             "deployment": inv.deployment,
-            "nats_url": self.nats.url,
+            "nats_url": self.nats_url,
             "directory": str(self.deployment.directory_file),
             "nats_pid": self.nats.pid,
             "gateway": {
@@ -236,12 +283,17 @@ class Lab:
                     "grpc": self.nodes[o.id].grpc,
                     "config": str(self.nodes[o.id].config),
                     "pid": self.nodes[o.id].pid,
-                    "nats": {"url": self.nats.url, "credentials": None},
+                    "nats": {
+                        "url": self.nats_url,
+                        **self.pki.files(o.id).as_json(),
+                        "inbox_prefix": inbox_prefix(o.id),
+                    },
+                    "client_tls": self.pki.agency(o.id).as_json(),
                 }
                 for o in inv.offices
             ],
-            "client_tls": None,
-            "operator_tls": None,
+            "client_tls": self.pki.files(LAB_AGENCY).as_json(),
+            "operator_tls": self.pki.files(OPERATOR).as_json(),
         }
 
     def write_lab_json(self) -> Path:

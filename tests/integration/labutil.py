@@ -79,7 +79,8 @@ def inject(lab: Lab, subject_office: str, payload: bytes | Envelope, msg_id: str
     data = encode_frame(payload) if isinstance(payload, Envelope) else payload
 
     async def go() -> None:
-        transport = await connect(lab.nats.url if lab.nats else "", "test-injector")
+        # With that office's own NATS identity: what a faulty or compromised node could do.
+        transport = await connect(lab.nats_url, "test-injector", **lab.nats_connect_args(subject_office))
         try:
             await transport.publish(out_subject(subject_office), data, msg_id, 1)
         finally:

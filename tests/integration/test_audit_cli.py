@@ -55,7 +55,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def audit(lab: Lab) -> Iterator[AuditClient]:
-    with AuditClient(lab.gateway.grpc) as client:
+    with AuditClient.from_lab(lab.root) as client:
         yield client
 
 

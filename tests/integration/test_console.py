@@ -101,7 +101,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleLab]:
                 [RU], category=AlertCategory.OTHER, priority=Priority.ROUTINE, subject="x", text=SECRET_TEXT
             )
             wait_for(lambda: mig.status(rejected.message_id).rejected, what="the policy rejection")
-        with AuditClient(lab.gateway.grpc) as audit:
+        with AuditClient.from_lab(lab.root) as audit:
             head = audit.tree_head()
             key = identity(lab, WITNESS).signing_keys(Suite.CLASSIC)[0]
             audit.add_cosignature(head.tree_head.size, sign_cosignature(head, WITNESS, key))

@@ -55,7 +55,7 @@ def clients(lab: Lab) -> Iterator[dict[str, Client]]:
 
 @pytest.fixture(scope="module")
 def audit(lab: Lab) -> Iterator[AuditClient]:
-    with AuditClient(lab.gateway.grpc) as client:
+    with AuditClient.from_lab(lab.root) as client:
         yield client
 
 
@@ -312,5 +312,10 @@ def test_lab_json_describes_the_deployment(lab: Lab) -> None:
     doc = json.loads((lab.root / "lab.json").read_text())
     assert {o["id"] for o in doc["offices"]} == {RU, TJ, MIG}
     assert doc["gateway"]["grpc"]
-    assert doc["nats_url"].startswith("nats://127.0.0.1:")
+    assert doc["nats_url"].startswith("tls://127.0.0.1:")
     assert Path(doc["directory"]).exists()
+    for office in doc["offices"]:
+        assert Path(office["nats"]["cert"]).exists()
+        assert Path(office["client_tls"]["cert"]).exists()
+    assert Path(doc["client_tls"]["ca"]).exists()
+    assert Path(doc["operator_tls"]["key"]).exists()

@@ -44,7 +44,7 @@ def _collect(lab: Lab, office: str, wanted: set[str], timeout: float = 60.0) -> 
 
 
 def _audited(lab: Lab, ids: list[str]) -> int:
-    with AuditClient(lab.gateway.grpc) as audit:
+    with AuditClient.from_lab(lab.root) as audit:
         return sum(
             1
             for message_id in ids
@@ -99,7 +99,7 @@ def test_gateway_sigkill_mid_stream_loses_and_duplicates_nothing(lab: Lab) -> No
     audited = _audited(lab, ids)
     _report("gateway SIGKILL", len(ids), len(ids), len(order), audited)
     assert audited == len(ids), "every message audited exactly once"
-    with AuditClient(lab.gateway.grpc) as audit:
+    with AuditClient.from_lab(lab.root) as audit:
         head = audit.tree_head()
         entries = [(r.index, r.entry) for r in audit.all_records()]
     assert lab.deployment is not None

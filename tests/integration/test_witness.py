@@ -362,7 +362,7 @@ def witness_dir(tmp_path: Path) -> Path:
 
 
 def log_size(lab: Lab) -> int:
-    with AuditClient(lab.gateway.grpc) as audit:
+    with AuditClient.from_lab(lab.root) as audit:
         return audit.tree_head().tree_head.size
 
 
@@ -390,7 +390,7 @@ def wait_cosigned(lab: Lab) -> SignedTreeHead:
     found: list[SignedTreeHead] = []
 
     def cosigned() -> bool:
-        with AuditClient(lab.gateway.grpc) as audit:
+        with AuditClient.from_lab(lab.root) as audit:
             head = audit.tree_head()
         mine = [c for c in head.cosignatures if c.witness == WITNESS]
         if mine:
@@ -467,7 +467,7 @@ def test_truncated_log_raises_a_standing_alarm(
 
         traffic(lab, 2, "after")  # new heads are signed, none is co-signed
         time.sleep(1.5)
-        with AuditClient(lab.gateway.grpc) as audit:
+        with AuditClient.from_lab(lab.root) as audit:
             head = audit.tree_head()
         assert head.tree_head.size > keep
         assert not head.cosignatures
@@ -496,7 +496,7 @@ def test_rewritten_record_is_detected_by_the_consistency_check(
         rewrite_record(audit_db(lab), 1)
         lab.start_node("gateway")
         traffic(lab, 2, "after")
-        with AuditClient(lab.gateway.grpc) as audit:
+        with AuditClient.from_lab(lab.root) as audit:
             rewritten = audit.tree_head()
         assert rewritten.tree_head.size > cosigned.tree_head.size
         # The rewrite is self-consistent: only the co-signed head contradicts it.
@@ -511,7 +511,7 @@ def test_rewritten_record_is_detected_by_the_consistency_check(
 
         traffic(lab, 1, "later")
         time.sleep(1.5)
-        with AuditClient(lab.gateway.grpc) as audit:
+        with AuditClient.from_lab(lab.root) as audit:
             assert not audit.tree_head().cosignatures
     finally:
         stop_witness(w)
