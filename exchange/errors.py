@@ -31,6 +31,7 @@ __all__ = [
     "KeyRevokedError",
     "KeystoreError",
     "LiaisonError",
+    "MissingKeyError",
     "MissingSignatureError",
     "NotARecipientError",
     "NotFoundError",
@@ -205,6 +206,10 @@ class DecryptError(EnvelopeError):
     """The content key or content does not decrypt (authentication failed)."""
 
     reason = Reason.DIGEST_MISMATCH
+
+
+class MissingKeyError(DecryptError):
+    """Wrapped to a key this node does not hold (yet): a rotation its keystore has not had."""
 
 
 class PolicyDeniedError(EnvelopeError):

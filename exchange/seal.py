@@ -121,7 +121,12 @@ def wrap_info(context_bytes: bytes, recipient: str, key_id: str) -> bytes:
 def _signing_keys(
     office: Office, keys: Sequence[primitives.PrivateKey], suite: Suite, now_ms: int
 ) -> list[tuple[str, primitives.PrivateKey]]:
-    """For each algorithm the suite needs, the private key matching the office's current key."""
+    """For each algorithm the suite needs, the held private key the directory accepts now.
+
+    The office's current directory key when it is held; otherwise (the directory
+    already announces a rotation this node's keystore has not had yet) the newest
+    held key the directory still lists as valid, e.g. a RETIRING key in its overlap.
+    """
     by_id = {primitives.key_id(k.algorithm, primitives.public_bytes(k)): k for k in keys}
     chosen = []
     for algorithm in suite.signing_algorithms:
@@ -129,9 +134,16 @@ def _signing_keys(
         if current is None:
             raise errors.KeyNotValidError(f"office {office.id} has no valid {algorithm.name} key")
         if current.key_id not in by_id:
-            raise errors.KeyNotValidError(
-                f"no private key for {office.id}'s {algorithm.name} key {current.key_id}"
-            )
+            valid = [
+                k
+                for k in office.keys
+                if k.key_id in by_id and k.algorithm is algorithm and k.valid_at(now_ms)
+            ]
+            if not valid:
+                raise errors.KeyNotValidError(
+                    f"no private key for {office.id}'s {algorithm.name} key {current.key_id}"
+                )
+            current = max(valid, key=lambda k: k.not_before_ms)
         chosen.append((current.key_id, by_id[current.key_id]))
     return chosen
 
@@ -370,7 +382,7 @@ def open_envelope(
         raise errors.NotARecipientError(f"{me} is not a recipient of {ctx.message_id}")
     key = my_keys.get(wrapped.key_id)
     if key is None:
-        raise errors.DecryptError(f"{me} holds no private key {wrapped.key_id}")
+        raise errors.MissingKeyError(f"{me} holds no private key {wrapped.key_id}")
     info = wrap_info(env.header.context_bytes, me, wrapped.key_id)
     content_key = primitives.unwrap(key, wrapped.enc, info)
     body_bytes = primitives.aead_open(content_key, env.ciphertext, aad=env.header.context_bytes)

@@ -28,9 +28,15 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 @pytest.mark.slow
 def test_flood_from_one_office_does_not_starve_another(lab: Lab) -> None:
+    # Both offices' traffic waits in JetStream while the gateway is down, the flood first;
+    # then the gateway comes back and must not serve the other office only after the flood.
+    lab.gateway.stop()
     with Client.from_lab(lab.root, RU) as ru, Client.from_lab(lab.root, MIG) as mig:
         flood = [ru.send_case_message([TJ], case_id="FLOOD", text=f"{i}").message_id for i in range(150)]
+        time.sleep(1.0)
         few = [mig.send_case_message([TJ], case_id="FAIR", text=f"{i}").message_id for i in range(3)]
+        time.sleep(1.0)
+    lab.start_node("gateway")
     order: list[str] = []
     deadline = time.monotonic() + 60
     with Client.from_lab(lab.root, TJ) as tj:
@@ -40,6 +46,4 @@ def test_flood_from_one_office_does_not_starve_another(lab: Lab) -> None:
                 tj.ack(d.message_id)  # acknowledged messages are not replayed by the next subscribe
     assert sorted(order) == sorted([*flood, *few]), "nothing dropped"
     last_of_few = max(order.index(m) for m in few)
-    assert last_of_few < order.index(flood[-1]) - 50, (
-        f"the other office's messages waited behind the flood (position {last_of_few} of {len(order)})"
-    )
+    assert last_of_few < 60, f"the other office's messages waited behind the flood (position {last_of_few})"

@@ -125,6 +125,11 @@ def refusals(lab: Lab, office: str) -> list[str]:
     return [line for line in text.splitlines() if "directory_refused" in line]
 
 
+def gateway_refusals(lab: Lab) -> list[str]:
+    text = lab.gateway.log.read_text(errors="replace")
+    return [line for line in text.splitlines() if "rpc_refused" in line and "PublishDirectory" in line]
+
+
 # --- messages --------------------------------------------------------------------------------
 
 
@@ -236,11 +241,15 @@ def test_under_signed_and_rolled_back_directories_are_refused_everywhere(
         ("lower-version", older, "does not move forward"),
     ]
     for name, data, why in cases:
-        # The gateway refuses it on its DirectoryService.
+        # The gateway refuses it on its DirectoryService, and logs the refusal.
+        logged = len(gateway_refusals(lab))
         with pytest.raises(RemoteError) as info:
             audit.publish_directory(data)
         assert info.value.status == "FAILED_PRECONDITION", name
         assert why in info.value.detail, name
+        wait_for(
+            lambda n=logged: len(gateway_refusals(lab)) > n, what=f"the gateway logging the {name} refusal"
+        )  # type: ignore[misc]
         # Straight onto NATS (a compromised publisher): every office refuses and logs it.
         counts = {office: len(refusals(lab, office)) for office in OFFICES}
         put_on_nats(lab, data)

@@ -23,6 +23,7 @@ from keys import identity, keystore, rotation
 NOW = 1_760_000_000_000
 DAY = 86_400_000
 HOUR = 3_600_000
+MINUTES_10 = 600_000
 OVERLAP_DAYS = 7
 A, B = "ru-mvd-dushanbe", "tj-mvd-moscow"
 PASS = b"rotation test passphrase"
@@ -226,9 +227,12 @@ def test_new_messages_use_the_new_keys(world: World) -> None:
         verify_envelope(envelope, directory=world.v2, now_ms=NOW + HOUR)
 
 
-def test_old_keys_alone_cannot_seal_against_the_new_directory(world: World) -> None:
+def test_old_keys_alone_seal_only_within_the_overlap(world: World) -> None:
+    """A node whose keystore has not been rotated yet keeps sending with its RETIRING key."""
+    envelope = _seal(A, world.old_a, B, world.v2, NOW + HOUR)
+    assert set(envelope.header.context.signing_key_ids) <= world.old_key_ids()
     with pytest.raises(errors.KeyNotValidError, match="no private key"):
-        _seal(A, world.old_a, B, world.v2, NOW + HOUR)
+        _seal(A, world.old_a, B, world.v2, NOW + (OVERLAP_DAYS + 1) * DAY)
 
 
 def test_signing_keys_for_follows_the_directory(world: World) -> None:
@@ -247,24 +251,26 @@ def test_signing_keys_for_follows_the_directory(world: World) -> None:
 
 def test_mail_to_the_old_encryption_key_still_opens(world: World) -> None:
     # B sealed against v1 (A's old KEM key) just before the update; A opens it after rotating.
-    envelope = _seal(B, world.b, A, world.v1, NOW - HOUR)
+    envelope = _seal(B, world.b, A, world.v1, NOW - MINUTES_10)
     old_kem = world.old_a.encryption_key(Suite.HYBRID_PQ).key_id
     assert envelope.header.wrapped_for(A).key_id == old_kem  # type: ignore[union-attr]
     opened = open_envelope(
-        envelope, me=A, my_keys=world.new_a.encryption_keys(), directory=world.v2, now_ms=NOW + HOUR // 2
+        envelope, me=A, my_keys=world.new_a.encryption_keys(), directory=world.v2, now_ms=NOW + MINUTES_10
     )
     assert opened.body == CaseMessage(case_id="ROT-1", text="rotation")
     # A keystore that had dropped the old key could not open it: why `keys rotate` keeps it.
     fresh_only = {k: v for k, v in world.new_a.encryption_keys().items() if k != old_kem}
     with pytest.raises(errors.DecryptError):
-        open_envelope(envelope, me=A, my_keys=fresh_only, directory=world.v2, now_ms=NOW + HOUR // 2)
+        open_envelope(envelope, me=A, my_keys=fresh_only, directory=world.v2, now_ms=NOW + MINUTES_10)
 
 
 def test_new_mail_is_wrapped_to_the_new_encryption_key(world: World) -> None:
     envelope = _seal(B, world.b, A, world.v2, NOW + HOUR)
     new_kem = world.new_a.encryption_key(Suite.HYBRID_PQ).key_id
     assert envelope.header.wrapped_for(A).key_id == new_kem  # type: ignore[union-attr]
-    open_envelope(envelope, me=A, my_keys=world.new_a.encryption_keys(), directory=world.v2, now_ms=NOW + HOUR)
+    open_envelope(
+        envelope, me=A, my_keys=world.new_a.encryption_keys(), directory=world.v2, now_ms=NOW + HOUR
+    )
 
 
 # --- revocation ---------------------------------------------------------------------------------
