@@ -18,6 +18,7 @@ from exchange.model import Suite, check_id
 __all__ = [
     "ConsoleConfig",
     "GatewayConfig",
+    "MetricsConfig",
     "NatsConfig",
     "OfficeConfig",
     "load_gateway_config",
@@ -38,6 +39,7 @@ class NatsConfig:
     cert: Path | None = None
     key: Path | None = None
     inbox_prefix: str = ""  # per-office reply subjects, so replies to one office are not readable by another
+    domain: str = ""  # JetStream domain of the hub, when the node talks to it through a leaf node server
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,18 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Where a node serves its Prometheus metrics over HTTP (``/metrics``): ``host:port``."""
+
+    host: str
+    port: int
+
+    @property
+    def listen(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class OfficeConfig:
     office: str
     store: Path
@@ -73,6 +87,7 @@ class OfficeConfig:
     grpc_listen: str
     suite: Suite = Suite.CLASSIC
     tls: TlsConfig | None = None
+    metrics: MetricsConfig | None = None  # off unless the file has a [metrics] section
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,7 @@ class GatewayConfig:
     tree_head_interval_s: float = 2.0
     tls: TlsConfig | None = None
     console: ConsoleConfig | None = None  # off unless the file has a [console] section
+    metrics: MetricsConfig | None = None  # off unless the file has a [metrics] section
 
 
 class _Section:
@@ -163,6 +179,7 @@ def _nats(path: Path, data: dict[str, Any]) -> NatsConfig:
         cert=s.opt_path("cert"),
         key=s.opt_path("key"),
         inbox_prefix=s.text("inbox_prefix", ""),
+        domain=s.text("domain", ""),
     )
 
 
@@ -180,6 +197,18 @@ def _console(path: Path, data: dict[str, Any]) -> ConsoleConfig | None:
     return ConsoleConfig(
         listen=s.text("listen", "127.0.0.1:8080"), token_file=s.path_("token_file", "console.token")
     )
+
+
+def _metrics(path: Path, data: dict[str, Any]) -> MetricsConfig | None:
+    if "metrics" not in data:
+        return None
+    s = _section(path, data, "metrics")
+    listen = s.text("listen", "127.0.0.1:9464")
+    host, sep, port = listen.rpartition(":")
+    # isascii: str.isdigit() is also true for digits int() refuses, such as "²".
+    if not sep or not (port.isascii() and port.isdigit() and len(port) <= 5) or int(port) > 65535:
+        raise ConfigError(f"{path}: [metrics] listen {listen!r} must be host:port")
+    return MetricsConfig(host=host.strip("[]") or "127.0.0.1", port=int(port))
 
 
 def _checked_id(path: Path, value: str, what: str) -> str:
@@ -207,6 +236,7 @@ def load_office_config(path: Path) -> OfficeConfig:
         grpc_listen=_section(path, data, "grpc").text("listen"),
         suite=suite,
         tls=_tls(path, data),
+        metrics=_metrics(path, data),
     )
 
 
@@ -227,4 +257,5 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         grpc_listen=_section(path, data, "grpc").text("listen"),
         tls=_tls(path, data),
         console=_console(path, data),
+        metrics=_metrics(path, data),
     )

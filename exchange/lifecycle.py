@@ -77,6 +77,7 @@ def nats_connect_args(cfg: NatsConfig) -> dict[str, Any]:
         "password": cfg.password or None,
         "user_credentials": str(cfg.creds) if cfg.creds else None,
         "inbox_prefix": cfg.inbox_prefix or None,
+        "domain": cfg.domain or None,
     }
 
 

@@ -39,11 +39,13 @@ from exchange.directory import DirectoryState
 from exchange.envelope import Receipt, Rejection, Routed, SignedStatement
 from exchange.errors import (
     LiaisonError,
+    MissingKeyError,
     NotFoundError,
     OversizeError,
     SignatureError,
     UnknownRecipientError,
 )
+from exchange.metrics import OfficeMetrics
 from exchange.model import Kind, Priority, Reason, ReceiptState, Suite
 from exchange.seal import open_envelope, seal, sign_statement, verify_statement
 from exchange.store import REJECTED, Frame, InboxRecord, OfficeStore, SentRecord, StatementRecord
@@ -91,6 +93,7 @@ class OfficeNode:
         self.suite = suite
         self.clock = clock
         self.counters = _Counters()
+        self.metrics = OfficeMetrics(office)  # observability: hooks marked "# metrics"
         self._inbox_changed = asyncio.Condition()
         self._outbox_ready = asyncio.Event()
         self.connected = asyncio.Event()
@@ -115,7 +118,7 @@ class OfficeNode:
         envelope = seal(
             req.body,
             sender=self.office,
-            sender_keys=self.identity.signing_keys(self.suite),
+            sender_keys=self.identity.all_signing_keys(),
             recipients=req.recipients,
             directory=directory,
             suite=self.suite,
@@ -153,6 +156,7 @@ class OfficeNode:
         message_id = await self.store.record_sent(record, statement, frame)
         self._outbox_ready.set()
         self.counters.sent += 1
+        self.metrics.on_sent()  # metrics
         log.info(
             "accepted",
             message_id=message_id,
@@ -163,7 +167,9 @@ class OfficeNode:
         return SendResult(message_id, accepted if message_id == ctx.message_id else None)
 
     def _sign(self, statement: Receipt | Rejection) -> SignedStatement:
-        return sign_statement(statement, self.identity.signing_keys(self.suite))
+        directory = self.directory.directory
+        keys = self.identity.signing_keys_for(directory.office(self.office), self.suite, self.clock())
+        return sign_statement(statement, keys)
 
     async def publish_loop(self, transport: Transport) -> None:
         """Publish the out-queue to the gateway, oldest-highest-priority first, forever."""
@@ -197,8 +203,14 @@ class OfficeNode:
                 await self._record_statement(frame)
             else:
                 raise SignatureError("an unrouted envelope arrived without the gateway's stamp")
+        except MissingKeyError as e:
+            # Mail to a rotated key this node's keystore does not hold yet: retried (NATS
+            # redelivers with back-off) until the operator restarts it with the new keys.
+            log.warning("inbound_key_missing", error=str(e), seq=item.seq)
+            raise
         except LiaisonError as e:
             self.counters.refused += 1
+            self.metrics.on_refused(e.reason.label)  # metrics
             log.warning("inbound_refused", error=str(e), reason=e.reason.label, seq=item.seq)
             raise PermanentError(str(e)) from e
 
@@ -259,9 +271,11 @@ class OfficeNode:
         cursor = await self.store.record_delivery(record, frame)
         if cursor is None:
             self.counters.duplicates += 1
+            self.metrics.on_duplicate()  # metrics
             log.info("duplicate_dropped", message_id=ctx.message_id)
             return
         self.counters.delivered += 1
+        self.metrics.on_delivered(ctx.created_ms, now)  # metrics
         self._outbox_ready.set()
         log.info("delivered", message_id=ctx.message_id, sender=ctx.sender, cursor=cursor)
         async with self._inbox_changed:

@@ -1,4 +1,9 @@
-"""`liaison office serve`: wire config, keys, store, gRPC and NATS into a running node."""
+"""`liaison office serve`: wire config, keys, store, gRPC and NATS into a running node.
+
+Beside the node run its watchers: live gRPC health (``exchange.health``),
+sampled metrics and key/certificate expiry (``exchange.metrics``); the
+``/metrics`` endpoint is served when the config has a ``[metrics]`` section.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,13 @@ import structlog
 from exchange._pb.liaison.v1 import exchange_pb2_grpc
 from exchange.config import OfficeConfig
 from exchange.grpcutil import new_server
+from exchange.health import probe, watch_health
 from exchange.lifecycle import load_directory, nats_connect_args, run_node
+from exchange.metrics import out_queue_depth, poll, run_with, sample_office, serve_metrics, watch_expiry
 from exchange.node import OfficeNode
 from exchange.service import SERVICE_NAME, ExchangeServicer, agency_access
 from exchange.store import OfficeStore
-from exchange.transport import connect
+from exchange.transport import Transport, connect
 from keys.keystore import open_keystore, passphrase_from
 
 __all__ = ["serve_office"]
@@ -31,17 +38,47 @@ async def serve_office(cfg: OfficeConfig) -> None:
         server, health, port = new_server(cfg.grpc_listen, [SERVICE_NAME], tls)
         access = agency_access(cfg.tls.clients) if cfg.tls else None
         exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node, access), server)
-        await run_node(
-            role="office",
-            server=server,
-            health_servicer=health,
-            services=[SERVICE_NAME],
-            connect_nats=lambda: connect(cfg.nats.url, f"office-{cfg.office}", **nats_connect_args(cfg.nats)),
-            run=node.run,
-            ready=node.connected,
-            office=cfg.office,
-            grpc_port=port,
-            directory=directory.directory.version,
+        certs = {"grpc": cfg.tls.cert if cfg.tls else None, "nats": cfg.nats.cert}
+
+        async def run(transport: Transport) -> None:
+            await run_with(
+                node.run(transport),
+                [
+                    watch_health(
+                        health,
+                        [SERVICE_NAME],
+                        lambda: probe(transport, node.directory, cfg.office, lambda: out_queue_depth(store)),
+                        ready=node.connected,
+                        on_report=node.metrics.observe_health,
+                    ),
+                    poll(lambda: sample_office(node, transport)),
+                    watch_expiry(identity, certs, node.metrics),
+                ],
+            )
+
+        metrics = (
+            await serve_metrics(cfg.metrics.host, cfg.metrics.port, node.metrics.registry)
+            if cfg.metrics
+            else None
         )
+        try:
+            await run_node(
+                role="office",
+                server=server,
+                health_servicer=health,
+                services=[SERVICE_NAME],
+                connect_nats=lambda: connect(
+                    cfg.nats.url, f"office-{cfg.office}", **nats_connect_args(cfg.nats)
+                ),
+                run=run,
+                ready=node.connected,
+                office=cfg.office,
+                grpc_port=port,
+                directory=directory.directory.version,
+                metrics_port=metrics.port if metrics else None,
+            )
+        finally:
+            if metrics is not None:
+                await metrics.close()
     finally:
         store.close()

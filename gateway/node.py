@@ -46,6 +46,7 @@ from gateway.audit.treehead import (
     verify_cosignature,
 )
 from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
+from gateway.metrics import GatewayMetrics
 from keys.identity import OfficeIdentity
 
 __all__ = ["GatewayNode"]
@@ -76,8 +77,9 @@ class GatewayCounters:
 class _AuditWriter:
     """Collects records from concurrent handlers and appends them in one transaction."""
 
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(self, store: AuditStore, metrics: GatewayMetrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics  # metrics
         self._pending: list[tuple[AuditRecord, asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
 
@@ -95,6 +97,8 @@ class _AuditWriter:
             if not batch:
                 continue
             entries = [(encode_record(r), r.index_columns()) for r, _ in batch]
+            if self._metrics is not None:  # metrics
+                self._metrics.on_commit(len(entries))
             try:
                 indices = await asyncio.to_thread(self._store.append, entries)
             except Exception as e:  # noqa: BLE001 - every waiter gets the store's failure
@@ -105,6 +109,10 @@ class _AuditWriter:
             for (_, fut), index in zip(batch, indices, strict=True):
                 if not fut.done():
                     fut.set_result(index)
+
+    @property
+    def pending(self) -> int:  # metrics: records waiting for the next commit
+        return len(self._pending)
 
 
 class GatewayNode:
@@ -125,8 +133,11 @@ class GatewayNode:
         self.clock = clock
         self.tree_head_interval_s = tree_head_interval_s
         self.counters = GatewayCounters()
-        self._writer = _AuditWriter(store)
+        self.metrics = GatewayMetrics(gateway)  # observability: hooks marked "# metrics"
+        self._writer = _AuditWriter(store, self.metrics)
+        self.metrics.watch_writer(lambda: self._writer.pending)  # metrics
         self._accepting: set[str] = set()
+        self._receipts_in_flight: set[tuple[str, int, str]] = set()
         self._transport: Transport | None = None
         self.ready = asyncio.Event()
         self._head_lock = threading.Lock()
@@ -168,20 +179,33 @@ class GatewayNode:
             await self._accept(decision.envelope, decision.record)
         elif isinstance(decision, Resume):
             self.counters.resumed += 1
+            self.metrics.on_resumed()  # metrics
             log.info("resumed", message_id=decision.envelope.header.context.message_id)
             await self._route(decision.envelope, decision.prior.log_index, now)
         elif isinstance(decision, Refused):
             await self._refuse(decision, now)
         elif isinstance(decision, Forward):
-            index = await self._writer.append(decision.record)
-            self.counters.receipts += 1
-            log.info(
-                "receipt",
-                message_id=decision.receipt.message_id,
-                state=decision.receipt.state.name,
-                signer=decision.receipt.signer,
-                log_index=index,
-            )
+            r = decision.receipt
+            key = (r.message_id, int(r.state), r.signer)
+            # A receipt frame seen again (redelivery after a lost ack, an office's republish)
+            # is forwarded again but audited once: the log is looked up, and so are the
+            # receipts of this batch still being written.
+            if key not in self._receipts_in_flight:
+                self._receipts_in_flight.add(key)  # before any await: a twin in this batch only forwards
+                try:
+                    if not await asyncio.to_thread(self._receipt_audited, *key):
+                        index = await self._writer.append(decision.record)
+                        self.counters.receipts += 1
+                        self.metrics.on_receipt(r.state.name)  # metrics
+                        log.info(
+                            "receipt",
+                            message_id=r.message_id,
+                            state=r.state.name,
+                            signer=r.signer,
+                            log_index=index,
+                        )
+                finally:
+                    self._receipts_in_flight.discard(key)
             await self._publish(
                 [
                     _out(
@@ -195,8 +219,25 @@ class GatewayNode:
 
     async def handle_batch(self, items: Sequence[Delivered]) -> list[BaseException | None]:
         """A fetched batch, handled concurrently: its audit records share one commit."""
-        results = await asyncio.gather(*(self.handle(item) for item in items), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.metrics.timed(self.handle(item)) for item in items),  # metrics: processing latency
+            return_exceptions=True,
+        )
         return [r if isinstance(r, BaseException) else None for r in results]
+
+    def _receipt_audited(self, message_id: str, state: int, signer: str) -> bool:
+        page = self.store.query(
+            AuditFilter(message_id=message_id, verdict=Verdict.RECEIPT.label), page_size=50
+        )
+        for stored in page.records:
+            record = decode_record(stored.entry)
+            if (
+                record.receipt_state is not None
+                and int(record.receipt_state) == state
+                and record.receipt_signer == signer
+            ):
+                return True
+        return False
 
     async def _accept(self, envelope: Envelope, record: AuditRecord) -> None:
         message_id = envelope.header.context.message_id
@@ -206,6 +247,7 @@ class GatewayNode:
         finally:
             self._accepting.discard(message_id)
         self.counters.accepted += 1
+        self.metrics.on_accepted()  # metrics
         log.info("accepted", message_id=message_id, sender=record.sender, log_index=index)
         await self._route(envelope, index, record.at_ms)
 
@@ -235,6 +277,7 @@ class GatewayNode:
         self.counters.rejected += 1
         r = decision.record
         reason = r.reason or Reason.MALFORMED
+        self.metrics.on_rejected(reason.label)  # metrics
         log.warning(
             "rejected", message_id=r.message_id, sender=decision.notify, reason=reason.label, log_index=index
         )
@@ -350,6 +393,7 @@ class GatewayNode:
             raise NotFoundError(f"no signed tree head for size {size}")
         verify_cosignature(decode_signed_tree_head(stored), cosignature, self.directory.directory)
         self.store.add_cosignature(size, cosignature.witness, encode_signature(cosignature.signature))
+        self.metrics.on_cosigned(size)  # metrics
         log.info("cosigned", size=size, witness=cosignature.witness)
 
     async def tree_head_loop(self) -> None:

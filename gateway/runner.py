@@ -1,4 +1,9 @@
-"""`liaison gateway serve`: wire config, keys, audit store, gRPC and NATS into the gateway."""
+"""`liaison gateway serve`: wire config, keys, audit store, gRPC and NATS into the gateway.
+
+Beside the node run its watchers: live gRPC health (``exchange.health``),
+sampled metrics (``gateway.metrics``) and key/certificate expiry; the
+``/metrics`` endpoint is served when the config has a ``[metrics]`` section.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,14 @@ import structlog
 from exchange._pb.liaison.v1 import audit_pb2_grpc
 from exchange.config import GatewayConfig
 from exchange.grpcutil import new_server
+from exchange.health import probe, watch_health
 from exchange.lifecycle import load_directory, nats_connect_args, run_node
-from exchange.transport import connect
+from exchange.metrics import poll, run_with, serve_metrics, watch_expiry
+from exchange.transport import Transport, connect
 from gateway.audit.pgstore import PostgresAuditStore
 from gateway.audit.store import AuditStore, SQLiteAuditStore
 from gateway.console import start_console_from_config
+from gateway.metrics import sample_gateway
 from gateway.node import GatewayNode
 from gateway.service import (
     AUDIT_ACCESS,
@@ -57,22 +65,49 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
         )
         # The read-only web console, when configured, shares this loop and closes before the store.
         console = await start_console_from_config(node, cfg.console) if cfg.console else None
+        services = [AUDIT_SERVICE, DIRECTORY_SERVICE]
+        certs = {"grpc": cfg.tls.cert if cfg.tls else None, "nats": cfg.nats.cert}
+
+        async def run(transport: Transport) -> None:
+            await run_with(
+                node.run(transport, node.signed_directory()),
+                [
+                    watch_health(
+                        health,
+                        services,
+                        lambda: probe(transport, node.directory, cfg.gateway, store.latest_tree_head),
+                        ready=node.ready,
+                        on_report=node.metrics.observe_health,
+                    ),
+                    poll(lambda: sample_gateway(node, transport)),
+                    watch_expiry(identity, certs, node.metrics),
+                ],
+            )
+
+        metrics = (
+            await serve_metrics(cfg.metrics.host, cfg.metrics.port, node.metrics.registry)
+            if cfg.metrics
+            else None
+        )
         try:
             await run_node(
                 role="gateway",
                 server=server,
                 health_servicer=health,
-                services=[AUDIT_SERVICE, DIRECTORY_SERVICE],
+                services=services,
                 connect_nats=lambda: connect(
                     cfg.nats.url, f"gateway-{cfg.gateway}", **nats_connect_args(cfg.nats)
                 ),
-                run=lambda transport: node.run(transport, node.signed_directory()),
+                run=run,
                 ready=node.ready,
                 gateway=cfg.gateway,
                 grpc_port=port,
                 directory=directory.directory.version,
+                metrics_port=metrics.port if metrics else None,
             )
         finally:
+            if metrics is not None:
+                await metrics.close()
             if console is not None:
                 await console.close()
     finally:

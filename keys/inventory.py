@@ -48,7 +48,7 @@ class Install:
     config_dir: Path = Path("/etc/liaison")  # a bundle is installed as <config_dir>/<node>
     state_dir: Path = Path("/var/lib/liaison")  # a node's writable state: <state_dir>/<node>
     credentials_dir: Path = Path("/etc/liaison/credentials")  # <node>.passphrase, for LoadCredential=
-    passphrase_file: str = "/run/credentials/{unit}/passphrase"  # where the node reads it
+    passphrase_file: str = "/run/credentials/{unit}/passphrase"  # noqa: S105 - a path template, not a secret
     liaison: Path = Path("/opt/liaison/bin/liaison")
     nats_server: Path = Path("/usr/local/bin/nats-server")
     user: str = "liaison"
@@ -118,6 +118,11 @@ class OfficeSite:
     nats_port: int  # the office's own leaf node server
     bind: str = DEFAULT_BIND
     suite: str = "classic"
+    nats_bind: str = "127.0.0.1"  # only the office node, on the same host, talks to its leaf server
+
+    @property
+    def nats_url_host(self) -> str:
+        return self.host if self.nats_bind == DEFAULT_BIND else self.nats_bind
 
     @property
     def domain(self) -> str:
@@ -233,8 +238,12 @@ def _hub(t: _Table) -> Hub:
         raise ConfigError(f"inventory {t.path}: [hub] needs at least one [[hub.servers]] entry")
     if len(servers) > 1 and len(servers) % 2 == 0:
         raise ConfigError(f"inventory {t.path}: [hub] needs an odd number of servers (JetStream quorum)")
-    return Hub(cluster=t.ident("cluster", "liaison-hub"), domain=t.ident("domain", "hub"),
-               embassy=t.ident("embassy"), servers=servers)
+    return Hub(
+        cluster=t.ident("cluster", "liaison-hub"),
+        domain=t.ident("domain", "hub"),
+        embassy=t.ident("embassy"),
+        servers=servers,
+    )
 
 
 def load_site_inventory(path: Path) -> SiteInventory:
@@ -255,14 +264,21 @@ def load_site_inventory(path: Path) -> SiteInventory:
     hub = _hub(_Table(path, "hub", doc["hub"]))
     g = _Table(path, "gateway", doc["gateway"])
     gateway = GatewaySite(
-        id=inv.gateway.id, embassy=g.ident("embassy"), host=g.text("host"),
-        grpc_port=g.port("grpc_port"), bind=g.text("bind", DEFAULT_BIND),
+        id=inv.gateway.id,
+        embassy=g.ident("embassy"),
+        host=g.text("host"),
+        grpc_port=g.port("grpc_port"),
+        bind=g.text("bind", DEFAULT_BIND),
     )
     witness = None
     if "witness" in doc:
         w = _Table(path, "witness", doc["witness"])
-        witness = WitnessSite(authority=w.ident("authority"), embassy=w.ident("embassy"),
-                              host=w.text("host"), interval_s=w.number("interval_s", 10.0))
+        witness = WitnessSite(
+            authority=w.ident("authority"),
+            embassy=w.ident("embassy"),
+            host=w.text("host"),
+            interval_s=w.number("interval_s", 10.0),
+        )
     by_id = {t.data.get("id"): t for t in top.tables("offices")}
     offices = tuple(
         OfficeSite(
@@ -272,6 +288,7 @@ def load_site_inventory(path: Path) -> SiteInventory:
             nats_port=by_id[o.id].port("nats_port"),
             bind=by_id[o.id].text("bind", DEFAULT_BIND),
             suite=by_id[o.id].text("suite", "classic"),
+            nats_bind=by_id[o.id].text("nats_bind", "127.0.0.1"),
         )
         for o in inv.offices
     )

@@ -27,6 +27,7 @@ _MODULES: tuple[str, ...] = (
     "liaison.cmd_audit",
     "liaison.cmd_witness",
     "liaison.cmd_bench",
+    "liaison.cmd_deploy",
 )
 
 

@@ -3,7 +3,9 @@
 Each talks to one office node through the client SDK, either at
 ``--endpoint host:port`` (with ``--ca/--cert/--key`` for mutual TLS) or in a
 running lab (``--lab DIR --office ID``). ``--json`` prints machine-readable
-output: one object, or one object per line for streams.
+output: one object, or one object per line for streams. ``status --node``
+(or ``--lab DIR --name NODE``) shows any node's health instead
+(``liaison.nodestatus``).
 """
 
 from __future__ import annotations
@@ -179,7 +181,32 @@ def _inbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_status(args: argparse.Namespace) -> int:
+    """``status --node HOST:PORT`` or ``status --lab DIR --name NODE``: a node's health at a glance."""
+    from liaison.nodestatus import check_node, lab_node, render
+
+    metrics_url = args.metrics
+    if args.node:
+        target, tls = args.node, None
+        if args.ca or args.cert or args.key:
+            if not (args.ca and args.cert and args.key):
+                raise ConfigError("mutual TLS needs all of --ca, --cert and --key")
+            tls = ClientTls(Path(args.ca), Path(args.cert), Path(args.key))
+    elif args.lab and args.name:
+        target, tls, lab_metrics = lab_node(Path(args.lab), args.name)
+        metrics_url = metrics_url or lab_metrics
+    else:
+        raise ConfigError("give --node HOST:PORT, or --lab DIR --name NODE")
+    status = check_node(target, tls=tls, metrics_url=metrics_url, timeout=args.timeout)
+    print(json.dumps(status.as_json()) if args.json else render(status))
+    return 0 if status.serving else 1
+
+
 def _status(args: argparse.Namespace) -> int:
+    if args.node or args.name:
+        return _node_status(args)
+    if not args.message_id:
+        raise ConfigError("give a MESSAGE_ID, or --node HOST:PORT (or --lab DIR --name NODE) for a node")
     with _client(args, args.office) as client:
         status = client.status(args.message_id)
     if args.json:
@@ -297,9 +324,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inbox.add_argument("--ack", action="store_true", help="acknowledge (READ) each delivery")
     inbox.set_defaults(handler=_inbox)
 
-    status = sub.add_parser("status", help="receipt chain of a sent message")
+    status = sub.add_parser(
+        "status",
+        help="receipt chain of a sent message, or a node's health (--node)",
+        description="`status MESSAGE_ID`: the receipt chain of a sent message. "
+        "`status --node HOST:PORT` (or `--lab DIR --name NODE`): a node's gRPC health per "
+        "service and, with its metrics URL, key figures; exit code 1 when not SERVING.",
+    )
     _common(status)
-    status.add_argument("message_id")
+    status.add_argument("message_id", nargs="?", help="a message this office sent")
+    status.add_argument("--node", help="a node's gRPC address host:port: show its health")
+    status.add_argument("--name", help="with --lab: the node to show (office id, or gateway)")
+    status.add_argument("--metrics", help="the node's metrics URL (http://host:port/metrics)")
     status.set_defaults(handler=_status)
 
     ack = sub.add_parser("ack", help="acknowledge a delivered message (READ)")

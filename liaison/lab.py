@@ -208,7 +208,8 @@ class Lab:
             f'[directory]\nfile = "{d.directory_file}"\n\n'
             f'[nats]\nurl = "{self.nats_url}"\n{files}{prefix}\n'
             f'[grpc]\nlisten = "{listen}"\n\n'
-            f"[tls]\n{files}{clients}"
+            f"[tls]\n{files}{clients}\n"
+            f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
         )
         return NodeProcess(
             name, role, config, listen, self.root / "logs" / f"{name}.log", self.client_tls(OPERATOR)
@@ -264,6 +265,17 @@ class Lab:
         assert self.deployment is not None
         assert self.nats is not None
         inv = self.deployment.inventory
+
+        def metrics(node: NodeProcess) -> str | None:
+            """The node's /metrics URL from its config's [metrics] section (None when off)."""
+            import tomllib  # noqa: PLC0415 - only describe() reads configs back
+
+            try:
+                listen = tomllib.loads(node.config.read_text()).get("metrics", {}).get("listen")
+            except (OSError, tomllib.TOMLDecodeError):
+                return None
+            return f"http://{listen}/metrics" if isinstance(listen, str) else None
+
         return {
             "root": str(self.root),
             "deployment": inv.deployment,
@@ -275,6 +287,7 @@ class Lab:
                 "grpc": self.gateway.grpc,
                 "config": str(self.gateway.config),
                 "pid": self.gateway.pid,
+                "metrics": metrics(self.gateway),
             },
             "offices": [
                 {
@@ -283,6 +296,7 @@ class Lab:
                     "grpc": self.nodes[o.id].grpc,
                     "config": str(self.nodes[o.id].config),
                     "pid": self.nodes[o.id].pid,
+                    "metrics": metrics(self.nodes[o.id]),
                     "nats": {
                         "url": self.nats_url,
                         **self.pki.files(o.id).as_json(),

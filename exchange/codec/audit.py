@@ -206,7 +206,10 @@ def stats_to_pb(rows: Sequence[StatsRow]) -> audit_pb2.StatsResponse:
 
 def stats_from_pb(m: audit_pb2.StatsResponse) -> list[StatsRow]:
     def label(cls: type[_E], value: int) -> str:
-        return cls(value).name.lower().replace("_", "-") if value else ""
+        try:
+            return cls(value).name.lower().replace("_", "-") if value else ""
+        except ValueError:  # a gateway newer than this client, or a broken one
+            raise CodecError(f"stats row has unknown {cls.__name__} value {value}") from None
 
     return [
         StatsRow(

@@ -279,7 +279,7 @@ def _accepted_ids(lab: Lab, traffic: Traffic) -> set[str]:
 def audit_verdicts(lab: Lab, ids: list[str]) -> dict[str, Counter[Verdict]]:
     """Per message id, how many audit records of each verdict the gateway holds."""
     out: dict[str, Counter[Verdict]] = {}
-    with AuditClient(lab.gateway.grpc) as audit:
+    with AuditClient.from_lab(lab.root) as audit:
         for message_id in ids:
             out[message_id] = Counter(r.record.verdict for r in audit.all_records(message_id=message_id))
     return out
@@ -313,7 +313,7 @@ def verify_audit_log(lab: Lab, earlier: list[SignedTreeHead]) -> SignedTreeHead:
     """The whole log verifies against the current head, consistent with every earlier head."""
     assert lab.deployment is not None
     directory = SignedDirectory.from_bytes(lab.deployment.directory_file.read_bytes()).directory
-    with AuditClient(lab.gateway.grpc) as audit:
+    with AuditClient.from_lab(lab.root) as audit:
         head = audit.tree_head()
         entries = [(r.index, r.entry) for r in audit.all_records()]
         heads = [*earlier, head]
@@ -331,12 +331,16 @@ def wait_delivered(inboxes: Inboxes, traffic: Traffic, timeout: float = DELIVERY
 
 
 def on_nats(lab: Lab, work: Callable[[Transport], Coroutine[Any, Any, T]]) -> T:
-    """Run ``work`` with a NATS connection of its own to the lab's server (a test's side channel)."""
-    assert lab.nats is not None
-    url = lab.nats.url
+    """Run ``work`` on a NATS connection of its own, with the gateway's identity (full rights).
+
+    The side channel does what only the gateway may: change stream settings, read any
+    inbox stream, publish routed frames.
+    """
+    assert lab.deployment is not None
+    url, args = lab.nats_url, lab.nats_connect_args(lab.deployment.inventory.gateway.id)
 
     async def go() -> T:
-        transport = await connect(url, "fault-test")
+        transport = await connect(url, "fault-test", **args)
         try:
             return await work(transport)
         finally:

@@ -8,6 +8,10 @@ checks the counters: every Send that returned an id has an ACCEPTED receipt,
 reached each recipient's agency system exactly once, and is in the audit log
 exactly once as ACCEPTED; the log verifies against the current head and is
 consistent with the head signed before the fault.
+
+Two more tests shrink JetStream's duplicate window to 1 s (a plain stream
+update from the test) so that "offline for longer than the window" fits in
+CI: an office offline past the window, and a receipt published again past it.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from exchange.model import Reason
 from exchange.transport import IN_STREAM, OUT_STREAM, Transport, in_subject, out_subject
 from gateway.audit.record import Verdict
 from gateway.client import AuditClient
@@ -60,34 +66,31 @@ def _plans(ru: int = 60, mig: int = 40) -> list[Plan]:
 
 @dataclass(frozen=True)
 class Component:
+    """What a test kills: a lab node by name, or (``node=""``) the nats-server."""
+
     name: str
-    kill: Callable[[Lab], None]
-    restart: Callable[[Lab], None]
+    node: str
 
+    def kill(self, lab: Lab) -> None:
+        if self.node:
+            lab.nodes[self.node].stop(kill=True)
+        else:
+            assert lab.nats is not None
+            lab.nats.kill()
 
-def _kill_node(name: str) -> Callable[[Lab], None]:
-    return lambda lab: lab.nodes[name].stop(kill=True)
-
-
-def _start_node(name: str) -> Callable[[Lab], None]:
-    return lambda lab: lab.start_node(name)
-
-
-def _kill_nats(lab: Lab) -> None:
-    assert lab.nats is not None
-    lab.nats.kill()
-
-
-def _start_nats(lab: Lab) -> None:
-    assert lab.nats is not None
-    lab.nats.start()  # same port (pinned after the first start), same store dir
+    def restart(self, lab: Lab) -> None:
+        if self.node:
+            lab.start_node(self.node)
+        else:
+            assert lab.nats is not None
+            lab.nats.start()  # same port (pinned after the first start), same store dir
 
 
 COMPONENTS = [
-    pytest.param(Component("gateway", _kill_node("gateway"), _start_node("gateway")), id="gateway"),
-    pytest.param(Component("recipient office", _kill_node(TJ), _start_node(TJ)), id="recipient-office"),
-    pytest.param(Component("sending office", _kill_node(RU), _start_node(RU)), id="sending-office"),
-    pytest.param(Component("nats-server", _kill_nats, _start_nats), id="nats-server"),
+    pytest.param(Component("gateway", "gateway"), id="gateway"),
+    pytest.param(Component("recipient office", TJ), id="recipient-office"),
+    pytest.param(Component("sending office", RU), id="sending-office"),
+    pytest.param(Component("nats-server", ""), id="nats-server"),
 ]
 
 
@@ -111,7 +114,7 @@ def test_sigkill_at_a_random_point_loses_and_duplicates_nothing(lab: Lab, compon
     traffic = Traffic(lab, _plans(), tag=f"k{rng.randrange(10**6)}")
     plan = KillPlan.draw(rng, traffic.total)
     print(f"[{name}] {plan}")
-    with AuditClient(lab.gateway.grpc) as audit:
+    with AuditClient.from_lab(lab.root) as audit:
         before = audit.tree_head()
     started = time.monotonic()
     with Inboxes(lab, OFFICES) as inboxes:
@@ -119,14 +122,18 @@ def test_sigkill_at_a_random_point_loses_and_duplicates_nothing(lab: Lab, compon
         wait_for(lambda: traffic.count() >= plan.after_sent, what=f"{plan.after_sent} messages sent")
         time.sleep(plan.extra_s)
         killed_at = traffic.count()
+        others = {n: node.pid for n, node in lab.nodes.items() if n != component.node}
         component.kill(lab)
         time.sleep(plan.down_s)
         component.restart(lab)
         traffic.join()
         took = wait_delivered(inboxes, traffic)
+    # Nothing else was restarted: the survivors reconnected (to NATS, to the gateway) on their own.
+    assert {n: lab.nodes[n].pid for n in others} == others
     print(f"[{name}] killed after {killed_at} sent; all delivered {took:.1f}s after the last Send")
     count_counters(lab, name, traffic, inboxes)
     verify_audit_log(lab, [before])
+    print(f"[{name}] receipts audited more than once: {_receipts_audited_twice(lab)}")
     print(f"[{name}] total {time.monotonic() - started:.1f}s")
 
 
@@ -213,7 +220,7 @@ def test_office_offline_longer_than_the_duplicate_window(lab: Lab) -> None:
     first = Traffic(lab, _plans(40, 20), tag=f"w{rng.randrange(10**6)}")
     plan = KillPlan.draw(rng, first.total)
     print(f"[{name}] recipient killed at {plan}")
-    with AuditClient(lab.gateway.grpc) as audit:
+    with AuditClient.from_lab(lab.root) as audit:
         before = audit.tree_head()
     with Inboxes(lab, OFFICES) as inboxes:
         first.start()
@@ -246,8 +253,8 @@ def test_office_offline_longer_than_the_duplicate_window(lab: Lab) -> None:
         lab.start_node(RU)
         ru_ids = first.by_sender[RU]
         wait_for(
-            lambda: all(v[Verdict.REJECTED] >= 1 for v in audit_verdicts(lab, ru_ids).values()),
-            what="the gateway to refuse every republished message as a replay",
+            lambda: _replays_refused(lab, ru_ids) == len(ru_ids),
+            what="the gateway to refuse every republished message as a REPLAY",
         )
         out_after = _subject_count(lab, OUT_STREAM, out_subject(RU))
         assert out_after - out_before >= len(ru_ids), "JetStream took the republished frames as new"
@@ -259,7 +266,76 @@ def test_office_offline_longer_than_the_duplicate_window(lab: Lab) -> None:
     print(
         f"[{name}] recipient offline {offline_s:.1f}s (window {SHORT_WINDOW_S}s); "
         f"{len(copies)} routed copies replayed; {republished} out-queue frames republished "
-        f"({out_after - out_before} stored as new); delivered {took:.1f}s after the restart"
+        f"(RU's out subject grew by {out_after - out_before}); delivered {took:.1f}s after the restart"
     )
     count_counters(lab, name, first, inboxes)
     verify_audit_log(lab, [before])
+    print(f"[{name}] receipts audited more than once: {_receipts_audited_twice(lab)}")
+
+
+def _replays_refused(lab: Lab, ids: list[str]) -> int:
+    """How many of ``ids`` the gateway has refused (and audited) as a REPLAY."""
+    with AuditClient.from_lab(lab.root) as audit:
+        return sum(
+            any(
+                r.record.verdict is Verdict.REJECTED and r.record.reason is Reason.REPLAY
+                for r in audit.all_records(message_id=m)
+            )
+            for m in ids
+        )
+
+
+def _receipts_audited_twice(lab: Lab) -> int:
+    """Receipt records with the same (message, state, signer) as an earlier one: observed, not a counter."""
+    with AuditClient.from_lab(lab.root) as audit:
+        seen = Counter(
+            (r.record.message_id, r.record.receipt_state, r.record.receipt_signer)
+            for r in audit.all_records()
+            if r.record.verdict is Verdict.RECEIPT
+        )
+    return sum(n - 1 for n in seen.values())
+
+
+def _gateway_drained(lab: Lab) -> bool:
+    async def work(t: Transport) -> bool:
+        consumers = await t.js.consumers_info(OUT_STREAM)
+        return all(c.num_pending == 0 and c.num_ack_pending == 0 for c in consumers)
+
+    return on_nats(lab, work)
+
+
+def test_a_receipt_published_again_is_audited_once(lab: Lab) -> None:
+    """A DELIVERED or READ receipt that reaches the gateway a second time is not audited again.
+
+    The office ru-mvd-dushanbe receives and acknowledges five messages, then is SIGKILLed
+    and comes back with its out-queue marked unpublished (a crash between publishing and
+    recording it), after the (shrunk, 1 s) duplicate window: it publishes its receipts
+    again. The gateway already holds each receipt; a second RECEIPT record for the same
+    (message, state, signer) would be a duplicate in the audit log. The same happens,
+    inside the window, when the gateway audits a receipt and then loses the
+    acknowledgement (gateway or nats-server killed): the redelivered frame is audited again.
+    """
+    _set_duplicate_window(lab, SHORT_WINDOW_S)
+    traffic = Traffic(lab, [Plan(MIG, 5, ((RU,),), alerts=False)], tag="receipts")
+    with Inboxes(lab, [RU]) as inboxes:
+        traffic.start()
+        traffic.join()
+        wait_delivered(inboxes, traffic)
+        ids = list(traffic.sent)
+        wait_for(
+            lambda: sum(v[Verdict.RECEIPT] for v in audit_verdicts(lab, ids).values()) == 2 * len(ids),
+            what="the DELIVERED and READ receipts of every message to be audited",
+        )
+        lab.nodes[RU].stop(kill=True)
+        republished = _forget_published(lab, RU)
+        time.sleep(SHORT_WINDOW_S * 2)
+        before = _subject_count(lab, OUT_STREAM, out_subject(RU))
+        lab.start_node(RU)
+        wait_for(
+            lambda: _subject_count(lab, OUT_STREAM, out_subject(RU)) >= before + republished,
+            what="the office to publish its out-queue again",
+        )
+        wait_for(lambda: _gateway_drained(lab), what="the gateway to handle every frame")
+    twice = _receipts_audited_twice(lab)
+    print(f"\n[receipt again] {republished} receipts republished; audited more than once: {twice}")
+    assert twice == 0, f"{twice} receipts have a second RECEIPT record in the audit log"

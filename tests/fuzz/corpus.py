@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from exchange import model, primitives
-from exchange.codec.audit import encode_record, encode_signed_tree_head, encode_tree_head
+from exchange.codec.audit import encode_record, encode_signed_tree_head, encode_tree_head, stats_to_pb
 from exchange.codec.body import encode_body
 from exchange.codec.envelope import (
     encode_envelope,
@@ -25,6 +25,7 @@ from exchange.directory import SignedDirectory, TrustAnchor, sign_directory
 from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.seal import seal, sign_statement
 from gateway.audit.record import AuditRecord, Verdict
+from gateway.audit.store import StatsRow
 from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_cosignature, sign_tree_head
 from tests.unit.conftest import GATEWAY_ID, NOW_MS, OfficeKeys, make_directory, make_gateway, make_office
 
@@ -189,6 +190,14 @@ def build_corpus() -> Corpus:
         "signed_directory": [signed_v1, signed_v2],
         "record": [encode_record(r) for r in records],
         "signed_tree_head": [encode_signed_tree_head(sth)],
+        "stats_response": [
+            stats_to_pb(
+                [
+                    StatsRow(SENDER, RECIPIENTS[0], "alert", "accepted", "", 3),
+                    StatsRow(SENDER, "", "", "rejected", "replay", 1),
+                ]
+            ).SerializeToString()
+        ],
     }
     return Corpus(
         offices=offices,

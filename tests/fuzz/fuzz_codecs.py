@@ -8,10 +8,11 @@ re-encodes to itself, or raises its documented error. Run:
 
 from __future__ import annotations
 
-from _harness import run
+from _harness import instrumented, run
 
-from tests.fuzz.corpus import build_corpus
-from tests.unit.test_fuzz_parsers import DECODERS, check_decoder
+with instrumented():
+    from tests.fuzz.corpus import build_corpus
+    from tests.unit.test_fuzz_parsers import DECODERS, check_decoder
 
 NAMES = sorted(DECODERS)
 CORPUS = build_corpus()

@@ -9,12 +9,13 @@ signed bytes than a seed's. Run: ``python tests/fuzz/fuzz_directory.py
 
 from __future__ import annotations
 
-from _harness import run
+from _harness import instrumented, run
 
-from exchange.codec.directory import decode_signed_directory
-from exchange.directory import verify_directory
-from exchange.errors import CodecError, DirectoryError
-from tests.fuzz.corpus import build_corpus
+with instrumented():
+    from exchange.codec.directory import decode_signed_directory
+    from exchange.directory import verify_directory
+    from exchange.errors import CodecError, DirectoryError
+    from tests.fuzz.corpus import build_corpus
 
 CORPUS = build_corpus()
 SIGNED_RAW = {decode_signed_directory(s)[0] for s in (CORPUS.signed_v1, CORPUS.signed_v2)}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 
-from _harness import run
+from _harness import instrumented, run
 
-from exchange.codec.envelope import decode_envelope, encode_envelope
-from exchange.errors import CodecError, EnvelopeError
-from exchange.seal import open_envelope, verify_envelope
-from tests.fuzz.corpus import NOW_MS, RECIPIENTS, build_corpus
+with instrumented():
+    from exchange.codec.envelope import decode_envelope, encode_envelope
+    from exchange.errors import CodecError, EnvelopeError
+    from exchange.seal import open_envelope, verify_envelope
+    from tests.fuzz.corpus import NOW_MS, RECIPIENTS, build_corpus
 
 CORPUS = build_corpus()
 ORIGINALS = {e.header_bytes: (e, CORPUS.bodies[label]) for label, e in CORPUS.envelopes.items()}

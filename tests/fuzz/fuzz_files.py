@@ -15,14 +15,15 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-from _harness import run
+from _harness import instrumented, run
 
-from exchange import errors, primitives
-from exchange.config import load_gateway_config, load_office_config
-from keys import identity, keystore
-from keys.directory_file import directory_to_json, load_draft
-from tests.fuzz.corpus import NOW_MS, build_corpus
-from tests.unit.test_fuzz_parsers import GATEWAY_TOML, OFFICE_TOML, PASSPHRASE
+with instrumented():
+    from exchange import errors, primitives
+    from exchange.config import load_gateway_config, load_office_config
+    from keys import identity, keystore
+    from keys.directory_file import directory_to_json, load_draft
+    from tests.fuzz.corpus import NOW_MS, build_corpus
+    from tests.unit.test_fuzz_parsers import GATEWAY_TOML, OFFICE_TOML, PASSPHRASE
 
 CORPUS = build_corpus()
 WORK = Path(tempfile.mkdtemp(prefix="liaison-fuzz-files-"))

@@ -9,13 +9,14 @@ input byte. Run: ``python tests/fuzz/fuzz_gateway.py -max_total_time=60``.
 
 from __future__ import annotations
 
-from _harness import run
+from _harness import instrumented, run
 
-from exchange import primitives
-from exchange.codec.audit import decode_record, encode_record
-from exchange.codec.envelope import encode_frame
-from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
-from tests.fuzz.corpus import NOW_MS, RECIPIENTS, SENDER, build_corpus
+with instrumented():
+    from exchange import primitives
+    from exchange.codec.audit import decode_record, encode_record
+    from exchange.codec.envelope import encode_frame
+    from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
+    from tests.fuzz.corpus import NOW_MS, RECIPIENTS, SENDER, build_corpus
 
 CORPUS = build_corpus()
 CLASSIC = CORPUS.envelopes["classic"]

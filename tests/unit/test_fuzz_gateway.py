@@ -203,7 +203,7 @@ def test_routed_and_gateway_statements_from_an_office_are_refused(corpus: Corpus
 
 @pytest.mark.slow
 @settings(
-    max_examples=3000 * SCALE,
+    max_examples=1500 * SCALE,
     deadline=timedelta(seconds=5),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -97,6 +97,16 @@ def _encode_signed_directory(value: Any) -> bytes:
     return directory_codec.encode_signed_directory(raw, signatures)
 
 
+def _decode_stats(data: bytes) -> Any:
+    # What the audit client does with a Stats answer from the gateway.
+    response = envelope_codec.parse_limited(audit_pb2.StatsResponse(), data, 1 << 20, "stats")
+    return audit_codec.stats_from_pb(response)
+
+
+def _encode_stats(rows: Any) -> bytes:
+    return audit_codec.stats_to_pb(rows).SerializeToString()
+
+
 _CODEC = (errors.CodecError,)
 _DIRECTORY = (errors.CodecError, errors.DirectoryInvalidError)
 DECODERS: dict[str, Decoder] = {
@@ -173,6 +183,7 @@ DECODERS: dict[str, Decoder] = {
         audit_codec.encode_signed_tree_head,
         audit_codec.MAX_TREE_HEAD_BYTES,
     ),
+    "stats_response": Decoder(_decode_stats, _CODEC, audit_pb2.StatsResponse, _encode_stats, 1 << 20),
 }
 
 
@@ -187,25 +198,41 @@ def check_decoder(decoder: Decoder, data: bytes) -> None:
 
 
 @pytest.mark.parametrize("name", DECODERS)
-@fuzz_settings(150)
+@fuzz_settings(80)
 @given(data=hostile_bytes())
 def test_decoder_random_bytes(name: str, data: bytes) -> None:
     check_decoder(DECODERS[name], data)
 
 
 @pytest.mark.parametrize("name", DECODERS)
-@fuzz_settings(150)
+@fuzz_settings(80)
 @given(data=st.data())
 def test_decoder_byte_mutations(name: str, corpus: Corpus, data: st.DataObject) -> None:
     check_decoder(DECODERS[name], data.draw(byte_mutations(corpus.seeds[name])))
 
 
 @pytest.mark.parametrize("name", DECODERS)
-@fuzz_settings(150)
+@fuzz_settings(80)
 @given(data=st.data())
 def test_decoder_pb_mutations(name: str, corpus: Corpus, data: st.DataObject) -> None:
     decoder = DECODERS[name]
     check_decoder(decoder, data.draw(pb_mutations(corpus.seeds[name], decoder.message, corpus.hints)))
+
+
+@pytest.mark.slow
+@fuzz_settings(2000, deadline_ms=5000)
+@given(data=st.data())
+def test_decoders_deep(corpus: Corpus, data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(sorted(DECODERS)))
+    decoder = DECODERS[name]
+    strategy = data.draw(st.sampled_from(("random", "bytes", "pb")))
+    if strategy == "random":
+        payload = data.draw(hostile_bytes())
+    elif strategy == "bytes":
+        payload = data.draw(byte_mutations(corpus.seeds[name]))
+    else:
+        payload = data.draw(pb_mutations(corpus.seeds[name], decoder.message, corpus.hints))
+    check_decoder(decoder, payload)
 
 
 def test_every_seed_decodes(corpus: Corpus) -> None:
@@ -245,7 +272,7 @@ def _mutated(data: st.DataObject, seed: bytes, message: type[Any], corpus: Corpu
     return data.draw(mutate_bytes(seed))
 
 
-@fuzz_settings(200)
+@fuzz_settings(150)
 @given(data=st.data())
 def test_mutated_envelope_never_verifies_or_opens_as_another(corpus: Corpus, data: st.DataObject) -> None:
     label = data.draw(st.sampled_from(sorted(corpus.envelopes)))
@@ -269,7 +296,7 @@ def test_mutated_envelope_never_verifies_or_opens_as_another(corpus: Corpus, dat
     assert opened.header.envelope.header_bytes == original.header_bytes
 
 
-@fuzz_settings(200)
+@fuzz_settings(120)
 @given(data=st.data())
 def test_mutated_statement_never_verifies_as_another(corpus: Corpus, data: st.DataObject) -> None:
     original = data.draw(st.sampled_from((corpus.receipt, corpus.stamp, corpus.rejection)))
@@ -298,7 +325,7 @@ def test_mutated_directory_never_verifies_as_another(corpus: Corpus, data: st.Da
     assert signed.raw == directory_codec.decode_signed_directory(seed)[0]
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(data=st.data())
 def test_mutated_tree_head_never_verifies_as_another(corpus: Corpus, data: st.DataObject) -> None:
     original = corpus.tree_head
@@ -371,6 +398,9 @@ listen = "127.0.0.1:50051"
 ca = "ca.pem"
 cert = "server.pem"
 key = "server-key.pem"
+
+[metrics]
+listen = "127.0.0.1:9464"
 """
 
 GATEWAY_TOML = """[gateway]
@@ -393,6 +423,13 @@ creds = "gw.creds"
 
 [grpc]
 listen = "127.0.0.1:50052"
+
+[console]
+listen = "127.0.0.1:8080"
+token_file = "console.token"
+
+[metrics]
+listen = "[::1]:9465"
 """
 
 LOADERS: dict[str, Callable[[Path], Any]] = {"office": load_office_config, "gateway": load_gateway_config}
@@ -432,7 +469,7 @@ _CONFIG_STRATEGIES = {
 
 @pytest.mark.parametrize("strategy", _CONFIG_STRATEGIES)
 @pytest.mark.parametrize("kind", LOADERS)
-@fuzz_settings(100)
+@fuzz_settings(70)
 @given(data=st.data())
 def test_config_only_config_errors(kind: str, strategy: str, files: Path, data: st.DataObject) -> None:
     check_config(kind, files / f"{kind}-{strategy}.toml", data.draw(_CONFIG_STRATEGIES[strategy](kind)))
@@ -468,7 +505,7 @@ _KEYSTORE_STRATEGIES: dict[str, Callable[[st.DataObject, str], bytes]] = {
 
 
 @pytest.mark.parametrize("strategy", _KEYSTORE_STRATEGIES)
-@fuzz_settings(80)
+@fuzz_settings(50)
 @given(data=st.data())
 def test_keystore_only_keystore_errors(
     strategy: str, files: Path, keystore_text: str, data: st.DataObject
@@ -505,7 +542,7 @@ _DRAFT_STRATEGIES: dict[str, Callable[[st.DataObject, str], bytes]] = {
 
 
 @pytest.mark.parametrize("strategy", _DRAFT_STRATEGIES)
-@fuzz_settings(100)
+@fuzz_settings(60)
 @given(data=st.data())
 def test_draft_only_directory_errors(
     strategy: str, files: Path, draft_text: str, data: st.DataObject
@@ -538,6 +575,12 @@ def test_draft_seed_loads(files: Path, draft_text: str, corpus: Corpus) -> None:
         pytest.param(
             "gateway", GATEWAY_TOML.replace("= 1.5", "= 1" + "0" * 400).encode(), id="tree-head-interval-huge"
         ),
+        pytest.param(
+            "gateway", GATEWAY_TOML.replace(":9465", ":\u00b2").encode(), id="metrics-port-superscript"
+        ),
+        pytest.param(
+            "gateway", GATEWAY_TOML.replace(":9465", ":" + "0" * 5000).encode(), id="metrics-port-long"
+        ),
     ],
 )
 def test_config_regressions(files: Path, kind: str, content: bytes) -> None:
@@ -545,6 +588,12 @@ def test_config_regressions(files: Path, kind: str, content: bytes) -> None:
     path.write_bytes(content)
     with pytest.raises(errors.ConfigError):
         LOADERS[kind](path)
+
+
+def test_stats_with_an_unknown_enum_value_is_a_codec_error() -> None:
+    response = audit_pb2.StatsResponse(rows=[audit_pb2.StatsRow(sender="a", kind=99, count=1)])  # type: ignore[arg-type]
+    with pytest.raises(errors.CodecError, match="unknown Kind value 99"):
+        _decode_stats(response.SerializeToString())
 
 
 def test_config_that_is_a_directory(files: Path) -> None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from exchange._pb.liaison.v1 import exchange_pb2_grpc
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,4 @@ def test_generated_code_is_fresh() -> None:
 
 
 def test_generated_code_imports_from_its_package() -> None:
-    from exchange._pb.liaison.v1 import exchange_pb2_grpc
-
     assert exchange_pb2_grpc.ExchangeServiceStub.__module__ == "exchange._pb.liaison.v1.exchange_pb2_grpc"

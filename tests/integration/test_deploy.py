@@ -1,0 +1,562 @@
+"""`liaison deploy render` / `check`, and a rendered deployment run as real processes.
+
+Part 1 renders ``deploy/inventory.example.toml`` as it is (production hosts,
+keys created on the nodes) and checks what can be checked away from those
+hosts. Part 2 renders the same inventory moved onto this machine (127.0.0.1,
+free ports, tmp install paths, bundled keystores): every bundle checks clean,
+and a table of broken bundles each fails exactly the check it should, with a
+precise message. Part 3 runs that rendered deployment: the three-server hub
+cluster and one leaf node server per office from their rendered
+nats-server configs, the gateway, two offices and the witness from their
+rendered node configs; an agency client (certificate from the bundle) sends
+a case message from one office to the other through the leaf nodes, the
+hub and the gateway, and it is delivered; the witness co-signs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from exchange.client import Client, ClientTls
+from exchange.errors import TransportError
+from exchange.natsserver import find_nats_server_binary, free_port
+from exchange.transport import connect
+from gateway.client import AuditClient
+from keys import pki
+from keys.inventory import load_site_inventory
+from liaison.cli import main
+from liaison.deploy import KEYS_BUNDLED, KEYS_ON_NODE, render
+from liaison.deploy_check import Result, check_bundle
+from liaison.lab import NodeProcess
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
+PASSPHRASE = b"deploy-test-passphrase"
+START_S = 60.0
+DELIVERY_S = 90.0
+RU, TJ = "ru-mvd-dushanbe", "tj-mvd-moscow"
+
+
+# --- a tiny TOML writer (enough for inventories) ----------------------------------------------
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    raise TypeError(type(v))
+
+
+def _toml(doc: dict[str, Any], prefix: str = "") -> str:
+    scalars = {k: v for k, v in doc.items() if not _is_table(v)}
+    out = "".join(f"{k} = {_value(v)}\n" for k, v in scalars.items())
+    for k, v in doc.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += f"\n[{name}]\n" + _toml(v, f"{name}.")
+        elif _is_table(v):
+            for item in v:
+                out += f"\n[[{name}]]\n" + _toml(item, f"{name}.")
+    return out
+
+
+def _is_table(v: Any) -> bool:
+    return isinstance(v, dict) or (isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v))
+
+
+def local_inventory(tmp: Path) -> Path:
+    """The example inventory moved onto this machine: loopback, free ports, tmp install paths."""
+    doc = tomllib.loads(EXAMPLE.read_text())
+    for s in doc["hub"]["servers"]:
+        s.update(
+            host="127.0.0.1",
+            bind="127.0.0.1",
+            client_port=free_port(),
+            cluster_port=free_port(),
+            leaf_port=free_port(),
+            monitor_port=free_port(),
+        )
+    doc["gateway"].update(host="127.0.0.1", bind="127.0.0.1", grpc_port=free_port())
+    doc["witness"].update(host="127.0.0.1", interval_s=0.5)
+    for o in doc["offices"]:
+        o.update(host="127.0.0.1", bind="127.0.0.1", grpc_port=free_port(), nats_port=free_port())
+    (tmp / "passphrase").write_bytes(PASSPHRASE + b"\n")
+    doc["install"] = {
+        "config_dir": str(tmp / "bundles"),
+        "state_dir": str(tmp / "state"),
+        "credentials_dir": str(tmp / "credentials"),
+        "passphrase_file": str(tmp / "passphrase"),
+        "liaison": str(Path(sys.executable).parent / "liaison"),
+        "nats_server": str(find_nats_server_binary()),
+        "user": "liaison",
+    }
+    path = tmp / "inventory.toml"
+    path.write_text(_toml(doc))
+    return path
+
+
+def failed(results: list[Result]) -> dict[str, str]:
+    return {r.check: r.detail for r in results if r.failed}
+
+
+# --- part 1: the example inventory as it is ----------------------------------------------------
+
+
+def test_example_inventory_renders_bundles_without_identity_keys(tmp_path: Path) -> None:
+    site = load_site_inventory(EXAMPLE)
+    bundles = render(
+        site, tmp_path / "out", keys=KEYS_ON_NODE, passphrase=None, now_ms=int(time.time() * 1000)
+    )
+    roles = sorted((b.role, b.node) for b in bundles)
+    assert [r for r, _ in roles] == ["gateway", "hub", "hub", "hub", "office", "office", "office", "witness"]
+    out = tmp_path / "out"
+    # No identity key leaves its node: no keystore anywhere in a bundle, the ceremony says how.
+    assert not list(out.glob("[!_]*/keys/keystore.json"))
+    assert "liaison directory sign" in (out / "_private" / "CEREMONY.txt").read_text()
+    assert "liaison keys init --office ru-mvd-dushanbe" in (out / RU / "README.txt").read_text()
+    hub = (out / "hub-1" / "nats-server.conf").read_text()
+    assert "cluster {" in hub
+    assert "nats-route://nats-2." in hub
+    assert "leafnodes {" in hub
+    assert 'domain: "hub"' in hub
+    assert "verify_and_map: true" in hub
+    leaf = (out / RU / "nats-server.conf").read_text()
+    assert "remotes: [" in leaf
+    assert "nats-leaf://nats-3." in leaf
+    assert f'domain: "{RU}"' in leaf
+    for b in bundles:
+        _, results = check_bundle(out / b.node, None)
+        statuses = {r.check: r.status for r in results}
+        assert statuses.get("nats", "skip") in ("ok", "skip"), failed(results)  # nats-server -t accepts it
+        if b.role != "hub":
+            assert statuses["keys"] == "skip"
+            assert statuses["directory"] == "skip"
+        assert "certificate" not in failed(results)
+        assert "config" not in failed(results)
+
+
+def _commands(text: str, prefix: str = "liaison ") -> list[list[str]]:
+    return [shlex.split(ln.strip())[1:] for ln in text.splitlines() if ln.strip().startswith(prefix)]
+
+
+def test_on_node_keys_ceremony_as_written_yields_checked_bundles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Follow README step 4 on every node and CEREMONY.txt for the authorities, commands as printed."""
+    site = load_site_inventory(local_inventory(tmp_path))
+    out = tmp_path / "bundles"
+    bundles = render(site, out, keys=KEYS_ON_NODE, passphrase=None, now_ms=int(time.time() * 1000))
+    monkeypatch.chdir(tmp_path)
+    passfile = tmp_path / "passphrase"
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "public").mkdir()
+    ceremony = _commands((out / "_private" / "CEREMONY.txt").read_text().replace("PASSFILE", str(passfile)))
+    authorities = [c for c in ceremony if c[:2] in (["keys", "init"], ["keys", "export-public"])]
+    for cmd in authorities:
+        assert main(cmd) == 0, cmd
+    for b in bundles:
+        if b.role in ("office", "gateway"):
+            (tmp_path / "credentials" / f"{b.node}.passphrase").write_bytes(PASSPHRASE + b"\n")
+            for cmd in _commands((out / b.node / "README.txt").read_text(), "liaison keys "):
+                assert main(cmd) == 0, cmd
+            shutil.move(f"{b.node}.public.json", tmp_path / "public" / f"{b.node}.json")
+    for cmd in ceremony:
+        if cmd not in authorities:
+            assert main(cmd) == 0, cmd
+    witness = out / "tj-embassy-moscow-witness"
+    shutil.copytree(tmp_path / "keys" / "tj-embassy-moscow", witness / "keys")
+    for b in bundles:
+        if b.role != "hub":
+            shutil.copy(tmp_path / "directory.pb", out / b.node / "directory.pb")
+    capsys.readouterr()
+    for b in bundles:
+        _, results = check_bundle(out / b.node, PASSPHRASE)
+        statuses = {r.check: r.status for r in results}
+        assert failed(results) == {}, [r.line() for r in results]
+        if b.role != "hub":
+            assert statuses["keys"] == "ok"
+            assert statuses["directory"] == "ok"
+
+
+# --- part 2: on this machine -------------------------------------------------------------------
+
+
+def render_local(tmp: Path) -> Path:
+    """The local deployment rendered with bundled keys: <tmp>/bundles/<node>."""
+    site = load_site_inventory(local_inventory(tmp))
+    render(site, tmp / "bundles", keys=KEYS_BUNDLED, passphrase=PASSPHRASE, now_ms=int(time.time() * 1000))
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Rendered once for the check tests; never run (the run has its own ports, see ``running``)."""
+    return render_local(tmp_path_factory.mktemp("deploy"))
+
+
+def test_every_rendered_bundle_checks_clean(deployment: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["deploy", "check", str(deployment / "bundles"), "--passphrase-file", str(deployment / "passphrase")]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.count("=> OK") == 8
+    assert "verdict: OK" in out
+    assert "nats-server -t accepts" in out
+    assert ("verified by systemd-analyze" in out) or ("parses, hardened" in out)
+
+
+def _other_ca_cert(tmp: Path) -> Callable[[Path], None]:
+    def breaker(b: Path) -> None:
+        other = tmp / "other-ca"
+        pki.create_ca(other, "someone-else")
+        issued = pki.issue(other, "node", RU)
+        shutil.copy(issued.cert, b / "tls" / "node.crt")
+        shutil.copy(issued.key, b / "tls" / "node.key")
+
+    return breaker
+
+
+def _append(rel: str, text: str) -> Callable[[Path], None]:
+    def breaker(b: Path) -> None:
+        with (b / rel).open("a") as f:
+            f.write(text)
+
+    return breaker
+
+
+def _drop_line(rel: str, prefix: str) -> Callable[[Path], None]:
+    def breaker(b: Path) -> None:
+        p = b / rel
+        p.write_text("".join(ln for ln in p.read_text().splitlines(True) if not ln.startswith(prefix)))
+
+    return breaker
+
+
+BROKEN: list[tuple[str, Callable[[Path], None] | str, str, str]] = [
+    ("missing-cert", lambda b: (b / "tls" / "node.crt").unlink(), "certificate", "node: cannot read"),
+    ("cert-from-another-ca", "other-ca", "certificate", "was not issued by this CA"),
+    (
+        "key-of-another-cert",
+        lambda b: shutil.copy(b / "tls/nats.key", b / "tls/node.key"),
+        "certificate",
+        "tls/node.key is not the key of tls/node.crt",
+    ),
+    ("wrong-passphrase", "wrong-passphrase", "keys", "passphrase"),
+    (
+        "no-passphrase",
+        "no-passphrase",
+        "keys",
+        "no passphrase: give --passphrase-file or set LIAISON_PASSPHRASE",
+    ),
+    ("malformed-toml", _append("office.toml", "\n[office\nid = \n"), "config", "not valid TOML"),
+    (
+        "config-for-another-office",
+        lambda b: (b / "office.toml").write_text(
+            (b / "office.toml").read_text().replace(f'id = "{RU}"', f'id = "{TJ}"')
+        ),
+        "config",
+        f"office.toml is for {TJ}, the bundle for {RU}",
+    ),
+    ("port-in-use", "port-in-use", "port", "cannot be bound: Address already in use"),
+    (
+        "bad-nats-config",
+        _append("nats-server.conf", "\nleafnodes { remotes: [ { urls: 42 } ] }\n"),
+        "nats",
+        "nats-server -t refuses nats-server.conf",
+    ),
+    (
+        "unhardened-unit",
+        _drop_line("systemd/liaison-office@.service", "ProtectSystem="),
+        "unit",
+        "hardening option ProtectSystem=strict missing",
+    ),
+    (
+        "broken-unit",
+        _append("systemd/liaison-office@.service", "\nthis is not a unit line\n"),
+        "unit",
+        "line",
+    ),
+]
+
+
+@pytest.mark.parametrize(("breaker", "check", "message"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN])
+def test_broken_bundle_fails_one_check_precisely(
+    deployment: Path, tmp_path: Path, breaker: Callable[[Path], None] | str, check: str, message: str
+) -> None:
+    bundle = tmp_path / RU
+    shutil.copytree(deployment / "bundles" / RU, bundle)
+    passphrase: bytes | None = PASSPHRASE
+    with contextlib.ExitStack() as stack:
+        if breaker == "other-ca":
+            _other_ca_cert(tmp_path)(bundle)
+        elif breaker == "wrong-passphrase":
+            passphrase = b"not the passphrase"
+        elif breaker == "no-passphrase":
+            passphrase = None
+        elif breaker == "port-in-use":
+            manifest = json.loads((bundle / "bundle.json").read_text())
+            host, _, port = manifest["listen"][0]["address"].rpartition(":")
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, int(port)))
+            sock.listen()
+        else:
+            assert callable(breaker)
+            breaker(bundle)
+        _, results = check_bundle(bundle, passphrase)
+    bad = failed(results)
+    assert list(bad) == [check], [r.line() for r in results]
+    assert message in bad[check]
+    assert PASSPHRASE.decode() not in bad[check]
+
+
+def test_check_cli_exit_code_and_verdict(
+    deployment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "gw"
+    shutil.copytree(deployment / "bundles" / "embassy-gateway", bundle)
+    (bundle / "tls" / "node.crt").unlink()
+    code = main(["deploy", "check", str(bundle), "--passphrase-file", str(deployment / "passphrase")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  certificate  node: cannot read" in out
+    assert "verdict: FAILED" in out
+
+
+# --- part 3: run the rendered deployment -------------------------------------------------------
+
+
+class Procs:
+    """Processes started by the test; all stopped (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        logs.mkdir(exist_ok=True)
+        self.nats: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+        self.nodes: list[NodeProcess] = []
+
+    def start_nats(self, name: str, conf: Path) -> None:
+        log = (self.logs / f"nats-{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [str(find_nats_server_binary()), "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        self.nats[name] = (proc, log)
+
+    def log_tail(self, name: str) -> str:
+        return "\n".join((self.logs / f"nats-{name}.log").read_text(errors="replace").splitlines()[-15:])
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+        for proc, log in self.nats.values():
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            log.close()
+
+
+def wait_for(
+    what: str, predicate: Callable[[], bool], timeout: float, on_fail: Callable[[], str] = str
+) -> float:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{on_fail()}")
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def _json(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            data: dict[str, Any] = json.loads(r.read())
+            return data
+    except OSError:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    deployment = render_local(tmp_path_factory.mktemp("deploy-run"))
+    bundles = deployment / "bundles"
+    manifests = {
+        p.name: json.loads((p / "bundle.json").read_text()) for p in bundles.iterdir() if p.name[0] != "_"
+    }
+    for m in manifests.values():  # README step 3: the writable state of each node
+        Path(m["state_dir"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    procs = Procs(deployment / "logs")
+    figures: dict[str, float] = {}
+    op = bundles / "_private" / "operator"
+    operator = ClientTls(op / "ca.crt", op / "operator.crt", op / "operator.key")
+    try:
+        t0 = time.monotonic()
+        hubs = sorted(n for n, m in manifests.items() if m["role"] == "hub")
+        for name in hubs:
+            procs.start_nats(name, bundles / name / "nats-server.conf")
+        monitor = manifests[hubs[0]]["listen"][3]["address"]
+        figures["hub_cluster_ready_s"] = wait_for(
+            "the hub's JetStream meta leader",
+            lambda: bool(_json(f"http://{monitor}/jsz").get("meta_cluster", {}).get("leader")),
+            START_S,
+            lambda: procs.log_tail(hubs[0]),
+        )
+        offices = sorted(n for n, m in manifests.items() if m["role"] == "office")
+        for office in offices:
+            procs.start_nats(office, bundles / office / "nats-server.conf")
+        figures["leaf_links_up_s"] = wait_for(
+            "every office leaf link at the hub",
+            lambda: (
+                sum(
+                    _json(f"http://{manifests[h]['listen'][3]['address']}/leafz").get("leafnodes", 0)
+                    for h in hubs
+                )
+                == len(offices)
+            ),
+            START_S,
+            lambda: procs.log_tail(offices[0]),
+        )
+        gw = manifests["embassy-gateway"]
+        gateway = NodeProcess(
+            "gateway",
+            "gateway",
+            bundles / "embassy-gateway" / "gateway.toml",
+            gw["listen"][0]["address"],
+            procs.logs / "gateway.log",
+            operator,
+        )
+        procs.nodes.append(gateway)
+        gateway.start()
+        gateway.wait_serving(time.monotonic() + START_S)
+        for office in offices:
+            node = NodeProcess(
+                office,
+                "office",
+                bundles / office / "office.toml",
+                manifests[office]["listen"][0]["address"],
+                procs.logs / f"{office}.log",
+                operator,
+            )
+            procs.nodes.append(node)
+            node.start()
+        for node in procs.nodes[1:]:
+            node.wait_serving(time.monotonic() + START_S)
+        figures["all_nodes_serving_s"] = time.monotonic() - t0
+        witness = NodeProcess(
+            "witness",
+            "witness",
+            bundles / "tj-embassy-moscow-witness" / "witness.toml",
+            "",
+            procs.logs / "witness.log",
+        )
+        procs.nodes.append(witness)
+        witness.start()
+        yield {"bundles": bundles, "manifests": manifests, "procs": procs, "figures": figures}
+    finally:
+        procs.stop()
+
+
+def _client(bundles: Path, manifests: dict[str, Any], office: str) -> Client:
+    a = bundles / office / "agency"
+    host, _, port = manifests[office]["listen"][0]["address"].rpartition(":")
+    return Client(f"{host}:{port}", tls=ClientTls(a / "ca.crt", a / "client.crt", a / "client.key"))
+
+
+@pytest.mark.slow
+def test_rendered_deployment_delivers_between_offices_through_leaf_nodes(running: dict[str, Any]) -> None:
+    bundles, manifests = running["bundles"], running["manifests"]
+    sender, recipient = _client(bundles, manifests, RU), _client(bundles, manifests, TJ)
+    try:
+        start = time.monotonic()
+        sent = sender.send_case_message([TJ], case_id="DEPLOY-1", text="through the leaf nodes")
+        got = None
+        deadline = time.monotonic() + DELIVERY_S
+        while got is None and time.monotonic() < deadline:
+            for d in recipient.subscribe(wait_s=2.0):
+                if d.message_id == sent.message_id:
+                    got = d
+                    break
+        assert got is not None, "not delivered:\n" + "\n".join(n.log_tail() for n in running["procs"].nodes)
+        running["figures"]["first_delivery_s"] = time.monotonic() - start
+        assert got.body.text == "through the leaf nodes"  # type: ignore[union-attr]
+        assert got.sender == RU
+        recipient.ack(sent.message_id)
+        # A second message, once everything is warm.
+        start = time.monotonic()
+        again = sender.send_case_message([TJ], case_id="DEPLOY-1", text="second")
+        seen = False
+        for d in recipient.subscribe(wait_s=DELIVERY_S):
+            if d.message_id == again.message_id:
+                seen = True
+                break
+        assert seen
+        running["figures"]["warm_delivery_s"] = time.monotonic() - start
+        # It went through the audit point: the gateway's log holds the message.
+        op = bundles / "_private" / "operator"
+        gw = manifests["embassy-gateway"]["listen"][0]["address"]
+        with AuditClient(gw, tls=ClientTls(op / "ca.crt", op / "operator.crt", op / "operator.key")) as audit:
+            records, _ = audit.query(message_id=sent.message_id, oldest_first=True)
+        assert records, "the gateway did not audit the message"
+        monitor = manifests["hub-1"]["listen"][3]["address"]
+        jsz = _json(f"http://{monitor}/jsz?accounts=true&streams=true&config=true")
+        streams = [s for a in jsz.get("account_details", []) for s in a.get("stream_detail", [])]
+        running["figures"]["stream_replicas"] = max(
+            (s["config"].get("num_replicas", 1) for s in streams), default=0
+        )
+    finally:
+        sender.close()
+        recipient.close()
+    print("deploy figures:", json.dumps({k: round(v, 2) for k, v in running["figures"].items()}))
+
+
+@pytest.mark.slow
+def test_rendered_witness_cosigns_the_rendered_gateway(running: dict[str, Any]) -> None:
+    state = Path(running["manifests"]["tj-embassy-moscow-witness"]["state_dir"]) / "witness.json"
+
+    def cosigned() -> bool:
+        try:
+            return json.loads(state.read_text()).get("last") is not None
+        except (OSError, ValueError):
+            return False
+
+    witness = running["procs"].nodes[-1]
+    wait_for("the witness's first co-signature", cosigned, START_S, witness.log_tail)
+    assert witness.running
+
+
+@pytest.mark.slow
+async def test_hub_admits_no_office_node_directly(running: dict[str, Any]) -> None:
+    """Offices reach the hub only through their leaf link: an office node certificate is no hub user."""
+    bundles, manifests = running["bundles"], running["manifests"]
+    t = bundles / RU / "tls"
+    ctx = ssl.create_default_context(cafile=str(t / "ca.crt"))
+    ctx.load_cert_chain(str(t / "node.crt"), str(t / "node.key"))
+    with pytest.raises(TransportError):
+        await connect(
+            f"tls://{manifests['hub-1']['listen'][0]['address']}", "intruder", tls=ctx, connect_timeout=2.0
+        )
