@@ -39,6 +39,13 @@ class NatsConfig:
     cert: Path | None = None
     key: Path | None = None
     inbox_prefix: str = ""  # per-office reply subjects, so replies to one office are not readable by another
+    replicas: int = 1  # the gateway's streams: 3 in a three-server JetStream cluster
+
+    @property
+    def servers(self) -> list[str]:
+        """``url`` may list several servers, comma-separated (seeds of a cluster)."""
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
     domain: str = ""  # JetStream domain of the hub, when the node talks to it through a leaf node server
 
 
@@ -179,6 +186,7 @@ def _nats(path: Path, data: dict[str, Any]) -> NatsConfig:
         cert=s.opt_path("cert"),
         key=s.opt_path("key"),
         inbox_prefix=s.text("inbox_prefix", ""),
+        replicas=int(s.number("replicas", 1)),
         domain=s.text("domain", ""),
     )
 

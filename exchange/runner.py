@@ -68,7 +68,7 @@ async def serve_office(cfg: OfficeConfig) -> None:
                 health_servicer=health,
                 services=[SERVICE_NAME],
                 connect_nats=lambda: connect(
-                    cfg.nats.url, f"office-{cfg.office}", **nats_connect_args(cfg.nats)
+                    cfg.nats.servers, f"office-{cfg.office}", **nats_connect_args(cfg.nats)
                 ),
                 run=run,
                 ready=node.connected,

@@ -157,8 +157,9 @@ def _delivered(msg: Msg) -> Delivered:
     )
 
 
-def _stream_configs(max_age_s: float, max_bytes: int) -> list[api.StreamConfig]:
+def _stream_configs(max_age_s: float, max_bytes: int, replicas: int = 1) -> list[api.StreamConfig]:
     common: dict[str, Any] = {
+        "num_replicas": replicas,
         "retention": api.RetentionPolicy.LIMITS,
         "storage": api.StorageType.FILE,
         "duplicate_window": DUPLICATE_WINDOW_S,
@@ -278,9 +279,12 @@ class Transport:
 
     # --- streams ----------------------------------------------------------------
 
-    async def ensure_streams(self, *, max_age_s: float = 0.0, max_bytes: int = -1) -> None:
-        """Create or update LIAISON_OUT, LIAISON_IN and LIAISON_DIRECTORY (idempotent)."""
-        for config in _stream_configs(max_age_s, max_bytes):
+    async def ensure_streams(self, *, max_age_s: float = 0.0, max_bytes: int = -1, replicas: int = 1) -> None:
+        """Create or update LIAISON_OUT, LIAISON_IN and LIAISON_DIRECTORY (idempotent).
+
+        ``replicas`` > 1 needs a JetStream cluster (R3 in a three-server hub).
+        """
+        for config in _stream_configs(max_age_s, max_bytes, replicas):
             try:
                 try:
                     await self.js.stream_info(config.name or "")

@@ -125,6 +125,7 @@ class GatewayNode:
         store: AuditStore,
         clock: Callable[[], int] = now_ms,
         tree_head_interval_s: float = 2.0,
+        stream_replicas: int = 1,
     ) -> None:
         self.gateway = gateway
         self.identity = identity
@@ -132,6 +133,7 @@ class GatewayNode:
         self.store = store
         self.clock = clock
         self.tree_head_interval_s = tree_head_interval_s
+        self.stream_replicas = stream_replicas
         self.counters = GatewayCounters()
         self.metrics = GatewayMetrics(gateway)  # observability: hooks marked "# metrics"
         self._writer = _AuditWriter(store, self.metrics)
@@ -427,7 +429,7 @@ class GatewayNode:
 
     async def run(self, transport: Transport, signed_directory: bytes) -> None:
         self._transport = transport
-        await transport.ensure_streams()
+        await transport.ensure_streams(replicas=self.stream_replicas)
         await transport.put_directory(signed_directory)
         self.ready.set()
         async with asyncio.TaskGroup() as tg:

@@ -53,6 +53,7 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
             directory=directory,
             store=store,
             tree_head_interval_s=cfg.tree_head_interval_s,
+            stream_replicas=cfg.nats.replicas,
         )
         tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         server, health, port = new_server(cfg.grpc_listen, [AUDIT_SERVICE, DIRECTORY_SERVICE], tls)
@@ -96,7 +97,7 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
                 health_servicer=health,
                 services=services,
                 connect_nats=lambda: connect(
-                    cfg.nats.url, f"gateway-{cfg.gateway}", **nats_connect_args(cfg.nats)
+                    cfg.nats.servers, f"gateway-{cfg.gateway}", **nats_connect_args(cfg.nats)
                 ),
                 run=run,
                 ready=node.ready,

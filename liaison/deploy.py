@@ -239,7 +239,8 @@ class _Renderer:
         b, d = self._new(g.id, "gateway", g.host)
         self._cert(b, d, "node", g.id, "tls/node")
         self._keys(b, d, g.id, g.id)
-        seed = site.hub.servers[0]
+        seeds = ",".join(f"tls://{h.host}:{h.client_port}" for h in site.hub.servers)
+        replicas = 3 if len(site.hub.servers) >= 3 else 1
         (d / "gateway.toml").write_text(
             f"# Gateway {g.id} of {site.deployment} (rendered by liaison deploy)\n"
             f"[gateway]\nid = {_q(g.id)}\n\n"
@@ -247,8 +248,8 @@ class _Renderer:
             f'[keys]\ndir = "keys"\n'
             f"passphrase_file = {_q(self._passphrase_file('liaison-gateway.service', g.id))}\n\n"
             '[directory]\nfile = "directory.pb"\n\n'
-            "# One seed; the client learns the other hub servers from the cluster.\n"
-            f"[nats]\nurl = {_q(f'tls://{seed.host}:{seed.client_port}')}\n"
+            "# Every hub server as a seed; streams replicated on three of them (R3).\n"
+            f"[nats]\nurl = {_q(seeds)}\nreplicas = {replicas}\n"
             'ca = "tls/ca.crt"\ncert = "tls/node.crt"\nkey = "tls/node.key"\n\n'
             f"[grpc]\nlisten = {_q(f'{g.bind}:{g.grpc_port}')}\n\n"
             '[tls]\nca = "tls/ca.crt"\ncert = "tls/node.crt"\nkey = "tls/node.key"\n'

@@ -525,9 +525,10 @@ def test_rendered_deployment_delivers_between_offices_through_leaf_nodes(running
         monitor = manifests["hub-1"]["listen"][3]["address"]
         jsz = _json(f"http://{monitor}/jsz?accounts=true&streams=true&config=true")
         streams = [s for a in jsz.get("account_details", []) for s in a.get("stream_detail", [])]
-        running["figures"]["stream_replicas"] = max(
-            (s["config"].get("num_replicas", 1) for s in streams), default=0
-        )
+        replicas = {s["name"]: s["config"].get("num_replicas", 1) for s in streams}
+        assert replicas, "no streams reported by the hub"
+        assert set(replicas.values()) == {3}, f"hub streams are not R3: {replicas}"
+        running["figures"]["stream_replicas"] = 3
     finally:
         sender.close()
         recipient.close()
