@@ -449,6 +449,9 @@ class OfficeNode:
                     in_subject(self.office),
                     batch_handler=self.handle_inbound_batch,
                     batch=INBOX_BATCH,
+                    # Refusals are parked as poison on their own; anything else (store, keys
+                    # not rotated in yet) is retried for as long as it takes, never dropped.
+                    max_deliver=-1,
                 )
             )
 

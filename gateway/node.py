@@ -32,7 +32,7 @@ from exchange.codec.audit import (
 from exchange.codec.envelope import encode_frame
 from exchange.directory import DirectoryState
 from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
-from exchange.errors import LiaisonError, NotFoundError
+from exchange.errors import LiaisonError, NotFoundError, StoreError
 from exchange.model import Reason, ReceiptState, Suite, check_id
 from exchange.seal import sign_statement
 from exchange.transport import Delivered, OutboundMessage, Transport, in_subject, out_subject
@@ -81,6 +81,7 @@ class _AuditWriter:
         self._store = store
         self._metrics = metrics  # metrics
         self._pending: list[tuple[AuditRecord, asyncio.Future[int]]] = []
+        self.failure: str | None = None  # the last append's error, until an append succeeds
         self._wake = asyncio.Event()
 
     async def append(self, record: AuditRecord) -> int:
@@ -97,15 +98,21 @@ class _AuditWriter:
             if not batch:
                 continue
             entries = [(encode_record(r), r.index_columns()) for r, _ in batch]
-            if self._metrics is not None:  # metrics
-                self._metrics.on_commit(len(entries))
             try:
                 indices = await asyncio.to_thread(self._store.append, entries)
             except Exception as e:  # noqa: BLE001 - every waiter gets the store's failure
+                if self.failure is None:
+                    # Disk full, read-only, database gone: nothing is acknowledged, the
+                    # frames stay in JetStream and come back; health reports NOT_SERVING.
+                    log.warning("audit_store_failed", error=str(e)[:300])
+                self.failure = str(e)[:300]
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
+            if self.failure is not None:
+                log.info("audit_store_recovered")
+                self.failure = None
             for (_, fut), index in zip(batch, indices, strict=True):
                 if not fut.done():
                     fut.set_result(index)
@@ -226,6 +233,11 @@ class GatewayNode:
             return_exceptions=True,
         )
         return [r if isinstance(r, BaseException) else None for r in results]
+
+    def check_store_writes(self) -> None:
+        """Raise while audit appends fail (for health checks): the gateway is not accepting."""
+        if self._writer.failure is not None:
+            raise StoreError(f"audit store cannot be written: {self._writer.failure}")
 
     def _receipt_audited(self, message_id: str, state: int, signer: str) -> bool:
         page = self.store.query(
@@ -349,6 +361,9 @@ class GatewayNode:
             batch_handler=handle,
             batch=batch,
             ack_wait=ACK_WAIT_S,
+            # Every frame ends as an audit record; the only failures left are transient
+            # (store, NATS), so a frame is retried for as long as it takes, never parked.
+            max_deliver=-1,
         )
 
     # --- tree heads --------------------------------------------------------------------

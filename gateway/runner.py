@@ -69,6 +69,10 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
         services = [AUDIT_SERVICE, DIRECTORY_SERVICE]
         certs = {"grpc": cfg.tls.cert if cfg.tls else None, "nats": cfg.nats.cert}
 
+        def store_check() -> None:
+            node.check_store_writes()  # appends failing (disk full, read-only): not accepting
+            store.latest_tree_head()  # and a read works
+
         async def run(transport: Transport) -> None:
             await run_with(
                 node.run(transport, node.signed_directory()),
@@ -76,7 +80,7 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
                     watch_health(
                         health,
                         services,
-                        lambda: probe(transport, node.directory, cfg.gateway, store.latest_tree_head),
+                        lambda: probe(transport, node.directory, cfg.gateway, store_check),
                         ready=node.ready,
                         on_report=node.metrics.observe_health,
                     ),

@@ -252,7 +252,10 @@ class SQLAuditStoreBase:
         try:
             yield
         except self._db_errors as e:
-            raise StoreError(f"audit store failed to {what}: {type(e).__name__}") from e
+            # The engine's first line says why ("database or disk is full"); a DSN never
+            # appears in it. Record content is never part of an engine error.
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            raise StoreError(f"audit store failed to {what}: {type(e).__name__}: {reason}") from e
 
     def _load_frontier(self) -> None:
         with self._guard("open"):
