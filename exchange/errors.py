@@ -15,6 +15,7 @@ from exchange.model import Reason
 
 __all__ = [
     "AccessDeniedError",
+    "ClientBusyError",
     "ClockSkewError",
     "CodecError",
     "ConfigError",
@@ -228,6 +229,12 @@ class AccessDeniedError(LiaisonError):
     """The caller's certificate does not give it this role."""
 
     grpc_status = "PERMISSION_DENIED"
+
+
+class ClientBusyError(LiaisonError):
+    """One client holds too many calls at once."""
+
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class NotFoundError(LiaisonError):

@@ -7,8 +7,9 @@ and sets the size limits every server shares.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -18,7 +19,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.errors import AccessDeniedError, LiaisonError
+from exchange.errors import AccessDeniedError, ClientBusyError, LiaisonError
 
 __all__ = [
     "MAX_GRPC_MESSAGE_BYTES",
@@ -76,6 +77,24 @@ class Access:
         raise AccessDeniedError(f"{peer} may not call {method}")
 
 
+_in_flight: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def _client_slot(context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
+    peer = peer_of(context)
+    key = str(peer) if peer else context.peer()
+    if _in_flight.get(key, 0) >= MAX_CALLS_PER_CLIENT:
+        raise ClientBusyError(f"{key} has {MAX_CALLS_PER_CLIENT} calls in progress already")
+    _in_flight[key] = _in_flight.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        _in_flight[key] -= 1
+        if not _in_flight[key]:
+            del _in_flight[key]
+
+
 def _authorize(servicer: Any, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
     access: Access | None = getattr(servicer, "access", None)
     if access is not None:
@@ -86,6 +105,9 @@ log = structlog.get_logger()
 
 MAX_GRPC_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 MAX_CONCURRENT_RPCS: Final = 1024
+# One client (certificate, or address on a plaintext server) may hold this many calls at once,
+# streams included; more get RESOURCE_EXHAUSTED, so one agency system cannot take the node.
+MAX_CALLS_PER_CLIENT: Final = 64
 
 T = TypeVar("T")
 
@@ -103,7 +125,8 @@ def grpc_errors(
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
         try:
             _authorize(self, context, fn.__name__)
-            return await fn(self, request, context)
+            with _client_slot(context):
+                return await fn(self, request, context)
         except LiaisonError as e:
             log.info("rpc_refused", method=fn.__name__, status=e.grpc_status, error=str(e)[:300])
             await context.abort(status_of(e), str(e))
@@ -121,8 +144,9 @@ def grpc_stream_errors(
     ) -> AsyncIterator[T]:
         try:
             _authorize(self, context, fn.__name__)
-            async for item in fn(self, request, context):
-                yield item
+            with _client_slot(context):
+                async for item in fn(self, request, context):
+                    yield item
         except LiaisonError as e:
             await context.abort(status_of(e), str(e))
 

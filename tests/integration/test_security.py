@@ -18,8 +18,10 @@ import grpc
 import nats
 import pytest
 
-from exchange.client import Client, ClientTls
+from exchange._pb.liaison.v1 import exchange_pb2
+from exchange.client import AsyncClient, Client, ClientTls
 from exchange.errors import RemoteError
+from exchange.grpcutil import MAX_CALLS_PER_CLIENT
 from exchange.transport import DIRECTORY_SUBJECT, in_subject, out_subject
 from gateway.client import AuditClient
 from keys import pki
@@ -190,3 +192,60 @@ def test_gateway_audit_needs_an_operator_or_authority(lab: Lab) -> None:
         with pytest.raises(RemoteError) as denied:
             operator.publish_directory(operator.directory())
         assert denied.value.status == "PERMISSION_DENIED"  # only authorities publish directories
+
+
+# --- limits ----------------------------------------------------------------------------
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_calls(lab: Lab) -> None:
+    async def go() -> tuple[str, str, bool]:
+        greedy = AsyncClient(lab.nodes[RU].grpc, tls=lab.client_tls(f"{RU}-agency"), timeout=5)
+        other = AsyncClient(lab.nodes[RU].grpc, tls=lab.client_tls("lab-agency"), timeout=5)
+        streams = [greedy.subscribe(10**9) for _ in range(MAX_CALLS_PER_CLIENT)]
+        tasks = [asyncio.create_task(anext(s)) for s in streams]  # type: ignore[arg-type]
+        await asyncio.sleep(1.0)  # every stream is open and waiting on the server
+        try:
+            try:
+                await greedy.offices()
+                refused = ""
+            except RemoteError as e:
+                refused = e.status
+            served_other = (await other.offices()).self_id
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for s in streams:
+                await s.aclose()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.5)
+        recovered = (await greedy.offices()).self_id == RU
+        await greedy.close()
+        await other.close()
+        return refused, served_other, recovered
+
+    refused, served_other, recovered = asyncio.run(go())
+    assert refused == "RESOURCE_EXHAUSTED"
+    assert served_other == RU, "another client is still served"
+    assert recovered, "the client is served again once its calls end"
+
+
+def test_oversized_grpc_message_is_refused_and_the_node_keeps_serving(lab: Lab) -> None:
+    tls = lab.client_tls(f"{RU}-agency")
+    creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
+    options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    request = exchange_pb2.SendCaseMessageRequest(
+        options=exchange_pb2.SendOptions(recipients=[TJ]),
+        case_message={"case_id": "BIG", "text": "x" * (17 * 1024 * 1024)},
+    )
+    with grpc.secure_channel(lab.nodes[RU].grpc, creds, options=options) as channel:
+        call = channel.unary_unary(
+            "/liaison.v1.ExchangeService/SendCaseMessage",
+            request_serializer=exchange_pb2.SendCaseMessageRequest.SerializeToString,
+            response_deserializer=exchange_pb2.SendResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            call(request, timeout=30)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in (info.value.details() or "")
+    with Client.from_lab(lab.root, RU) as client:
+        assert client.offices().self_id == RU
