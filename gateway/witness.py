@@ -31,13 +31,15 @@ from exchange.codec.audit import encode_tree_head
 from exchange.errors import LiaisonError
 from exchange.model import Directory
 from gateway.audit.errors import AuditError
-from gateway.audit.merkle import EMPTY_ROOT, verify_consistency
+from gateway.audit.merkle import EMPTY_ROOT, leaf_hash, verify_consistency, verify_inclusion
 from gateway.audit.treehead import SignedTreeHead
 
 __all__ = [
     "DEFAULT_TIMESTAMP_TOLERANCE_MS",
+    "AlteredRecordError",
     "ForkError",
     "InconsistentHistoryError",
+    "MissingRecordError",
     "StaleHeadError",
     "TruncationError",
     "UnexpectedGatewayError",
@@ -46,6 +48,7 @@ __all__ = [
     "WitnessError",
     "WitnessState",
     "check_new_head",
+    "check_record",
 ]
 
 # Gateway clocks may step back a little (NTP); more than this is a replayed or back-dated head.
@@ -70,6 +73,28 @@ class WitnessAlarm(WitnessError):  # noqa: N818 - an alarm, not a mere error: th
     """Signed evidence that the gateway rewrote its log; the witness stops co-signing."""
 
     kind: ClassVar[str] = "alarm"
+
+
+class AlteredRecordError(WitnessAlarm):
+    """A record the gateway serves does not prove into the signed tree (edited in place)."""
+
+    kind = "altered-record"
+
+
+class MissingRecordError(WitnessAlarm):
+    """The gateway cannot produce a record below the size it signed (deleted)."""
+
+    kind = "missing-record"
+
+
+def check_record(index: int, entry: bytes, head: SignedTreeHead, proof: Sequence[bytes]) -> None:
+    """The served record ``index`` hashes, through ``proof``, to the signed root of ``head``."""
+    try:
+        verify_inclusion(leaf_hash(entry), index, head.tree_head.size, proof, head.tree_head.root)
+    except AuditError as e:
+        raise AlteredRecordError(
+            f"record {index} does not prove into the signed head of size {head.tree_head.size}: {e}"
+        ) from e
 
 
 class TruncationError(WitnessAlarm):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import signal
 import threading
 import time
@@ -34,17 +35,19 @@ import structlog
 from exchange.client import ClientTls
 from exchange.codec.audit import encode_signed_tree_head
 from exchange.directory import DirectoryState, SignedDirectory
-from exchange.errors import ConfigError, KeystoreError, LiaisonError, RemoteError
+from exchange.errors import ConfigError, KeystoreError, LiaisonError, NotFoundError, RemoteError
 from exchange.lifecycle import load_directory
 from exchange.model import Algorithm, check_id
 from gateway.audit.treehead import SignedTreeHead, sign_cosignature
 from gateway.client import AuditClient
 from gateway.witness import (
     DEFAULT_TIMESTAMP_TOLERANCE_MS,
+    MissingRecordError,
     WitnessAlarm,
     WitnessError,
     WitnessState,
     check_new_head,
+    check_record,
 )
 from keys.identity import IdentityKey
 from keys.keystore import open_keystore, passphrase_from, write_private_file
@@ -91,6 +94,7 @@ class WitnessConfig:
     timeout_s: float = 10.0
     tolerance_ms: int = DEFAULT_TIMESTAMP_TOLERANCE_MS
     tls: ClientTls | None = None
+    sample: int = 16  # older records re-checked each round, besides every new one
 
 
 def _table(path: Path, data: dict[str, Any], name: str, *, required: bool = True) -> dict[str, Any]:
@@ -149,6 +153,7 @@ def load_witness_config(path: Path) -> WitnessConfig:
         interval_s=_number(path, w, "witness", "interval_s", 2.0),
         timeout_s=_number(path, w, "witness", "timeout_s", 10.0),
         tolerance_ms=int(_number(path, w, "witness", "timestamp_tolerance_s", 60.0) * 1000),
+        sample=int(_number(path, w, "witness", "sample", 16.0)),
         keys_dir=base / _text(path, keys, "keys", "dir"),
         passphrase_file=base / _text(path, keys, "keys", "passphrase_file") if passphrase else None,
         endpoint=_text(path, gw, "gateway", "endpoint"),
@@ -299,6 +304,7 @@ class Witness:
     ) -> None:
         self.cfg, self.client, self.directory, self.key, self.clock = cfg, client, directory, key, clock
         self._directory_checked_ms = 0  # the first round asks the gateway for a newer directory
+        self._rng = random.SystemRandom()  # which older records are re-checked: not predictable
         self._alarm_logged_ms: int | None = None
 
     def refresh_directory(self) -> None:
@@ -348,6 +354,16 @@ class Witness:
             return
         if new == last and any(c.witness == self.cfg.witness for c in head.cosignatures):
             return  # nothing new and already co-signed
+        try:
+            self._check_records(head, last.size if last is not None else 0)
+        except WitnessAlarm as e:
+            h = head.tree_head
+            alarm = Alarm(
+                e.kind, str(e), self.clock(), h.size, h.root, h.timestamp_ms, encode_signed_tree_head(head)
+            )
+            save_state(self.cfg.state, replace(state, alarm=alarm))
+            self._report(alarm, head)
+            return
         self.client.add_cosignature(new.size, sign_cosignature(head, self.cfg.witness, self.key.key))
         save_state(
             self.cfg.state,
@@ -356,6 +372,28 @@ class Witness:
             ),
         )
         log.info("witness_cosigned", size=new.size, root=new.root.hex(), timestamp_ms=new.timestamp_ms)
+
+    def _check_records(self, head: SignedTreeHead, cosigned: int) -> None:
+        """The records behind the head are the ones its tree was built from.
+
+        Every record added since the last co-signed size, and a random sample of
+        older ones, must be served and prove into the signed root: stops a gateway
+        that serves edited or deleted records while keeping the tree's hashes.
+        """
+        n = head.tree_head.size
+        older = range(cosigned)
+        indices = sorted({*range(cosigned, n), *self._rng.sample(older, min(len(older), self.cfg.sample))})
+        for index in indices:
+            try:
+                record = self.client.record(index)
+            except NotFoundError as e:
+                raise MissingRecordError(f"record {index} of a signed log of size {n} is missing: {e}") from e
+            except RemoteError as e:
+                if e.status != "NOT_FOUND":
+                    raise
+                raise MissingRecordError(f"record {index} of a signed log of size {n} is missing: {e}") from e
+            proof, _ = self.client.inclusion_proof(index, n)
+            check_record(index, record.entry, head, proof)
 
     def _report(self, alarm: Alarm, head: SignedTreeHead) -> None:
         now = self.clock()

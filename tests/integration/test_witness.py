@@ -30,6 +30,7 @@ from exchange.lifecycle import load_directory
 from exchange.model import Suite
 from gateway.audit.merkle import Frontier, MemoryTree, leaf_hash, root_at
 from gateway.audit.merkle import consistency_proof as memory_consistency_proof
+from gateway.audit.merkle import inclusion_proof as memory_inclusion_proof
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead, sign_tree_head, verify_cosignature
 from gateway.client import AuditClient
 from gateway.witness_runner import (
@@ -65,13 +66,26 @@ class FakeGateway:
         self.cosignatures: dict[int, dict[str, Cosignature]] = {}
         self.cosign_calls = 0
         self.down = False
+        self.entries: list[bytes] = []
 
     def _up(self) -> None:
         if self.down:
             raise RemoteError("UNAVAILABLE", "connection refused")
 
     def append(self, n: int, tag: str = "r") -> None:
-        self.tree.append_entries(f"{tag}{self.tree.size}-{i}".encode() for i in range(n))
+        new = [f"{tag}{self.tree.size}-{i}".encode() for i in range(n)]
+        self.tree.append_entries(new)
+        self.entries += new
+
+    def record(self, index: int) -> Any:
+        self._up()
+        if not 0 <= index < len(self.entries):
+            raise NotFoundError(f"no record {index}")
+        return dataclasses.make_dataclass("Logged", ["index", "entry"])(index, self.entries[index])
+
+    def inclusion_proof(self, index: int, size: int) -> tuple[list[bytes], bytes]:
+        self._up()
+        return memory_inclusion_proof(index, size, self.tree), root_at(size, self.tree)
 
     def tree_head(self, size: int = 0) -> SignedTreeHead:
         self._up()
@@ -106,6 +120,7 @@ class FakeGateway:
         """Replace the log (a rewriting gateway); heads for the new sizes are signed afresh."""
         self.tree = MemoryTree()
         self.tree.append_entries(entries)
+        self.entries = list(entries)
         self.heads = {}
         self.cosignatures = {}
 
