@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,28 @@ def _exchange(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _audit(args: argparse.Namespace) -> dict[str, Any]:
-    from gateway.audit.bench import run
+    from gateway.audit.bench import format_table, run_audit_bench, table_row
 
-    result = run(args.audit_entries)
-    print(f"audit log ({args.audit_entries:,} entries, SQLite):")
-    for key, value in result.items():
-        print(f"  {key}: {value}")
-    return result
+    dsn = args.pg_dsn or os.environ.get("LIAISON_TEST_PG_DSN") or None
+    if "postgres" in args.stores and not dsn:
+        print("audit: PostgreSQL leg skipped: no DSN (pass --pg-dsn or set LIAISON_TEST_PG_DSN)")
+    sizes = ", ".join(f"{n:,}" for n in args.audit_sizes)
+    print(f"audit log: one log per store grown through {sizes} entries, batches of {args.audit_batch:,}")
+
+    def progress(name: str, row: dict[str, Any]) -> None:
+        print("  done: " + "  ".join(table_row(name, row)), flush=True)
+
+    report = run_audit_bench(
+        args.audit_sizes,
+        args.stores,
+        pg_dsn=dsn,
+        batch=args.audit_batch,
+        samples=args.audit_samples,
+        progress=progress,
+    )
+    print(f"audit: append rate in entries/s; latencies in ms over {args.audit_samples} samples")
+    print(format_table(report))
+    return report
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -83,5 +99,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--count", type=int, default=2000, help="exchange: messages per run")
     p.add_argument("--concurrency", type=int, nargs="+", default=[64], help="exchange: concurrent senders")
     p.add_argument("--body", type=int, default=1024, help="exchange: body bytes")
-    p.add_argument("--audit-entries", type=int, default=100_000, help="audit: log size to build")
+    p.add_argument(
+        "--audit-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
+        help="audit: log sizes, increasing; one log per store grows through them",
+    )  # fmt: skip
+    p.add_argument(
+        "--stores", nargs="+", choices=("sqlite", "postgres"), default=["sqlite", "postgres"],
+        help="audit: stores to measure",
+    )  # fmt: skip
+    p.add_argument("--pg-dsn", default=None, help="audit: PostgreSQL DSN (default: $LIAISON_TEST_PG_DSN)")
+    p.add_argument("--audit-batch", type=int, default=10_000, help="audit: entries per append")
+    p.add_argument("--audit-samples", type=int, default=1000, help="audit: proofs timed per kind and size")
     p.set_defaults(handler=_bench)

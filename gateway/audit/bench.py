@@ -19,8 +19,8 @@ it measures, against the real store:
 PostgreSQL figures are taken after an ``ANALYZE`` of the two tables (the
 steady state autovacuum keeps a deployment in); a bulk load of 900k rows in
 a minute outruns autovacuum. Before that ``ANALYZE`` the benchmark also times
-100 inclusion proofs as-is, because plans psycopg prepared while the log was
-small stay cached (``inclusion_proof_before_analyze`` in the report).
+100 inclusion proofs as-is (``inclusion_proof_before_analyze``): a generic plan
+that psycopg's prepared statements got while the log was small may stay cached.
 
 The SQLite log lives in a temporary directory; the PostgreSQL log in a fresh
 schema that is dropped afterwards, also on failure. This module does not

@@ -72,6 +72,9 @@ class PostgresAuditStore(SQLAuditStoreBase):
         except psycopg.Error as e:
             # The DSN may hold a password: name only the failure class.
             raise StoreError(f"cannot connect to PostgreSQL: {type(e).__name__}") from e
+        # Plan each proof query for the log's size now: a generic plan cached while the log
+        # was small turned node look-ups into scans as it grew (8.6 ms instead of 0.26 ms).
+        conn.execute("SET plan_cache_mode TO force_custom_plan")
         schema = sql.Identifier(self.schema)
         if create:
             with conn.transaction():
