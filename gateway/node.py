@@ -110,6 +110,8 @@ class _AuditWriter:
                     if not fut.done():
                         fut.set_exception(e)
                 continue
+            if self._metrics is not None:  # metrics: records per successful commit
+                self._metrics.on_commit(len(entries))
             if self.failure is not None:
                 log.info("audit_store_recovered")
                 self.failure = None

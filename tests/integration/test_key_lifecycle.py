@@ -188,7 +188,9 @@ def test_revocation_end_to_end(lab: Lab, audit: AuditClient, tmp_path: Path) -> 
     draft, before = next_draft(tmp_path, audit, "revoke")
     office = before.directory.office(TJ)
     assert office is not None
-    ed25519 = next(k.key_id for k in office.keys if k.algorithm.name == "ED25519" and k.valid_at(now_ms()))
+    key = next(k for k in office.keys if k.algorithm.name == "ED25519" and k.valid_at(now_ms()))
+    ed25519 = key.key_id
+    time.sleep(0.1)
     revoked_at = now_ms()
     argv = ["directory", "set-key-status", "--file", str(draft), "--key-id", ed25519]
     assert cmd_directory.main([*argv, "--status", "revoked", "--at-ms", str(revoked_at)]) == 0
@@ -211,7 +213,9 @@ def test_revocation_end_to_end(lab: Lab, audit: AuditClient, tmp_path: Path) -> 
     ]
 
     # Created before T with the same key: still accepted and delivered.
-    earlier = sealed(lab, TJ, [RU], now_ms=revoked_at - 5_000, in_directory=before.directory)
+    # (No earlier than the key itself: a fresh lab's keys may be younger than five seconds.)
+    created = max(revoked_at - 5_000, key.not_before_ms + 1)
+    earlier = sealed(lab, TJ, [RU], now_ms=created, in_directory=before.directory)
     inject(lab, TJ, earlier, earlier.header.context.message_id)
     with Client.from_lab(lab.root, RU) as ru:
         receive(ru, {earlier.header.context.message_id})
