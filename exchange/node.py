@@ -58,6 +58,8 @@ log = structlog.get_logger()
 
 PUBLISH_BATCH = 256
 INBOX_BATCH = 256
+# Frames fetched by a node that lost NATS before acking them come back after this long.
+INBOX_ACK_WAIT_S = 10.0
 PUBLISH_RETRY_S = 1.0
 
 
@@ -449,6 +451,7 @@ class OfficeNode:
                     in_subject(self.office),
                     batch_handler=self.handle_inbound_batch,
                     batch=INBOX_BATCH,
+                    ack_wait=INBOX_ACK_WAIT_S,
                     # Refusals are parked as poison on their own; anything else (store, keys
                     # not rotated in yet) is retried for as long as it takes, never dropped.
                     max_deliver=-1,
