@@ -5,13 +5,14 @@ size from one office to another through the real lab (office node →
 NATS → gateway → NATS → office node) and measures Send → recipient
 delivery: throughput and latency percentiles. In the same run it measures
 the raw baselines the figures are compared with: a grpc.aio unary echo at
-the same concurrency, and nats-py publish→subscribe and JetStream
+the same concurrency (server in its own process), and nats-py publish→subscribe and JetStream
 publish-with-ack of the same payload size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -35,22 +36,39 @@ def _ident(b: bytes) -> bytes:
     return b
 
 
+def _serve_echo(port: int, ready: Any, stop: Any) -> None:
+    """Child process: a bytes-in, bytes-out grpc.aio unary echo until ``stop`` is set."""
+
+    async def main() -> None:
+        async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            return request
+
+        server = grpc.aio.server()
+        handler = grpc.unary_unary_rpc_method_handler(
+            echo, request_deserializer=_ident, response_serializer=_ident
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("liaison.bench.Echo", {"Echo": handler}),)
+        )
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        await server.stop(None)
+
+    asyncio.run(main())
+
+
 async def grpc_echo_rate(payload_size: int, count: int, concurrency: int) -> float:
-    """Calls per second of a bytes-in, bytes-out grpc.aio unary echo on loopback."""
-
-    async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        return request
-
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(
-        echo, request_deserializer=_ident, response_serializer=_ident
-    )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("liaison.bench.Echo", {"Echo": handler}),)
-    )
-    port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
-    await server.start()
+    """Calls per second of a grpc.aio unary echo on loopback, server in its own process."""
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    port = free_port()
+    server = context.Process(target=_serve_echo, args=(port, ready, stop), daemon=True)
+    server.start()
     try:
+        if not await asyncio.to_thread(ready.wait, 30):
+            raise RuntimeError("the echo server did not start")
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             call = channel.unary_unary(_ECHO, request_serializer=_ident, response_deserializer=_ident)
             payload = b"x" * payload_size
@@ -67,7 +85,10 @@ async def grpc_echo_rate(payload_size: int, count: int, concurrency: int) -> flo
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             return count / (time.perf_counter() - started)
     finally:
-        await server.stop(None)
+        stop.set()
+        server.join(timeout=10)
+        if server.is_alive():
+            server.kill()
 
 
 def _percentile(values: list[float], q: float) -> float:
