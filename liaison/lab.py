@@ -228,12 +228,30 @@ class Lab:
                 node.start()
         deadline = time.monotonic() + timeout
         try:
-            for node in self.nodes.values():
-                node.wait_serving(deadline)
+            for name in list(self.nodes):
+                self._wait_or_rebind(name, deadline)
         except BaseException:
             self.stop()
             raise
         self.write_lab_json()
+
+    def _wait_or_rebind(self, name: str, deadline: float, attempts: int = 3) -> None:
+        """Wait for a node; if a port picked for it was taken meanwhile (parallel labs), pick new ones."""
+        for attempt in range(attempts):
+            try:
+                self.nodes[name].wait_serving(deadline)
+                return
+            except ConfigError as e:
+                if "address already in use" not in str(e) or attempt == attempts - 1:
+                    raise
+            node = self.nodes[name]
+            node.stop()
+            self.nodes[name] = self._node(name, node.role, self._owner(name))
+            self.nodes[name].start()
+
+    def _owner(self, name: str) -> str:
+        assert self.deployment is not None
+        return self.deployment.inventory.gateway.id if name == "gateway" else name
 
     def start_node(self, name: str, timeout: float = START_TIMEOUT_S) -> None:
         node = self.nodes[name]
