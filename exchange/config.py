@@ -106,7 +106,6 @@ class GatewayConfig:
     directory: Path
     nats: NatsConfig
     grpc_listen: str
-    offices: tuple[str, ...] = ()
     pg_dsn: str = field(default="", repr=False)
     tree_head_interval_s: float = 2.0
     tls: TlsConfig | None = None

@@ -216,8 +216,7 @@ async def stream_consumer_lags(transport: Transport, stream: str, prefix: str) -
 
 def out_queue_depth(store: OfficeStore) -> int:
     """Frames not yet published (a count over the ``frames_pending`` index: cheap; also the store check)."""
-    row = store.db.read(lambda c: c.execute("SELECT count(*) FROM frames WHERE published = 0").fetchone())
-    return int(row[0])
+    return store.pending_count()
 
 
 async def sample_office(node: OfficeNode, transport: Transport) -> None:

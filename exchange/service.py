@@ -13,7 +13,6 @@ import grpc
 
 from exchange._pb.liaison.v1 import exchange_pb2, exchange_pb2_grpc
 from exchange.codec import service as codec
-from exchange.codec.envelope import encode_signed_statement
 from exchange.grpcutil import Access, grpc_errors, grpc_stream_errors, peer_of
 from exchange.ids import check_message_id
 from exchange.node import OfficeNode
@@ -69,9 +68,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         self, request: exchange_pb2.AcknowledgeRequest, context: Ctx
     ) -> exchange_pb2.AcknowledgeResponse:
         read = await self.node.acknowledge(check_message_id(request.message_id))
-        response = exchange_pb2.AcknowledgeResponse()
-        response.read.ParseFromString(encode_signed_statement(read))
-        return response
+        return codec.acknowledge_to_pb(read)
 
     @grpc_errors
     async def GetStatus(

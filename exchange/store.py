@@ -152,6 +152,17 @@ _INBOX_COLUMNS = (
 )
 
 
+_SENT_COLUMNS = (
+    "message_id, created_ms, kind, priority, case_id, recipients, header_digest, body, idempotency_key"
+)
+
+
+def _sent_row(row: tuple[object, ...]) -> SentRecord:
+    values = list(row)
+    values[5] = tuple(json.loads(str(values[5])))
+    return SentRecord(*values)  # type: ignore[arg-type]
+
+
 def _inbox_row(row: tuple[object, ...]) -> InboxRecord:
     values = list(row)
     values[2] = tuple(json.loads(str(values[2])))
@@ -210,16 +221,11 @@ class OfficeStore:
     def sent(self, message_id: str) -> SentRecord | None:
         row = self.db.read(
             lambda c: c.execute(
-                "SELECT message_id, created_ms, kind, priority, case_id, recipients, header_digest, body,"
-                " idempotency_key FROM sent WHERE message_id = ?",
+                f"SELECT {_SENT_COLUMNS} FROM sent WHERE message_id = ?",  # noqa: S608
                 (message_id,),
             ).fetchone()
         )
-        if row is None:
-            return None
-        values = list(row)
-        values[5] = tuple(json.loads(values[5]))
-        return SentRecord(*values)
+        return _sent_row(row) if row else None
 
     async def record_statement(self, statement: StatementRecord) -> bool:
         """Store a receipt or rejection about a sent message; False when known already."""
@@ -246,6 +252,11 @@ class OfficeStore:
             ).fetchall()
         )
         return [Frame(*r) for r in rows]
+
+    def pending_count(self) -> int:
+        """Frames not yet published (counted over the ``frames_pending`` index)."""
+        row = self.db.read(lambda c: c.execute("SELECT count(*) FROM frames WHERE published = 0").fetchone())
+        return int(row[0])
 
     async def mark_published(self, seqs: list[int]) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -327,12 +338,13 @@ class OfficeStore:
     # --- cases and directory -------------------------------------------------------
 
     def case(self, case_id: str) -> tuple[list[SentRecord], list[InboxRecord]]:
-        sent_ids = self.db.read(
+        sent_rows = self.db.read(
             lambda c: c.execute(
-                "SELECT message_id FROM sent WHERE case_id = ? ORDER BY created_ms", (case_id,)
+                f"SELECT {_SENT_COLUMNS} FROM sent WHERE case_id = ? ORDER BY created_ms",  # noqa: S608
+                (case_id,),
             ).fetchall()
         )
-        sent = [s for (mid,) in sent_ids if (s := self.sent(mid)) is not None]
+        sent = [_sent_row(r) for r in sent_rows]
         rows = self.db.read(
             lambda c: c.execute(
                 f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE case_id = ? ORDER BY created_ms",  # noqa: S608

@@ -34,9 +34,9 @@ from exchange.errors import (
     ReplayError,
     SenderMismatchError,
     SignatureError,
-    UnknownSenderError,
+    UnknownRecipientError,
 )
-from exchange.model import Directory, Reason, ReceiptState
+from exchange.model import Directory, ReceiptState
 from exchange.seal import check_policy, verify_envelope, verify_statement
 from gateway.audit.record import AuditRecord, Verdict
 
@@ -206,7 +206,7 @@ def _receipt(
             raise SenderMismatchError(f"receipt signed by {statement.signer!r} came from {from_office!r}")
         earlier = prior(statement.message_id)
         if earlier is None or from_office not in earlier.recipients:
-            raise UnknownSenderError(
+            raise UnknownRecipientError(
                 f"receipt for message {statement.message_id} not addressed to {from_office}"
             )
         if earlier.header_digest != statement.header_digest:
@@ -218,7 +218,7 @@ def _receipt(
             sender=from_office,
             message_id=signed.statement.message_id,
             envelope_size=size,
-            reason=e.reason if e.reason is not Reason.UNKNOWN_SENDER else Reason.UNKNOWN_RECIPIENT,
+            reason=e.reason,
             detail=_detail(e),
         )
         return Refused(e, record, from_office)

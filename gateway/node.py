@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from exchange import primitives
 from exchange.codec.audit import (
     decode_record,
     decode_signature,
@@ -192,7 +191,7 @@ class GatewayNode:
             self.counters.resumed += 1
             self.metrics.on_resumed()  # metrics
             log.info("resumed", message_id=decision.envelope.header.context.message_id)
-            await self._route(decision.envelope, decision.prior.log_index, now)
+            await self._route(decision.envelope, decision.prior.header_digest, decision.prior.log_index, now)
         elif isinstance(decision, Refused):
             await self._refuse(decision, now)
         elif isinstance(decision, Forward):
@@ -265,9 +264,10 @@ class GatewayNode:
         self.counters.accepted += 1
         self.metrics.on_accepted()  # metrics
         log.info("accepted", message_id=message_id, sender=record.sender, log_index=index)
-        await self._route(envelope, index, record.at_ms)
+        await self._route(envelope, record.header_digest, index, record.at_ms)
 
-    async def _route(self, envelope: Envelope, index: int, at_ms: int) -> None:
+    async def _route(self, envelope: Envelope, header_digest: bytes, index: int, at_ms: int) -> None:
+        """Stamp with the digest decide() computed (not hashed again) and route to every recipient."""
         c = envelope.header.context
         stamp = self._sign(
             Receipt(
@@ -275,7 +275,7 @@ class GatewayNode:
                 state=ReceiptState.STAMPED,
                 signer=self.gateway,
                 at_ms=at_ms,
-                header_digest=primitives.sha256(envelope.header_bytes),
+                header_digest=header_digest,
                 sender=c.sender,
                 log_index=index,
             )

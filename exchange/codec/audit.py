@@ -13,7 +13,7 @@ from typing import Final, TypeVar
 from google.protobuf.message import DecodeError
 
 from exchange._pb.liaison.v1 import audit_pb2, envelope_pb2
-from exchange.codec.envelope import _signatures, _signatures_pb, parse_limited
+from exchange.codec.envelope import parse_limited, signatures_from_pb, signatures_to_pb
 from exchange.envelope import Signature
 from exchange.errors import CodecError, OversizeError
 from exchange.model import Kind, Priority, Reason, ReceiptState, Suite
@@ -160,11 +160,11 @@ def decode_signed_tree_head(data: bytes) -> SignedTreeHead:
 
 
 def signature_to_pb(s: Signature) -> envelope_pb2.Signature:
-    return _signatures_pb((s,))[0]
+    return signatures_to_pb((s,))[0]
 
 
 def signature_from_pb(m: envelope_pb2.Signature) -> Signature:
-    return _signatures([m])[0]
+    return signatures_from_pb([m])[0]
 
 
 def encode_signature(s: Signature) -> bytes:

@@ -58,6 +58,10 @@ __all__ = [
     "encode_signed_statement",
     "encode_statement",
     "parse_limited",
+    "signatures_from_pb",
+    "signatures_to_pb",
+    "signed_statement_from_pb",
+    "signed_statement_to_pb",
 ]
 
 # Hard ceilings of the codec; the directory's Limits may be (and by default are) lower.
@@ -181,7 +185,7 @@ def decode_header(data: bytes) -> Header:
 # --- signatures and envelope -------------------------------------------------------
 
 
-def _signatures_pb(signatures: tuple[Signature, ...]) -> list[envelope_pb2.Signature]:
+def signatures_to_pb(signatures: tuple[Signature, ...]) -> list[envelope_pb2.Signature]:
     return [
         envelope_pb2.Signature(
             key_id=s.key_id, algorithm=envelope_pb2.Algorithm.ValueType(s.algorithm), value=s.value
@@ -190,7 +194,7 @@ def _signatures_pb(signatures: tuple[Signature, ...]) -> list[envelope_pb2.Signa
     ]
 
 
-def _signatures(ms: list[envelope_pb2.Signature]) -> tuple[Signature, ...]:
+def signatures_from_pb(ms: list[envelope_pb2.Signature]) -> tuple[Signature, ...]:
     if len(ms) > MAX_SIGNATURES:
         raise OversizeError(f"{len(ms)} signatures, limit {MAX_SIGNATURES}")
     return tuple(Signature(s.key_id, decode_enum(Algorithm, s.algorithm, "algorithm"), s.value) for s in ms)
@@ -199,7 +203,7 @@ def _signatures(ms: list[envelope_pb2.Signature]) -> tuple[Signature, ...]:
 def _envelope_pb(envelope: Envelope) -> envelope_pb2.Envelope:
     return envelope_pb2.Envelope(
         header=envelope.header_bytes,
-        signatures=_signatures_pb(envelope.signatures),
+        signatures=signatures_to_pb(envelope.signatures),
         ciphertext=envelope.ciphertext,
     )
 
@@ -208,7 +212,7 @@ def _envelope(m: envelope_pb2.Envelope) -> Envelope:
     return Envelope(
         header=decode_header(m.header),
         header_bytes=m.header,
-        signatures=_signatures(list(m.signatures)),
+        signatures=signatures_from_pb(list(m.signatures)),
         ciphertext=m.ciphertext,
     )
 
@@ -291,27 +295,27 @@ def decode_statement(data: bytes) -> Statement:
     raise CodecError("statement is empty")
 
 
-def _signed_statement_pb(signed: SignedStatement) -> body_pb2.SignedStatement:
+def signed_statement_to_pb(signed: SignedStatement) -> body_pb2.SignedStatement:
     return body_pb2.SignedStatement(
-        statement=signed.statement_bytes, signatures=_signatures_pb(signed.signatures)
+        statement=signed.statement_bytes, signatures=signatures_to_pb(signed.signatures)
     )
 
 
-def _signed_statement(m: body_pb2.SignedStatement) -> SignedStatement:
+def signed_statement_from_pb(m: body_pb2.SignedStatement) -> SignedStatement:
     return SignedStatement(
         statement=decode_statement(m.statement),
         statement_bytes=m.statement,
-        signatures=_signatures(list(m.signatures)),
+        signatures=signatures_from_pb(list(m.signatures)),
     )
 
 
 def encode_signed_statement(signed: SignedStatement) -> bytes:
-    return _ser(_signed_statement_pb(signed))
+    return _ser(signed_statement_to_pb(signed))
 
 
 def decode_signed_statement(data: bytes) -> SignedStatement:
     m = parse_limited(body_pb2.SignedStatement(), data, MAX_SIGNED_STATEMENT_BYTES, "signed statement")
-    return _signed_statement(m)
+    return signed_statement_from_pb(m)
 
 
 # --- transport frames ------------------------------------------------------------------
@@ -321,9 +325,9 @@ def encode_frame(item: Frame) -> bytes:
     if isinstance(item, Envelope):
         return _ser(transport_pb2.Frame(envelope=_envelope_pb(item)))
     if isinstance(item, SignedStatement):
-        return _ser(transport_pb2.Frame(statement=_signed_statement_pb(item)))
+        return _ser(transport_pb2.Frame(statement=signed_statement_to_pb(item)))
     routed = transport_pb2.Routed(
-        envelope=_envelope_pb(item.envelope), stamp=_signed_statement_pb(item.stamp)
+        envelope=_envelope_pb(item.envelope), stamp=signed_statement_to_pb(item.stamp)
     )
     return _ser(transport_pb2.Frame(routed=routed))
 
@@ -335,9 +339,9 @@ def decode_frame(data: bytes) -> Frame:
     if which == "envelope":
         return _envelope(m.envelope)
     if which == "statement":
-        return _signed_statement(m.statement)
+        return signed_statement_from_pb(m.statement)
     if which == "routed":
         if not m.routed.HasField("envelope") or not m.routed.HasField("stamp"):
             raise CodecError("routed frame lacks its envelope or stamp")
-        return Routed(_envelope(m.routed.envelope), _signed_statement(m.routed.stamp))
+        return Routed(_envelope(m.routed.envelope), signed_statement_from_pb(m.routed.stamp))
     raise CodecError("frame is empty")

@@ -19,12 +19,13 @@ from exchange.api import (
     SendResult,
 )
 from exchange.codec.body import body_from_pb, body_to_pb
-from exchange.codec.envelope import decode_enum, decode_signed_statement, encode_signed_statement
+from exchange.codec.envelope import decode_enum, signed_statement_from_pb, signed_statement_to_pb
 from exchange.envelope import SignedStatement
 from exchange.errors import CodecError
 from exchange.model import Handling, Kind, Priority, Reason, ReceiptState
 
 __all__ = [
+    "acknowledge_to_pb",
     "case_from_pb",
     "case_to_pb",
     "delivery_from_pb",
@@ -44,14 +45,6 @@ SendPb = (
     | exchange_pb2.SendCaseMessageRequest
     | exchange_pb2.SendConsularRequestRequest
 )
-
-
-def _statement_pb(s: SignedStatement) -> body_pb2.SignedStatement:
-    return body_pb2.SignedStatement.FromString(encode_signed_statement(s))
-
-
-def _statement(m: body_pb2.SignedStatement) -> SignedStatement:
-    return decode_signed_statement(m.SerializeToString())
 
 
 # --- Send --------------------------------------------------------------------------
@@ -103,12 +96,12 @@ def send_request_from_pb(m: SendPb) -> SendRequest:
 def send_result_to_pb(r: SendResult) -> exchange_pb2.SendResponse:
     resp = exchange_pb2.SendResponse(message_id=r.message_id)
     if r.accepted is not None:
-        resp.accepted.CopyFrom(_statement_pb(r.accepted))
+        resp.accepted.CopyFrom(signed_statement_to_pb(r.accepted))
     return resp
 
 
 def send_result_from_pb(m: exchange_pb2.SendResponse) -> SendResult:
-    return SendResult(m.message_id, _statement(m.accepted) if m.HasField("accepted") else None)
+    return SendResult(m.message_id, signed_statement_from_pb(m.accepted) if m.HasField("accepted") else None)
 
 
 # --- deliveries ------------------------------------------------------------------
@@ -165,7 +158,7 @@ def status_to_pb(s: MessageStatus) -> exchange_pb2.GetStatusResponse:
             )
             for r in s.recipients
         ],
-        statements=[_statement_pb(x) for x in s.statements],
+        statements=[signed_statement_to_pb(x) for x in s.statements],
         rejected=s.rejected,
     )
 
@@ -182,7 +175,7 @@ def status_from_pb(m: exchange_pb2.GetStatusResponse) -> MessageStatus:
             )
             for r in m.recipients
         ),
-        statements=tuple(_statement(x) for x in m.statements),
+        statements=tuple(signed_statement_from_pb(x) for x in m.statements),
         rejected=m.rejected,
     )
 
@@ -257,3 +250,7 @@ def case_from_pb(m: exchange_pb2.GetCaseResponse) -> list[CaseEntry]:
         )
         for e in m.entries
     ]
+
+
+def acknowledge_to_pb(read: SignedStatement) -> exchange_pb2.AcknowledgeResponse:
+    return exchange_pb2.AcknowledgeResponse(read=signed_statement_to_pb(read))
