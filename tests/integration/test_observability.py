@@ -140,6 +140,8 @@ def test_every_metric_moves_with_traffic(lab: Lab, clients: dict[str, Client]) -
             and get(s, "liaison_gateway_rejected_total", reason="policy-denied")
             > get(g0, "liaison_gateway_rejected_total", reason="policy-denied")
             and get(s, "liaison_tree_head_size") >= get(s, "liaison_audit_log_size") > 0
+            # The log size is a sampled gauge: wait for the sample that covers the traffic.
+            and get(s, "liaison_audit_log_size") >= get(g0, "liaison_audit_log_size") + 4
         ),
         "the READ receipt, the rejection and a tree head covering them",
     )
