@@ -28,8 +28,11 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "chromium not installed: the console's browser test will be skipped"
 
+# Fault tests kill and restart servers on timers: they run after the rest, one at a time,
+# because under a parallel load one of them (nats-server SIGKILL) has missed deliveries.
 test: lint typecheck browser
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --ignore=tests/faults
+	$(BIN)/pytest tests/faults
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -n auto
