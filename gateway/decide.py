@@ -14,7 +14,11 @@ Steps, each stopping an attack:
    revocation, suite floor, signatures, recipients, expiry, skew, digest;
 5. routing policy (a kind an office may not send);
 6. replay: a message id accepted before is refused for as long as the audit
-   log keeps it, far beyond JetStream's duplicate window;
+   log keeps it, far beyond JetStream's duplicate window; only a redelivery of
+   the very stream message that was accepted (same out-stream sequence, same
+   header) resumes instead. The sequence, not JetStream's delivery count, tells
+   the two apart: a nats-server restarted after a crash may redeliver a message
+   with a delivery count of 1 again;
 7. receipts: signed by the office that sent them, about a message that was
    accepted and addressed to that office, then forwarded to its sender.
 """
@@ -22,7 +26,7 @@ Steps, each stopping an attack:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exchange import primitives
 from exchange.codec.envelope import decode_frame
@@ -54,6 +58,7 @@ class Prior:
     sender: str
     recipients: tuple[str, ...]
     header_digest: bytes
+    source_seq: int = 0  # its frame's out-stream sequence (0: unknown)
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Resume:
-    """A redelivery of a frame already accepted (the gateway died before acking it)."""
+    """A redelivery of a frame already accepted (the gateway or NATS died before it was acked)."""
 
     envelope: Envelope
     prior: Prior
@@ -149,7 +154,30 @@ def decide(
     directory: Directory,
     now_ms: int,
     prior: PriorLookup,
-    redelivered: bool = False,
+    source_seq: int = 0,
+) -> Decision:
+    """Decide on one frame; ``source_seq`` is its out-stream sequence, kept in its audit record."""
+    decision = _decide(
+        payload,
+        from_office=from_office,
+        directory=directory,
+        now_ms=now_ms,
+        prior=prior,
+        source_seq=source_seq,
+    )
+    if isinstance(decision, Resume) or not source_seq:
+        return decision
+    return replace(decision, record=replace(decision.record, source_seq=source_seq))
+
+
+def _decide(
+    payload: bytes,
+    *,
+    from_office: str,
+    directory: Directory,
+    now_ms: int,
+    prior: PriorLookup,
+    source_seq: int,
 ) -> Decision:
     size = len(payload)
     # 1. Size before parsing.
@@ -184,7 +212,8 @@ def decide(
     c = envelope.header.context
     earlier = prior(c.message_id)
     if earlier is not None:
-        if redelivered and earlier.header_digest == verified.header_digest:
+        same_message = source_seq != 0 and earlier.source_seq == source_seq
+        if same_message and earlier.header_digest == verified.header_digest:
             return Resume(envelope, earlier)
         replay = ReplayError(f"message {c.message_id} was accepted before at log index {earlier.log_index}")
         return _refuse(replay, from_office, now_ms, envelope, size)

@@ -162,7 +162,7 @@ class GatewayNode:
             return None
         stored = page.records[0]
         record = decode_record(stored.entry)
-        return Prior(stored.index, record.sender, record.recipients, record.header_digest)
+        return Prior(stored.index, record.sender, record.recipients, record.header_digest, record.source_seq)
 
     async def handle(self, item: Delivered) -> None:
         """One frame from an office; returns after its audit record and routing are durable."""
@@ -183,7 +183,7 @@ class GatewayNode:
             directory=directory,
             now_ms=now,
             prior=lookup,
-            redelivered=item.num_delivered > 1,
+            source_seq=item.seq,
         )
         if isinstance(decision, Accepted):
             await self._accept(decision.envelope, decision.record)

@@ -161,6 +161,7 @@ def record_json(r: LoggedRecord) -> dict[str, Any]:
         "suite": _label(rec.suite),
         "receipt_state": _label(rec.receipt_state),
         "receipt_signer": rec.receipt_signer,
+        "source_seq": rec.source_seq,
     }
 
 

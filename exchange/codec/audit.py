@@ -66,6 +66,7 @@ def record_to_pb(r: AuditRecord) -> audit_pb2.AuditRecord:
         receipt_signer=r.receipt_signer,
         detail=r.detail,
         suite=int(r.suite or 0),  # type: ignore[arg-type]
+        source_seq=r.source_seq,
     )
 
 
@@ -94,6 +95,7 @@ def record_from_pb(pb: audit_pb2.AuditRecord) -> AuditRecord:
             receipt_state=ReceiptState(pb.receipt_state) if pb.receipt_state else None,
             receipt_signer=pb.receipt_signer,
             detail=pb.detail,
+            source_seq=pb.source_seq,
         )
     except ValueError as e:
         raise CodecError(f"audit record: {e}") from e

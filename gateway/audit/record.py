@@ -45,6 +45,8 @@ class AuditRecord:
     detail: str = ""
     receipt_state: ReceiptState | None = None
     receipt_signer: str = ""
+    # The frame's sequence in the out stream: a redelivery has the same one, a replay a new one.
+    source_seq: int = 0
 
     def __post_init__(self) -> None:
         if (self.verdict is Verdict.REJECTED) != (self.reason is not None):

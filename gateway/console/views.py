@@ -172,6 +172,7 @@ def record_fields(record: AuditRecord) -> dict[str, object]:
         "suite": _label(record.suite),
         "receipt_state": _label(record.receipt_state),
         "receipt_signer": record.receipt_signer,
+        "source_seq": record.source_seq,
     }
 
 

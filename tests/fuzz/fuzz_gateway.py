@@ -23,7 +23,7 @@ CLASSIC = CORPUS.envelopes["classic"]
 ENVELOPES = {e.header_bytes: e for e in CORPUS.envelopes.values()}
 OFFICES = (SENDER, RECIPIENTS[0], RECIPIENTS[1], "nobody")
 PRIOR_ID = CLASSIC.header.context.message_id
-PRIOR = Prior(7, SENDER, CLASSIC.header.context.recipients, primitives.sha256(CLASSIC.header_bytes))
+PRIOR = Prior(7, SENDER, CLASSIC.header.context.recipients, primitives.sha256(CLASSIC.header_bytes), 7)
 
 
 def test_one_input(data: bytes) -> None:
@@ -32,21 +32,21 @@ def test_one_input(data: bytes) -> None:
     control, payload = data[0], data[1:]
     from_office = OFFICES[control & 3]
     logged = bool(control & 4)
-    redelivered = bool(control & 8)
+    source_seq = 7 if control & 8 else 8
     decision = decide(
         payload,
         from_office=from_office,
         directory=CORPUS.directory,
         now_ms=NOW_MS,
         prior=lambda mid: PRIOR if logged and mid == PRIOR_ID else None,
-        redelivered=redelivered,
+        source_seq=source_seq,
     )
     if isinstance(decision, Accepted):
         original = ENVELOPES[decision.envelope.header_bytes]
         assert decision.envelope.ciphertext == original.ciphertext
         assert from_office == SENDER
     elif isinstance(decision, Resume):
-        assert redelivered
+        assert source_seq == PRIOR.source_seq
         assert decision.envelope.header_bytes == CLASSIC.header_bytes
         return
     elif isinstance(decision, Forward):

@@ -15,10 +15,12 @@ import pytest
 from exchange.client import Client
 from exchange.directory import SignedDirectory
 from exchange.model import AlertCategory, Priority, ReceiptState
+from exchange.transport import OUT_STREAM, Transport
 from gateway.audit.record import Verdict
 from gateway.audit.verify import verify_log
 from gateway.client import AuditClient
 from liaison.lab import Lab
+from tests.faults.faultutil import on_nats
 from tests.integration.labutil import INVENTORY, wait_for
 
 RU, TJ = "ru-mvd-dushanbe", "tj-mvd-moscow"
@@ -105,6 +107,43 @@ def test_gateway_sigkill_mid_stream_loses_and_duplicates_nothing(lab: Lab) -> No
     assert lab.deployment is not None
     directory = SignedDirectory.from_bytes(lab.deployment.directory_file.read_bytes()).directory
     verify_log(entries[: head.tree_head.size], [head], directory)
+
+
+def test_frames_redelivered_as_first_deliveries_are_resumed_not_refused(lab: Lab) -> None:
+    """A nats-server restarted after a crash may redeliver with a delivery count of 1.
+
+    The consumer's delivery state is not synced like the stream is, so an accepted
+    frame can come back looking like a first delivery. The gateway must tell it from
+    a replay by its out-stream sequence: here its consumer is deleted and recreated
+    (every frame delivered again, each with a count of 1). Before this was fixed, each
+    came back refused as a replay, its sender got a rejection and it was never routed.
+    """
+    with Client.from_lab(lab.root, RU) as ru:
+        ids = [ru.send_case_message([TJ], case_id="REDO", text=f"message {i}").message_id for i in range(8)]
+    assert sorted(_collect(lab, TJ, set(ids))) == sorted(ids)
+    lab.gateway.stop()
+    durable = f"gateway-{RU}"
+
+    async def forget_deliveries(t: Transport) -> None:
+        await t.js.delete_consumer(OUT_STREAM, durable)
+
+    on_nats(lab, forget_deliveries)
+    lab.start_node("gateway")
+
+    async def settled(t: Transport) -> bool:
+        info = await t.js.consumer_info(OUT_STREAM, durable)
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    wait_for(lambda: on_nats(lab, settled), what="the recreated consumer to settle", timeout=60)
+    with AuditClient.from_lab(lab.root) as audit:
+        verdicts = [r.record.verdict for i in ids for r in audit.query(message_id=i)[0]]
+    assert verdicts.count(Verdict.ACCEPTED) == len(ids)
+    assert Verdict.REJECTED not in verdicts, "a redelivered frame was refused as a replay"
+    with Client.from_lab(lab.root, RU) as ru:
+        assert not any(ru.status(i).rejected for i in ids)
+    with Client.from_lab(lab.root, TJ) as tj:
+        again = [d.message_id for d in tj.subscribe(wait_s=2.0)]
+    assert again == [], "resumed frames reached the agency system twice"
 
 
 def test_flash_overtakes_a_routine_backlog(lab: Lab) -> None:

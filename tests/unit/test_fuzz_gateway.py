@@ -55,6 +55,10 @@ def corpus() -> Corpus:
     return build_corpus()
 
 
+# The out-stream sequence of the logged frame: a redelivery comes with it, a replay with another.
+PRIOR_SEQ = 7
+
+
 def _prior_of(corpus: Corpus, label: str) -> Prior:
     envelope = corpus.envelopes[label]
     return Prior(
@@ -62,6 +66,7 @@ def _prior_of(corpus: Corpus, label: str) -> Prior:
         sender=SENDER,
         recipients=envelope.header.context.recipients,
         header_digest=primitives.sha256(envelope.header_bytes),
+        source_seq=PRIOR_SEQ,
     )
 
 
@@ -100,7 +105,7 @@ def check_mutated_envelope(corpus: Corpus, data: st.DataObject) -> None:
     payload = _mutated_frame(corpus, data, encode_frame(original))
     from_office = data.draw(st.sampled_from((SENDER, SENDER, RECIPIENTS[0])), label="from")
     logged = data.draw(st.booleans(), label="already logged")
-    redelivered = data.draw(st.booleans(), label="redelivered")
+    source_seq = data.draw(st.sampled_from((0, PRIOR_SEQ, PRIOR_SEQ + 1)), label="out-stream sequence")
     prior = _prior_of(corpus, label) if logged else None
     message_id = original.header.context.message_id
     decision = decide(
@@ -109,7 +114,7 @@ def check_mutated_envelope(corpus: Corpus, data: st.DataObject) -> None:
         directory=corpus.directory,
         now_ms=NOW_MS,
         prior=lambda mid: prior if mid == message_id else None,
-        redelivered=redelivered,
+        source_seq=source_seq,
     )
     check_decision(decision, from_office)
     if isinstance(decision, Accepted):
@@ -119,7 +124,7 @@ def check_mutated_envelope(corpus: Corpus, data: st.DataObject) -> None:
         assert decision.envelope.ciphertext == original.ciphertext
     elif isinstance(decision, Resume):
         assert logged
-        assert redelivered
+        assert source_seq == PRIOR_SEQ
         assert decision.envelope.header_bytes == original.header_bytes
     else:
         assert not isinstance(decision, Forward)
@@ -159,18 +164,19 @@ def test_mutated_receipt_is_forwarded_only_as_the_original(corpus: Corpus, data:
 
 
 @pytest.mark.parametrize(
-    ("frame", "from_office", "logged", "redelivered", "expected"),
+    ("frame", "from_office", "logged", "source_seq", "expected"),
     [
-        pytest.param("classic", SENDER, False, False, Accepted, id="classic-accepted"),
-        pytest.param("hybrid-pq", SENDER, False, False, Accepted, id="hybrid-accepted"),
-        pytest.param("classic", SENDER, True, True, Resume, id="redelivery-resumed"),
-        pytest.param("classic", SENDER, True, False, Refused, id="replay-refused"),
-        pytest.param("classic", RECIPIENTS[0], False, False, Refused, id="other-office-refused"),
-        pytest.param("receipt", RECIPIENTS[0], True, False, Forward, id="receipt-forwarded"),
+        pytest.param("classic", SENDER, False, 1, Accepted, id="classic-accepted"),
+        pytest.param("hybrid-pq", SENDER, False, 1, Accepted, id="hybrid-accepted"),
+        pytest.param("classic", SENDER, True, PRIOR_SEQ, Resume, id="redelivery-resumed"),
+        pytest.param("classic", SENDER, True, PRIOR_SEQ + 1, Refused, id="replay-refused"),
+        pytest.param("classic", SENDER, True, 0, Refused, id="unknown-sequence-refused"),
+        pytest.param("classic", RECIPIENTS[0], False, 1, Refused, id="other-office-refused"),
+        pytest.param("receipt", RECIPIENTS[0], True, 1, Forward, id="receipt-forwarded"),
     ],
 )
 def test_unmutated_frames(
-    corpus: Corpus, frame: str, from_office: str, logged: bool, redelivered: bool, expected: type
+    corpus: Corpus, frame: str, from_office: str, logged: bool, source_seq: int, expected: type
 ) -> None:
     # The properties above would hold vacuously if the originals were refused.
     item = corpus.receipt if frame == "receipt" else corpus.envelopes[frame]
@@ -181,10 +187,12 @@ def test_unmutated_frames(
         directory=corpus.directory,
         now_ms=NOW_MS,
         prior=lambda _: prior,
-        redelivered=redelivered,
+        source_seq=source_seq,
     )
     assert isinstance(decision, expected), decision
     check_decision(decision, from_office)
+    if not isinstance(decision, Resume):
+        assert decision.record.source_seq == source_seq  # the record links to the stream message
 
 
 def test_routed_and_gateway_statements_from_an_office_are_refused(corpus: Corpus) -> None:

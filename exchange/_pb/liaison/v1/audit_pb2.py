@@ -27,57 +27,57 @@ from exchange._pb.liaison.v1 import directory_pb2 as liaison_dot_v1_dot_director
 from exchange._pb.liaison.v1 import envelope_pb2 as liaison_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16liaison/v1/audit.proto\x12\nliaison.v1\x1a\x15liaison/v1/body.proto\x1a\x1aliaison/v1/directory.proto\x1a\x19liaison/v1/envelope.proto\"\xfd\x03\n\x0b\x41uditRecord\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12$\n\x07verdict\x18\x03 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x04 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x0e\n\x06sender\x18\x06 \x01(\t\x12\x12\n\nrecipients\x18\x07 \x03(\t\x12\x1e\n\x04kind\x18\x08 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\t \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07\x63\x61se_id\x18\n \x01(\t\x12\x12\n\ncreated_ms\x18\x0b \x01(\x03\x12\x12\n\nexpires_ms\x18\x0c \x01(\x03\x12\x15\n\renvelope_size\x18\r \x01(\x04\x12\x15\n\rheader_digest\x18\x0e \x01(\x0c\x12\x19\n\x11\x63iphertext_digest\x18\x0f \x01(\x0c\x12/\n\rreceipt_state\x18\x10 \x01(\x0e\x32\x18.liaison.v1.ReceiptState\x12\x16\n\x0ereceipt_signer\x18\x11 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x12 \x01(\t\x12 \n\x05suite\x18\x13 \x01(\x0e\x32\x11.liaison.v1.Suite\"M\n\x08TreeHead\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0f\n\x07gateway\x18\x04 \x01(\t\"}\n\x0eSignedTreeHead\x12\x11\n\ttree_head\x18\x01 \x01(\x0c\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature\x12-\n\x0c\x63osignatures\x18\x03 \x03(\x0b\x32\x17.liaison.v1.Cosignature\"H\n\x0b\x43osignature\x12\x0f\n\x07witness\x18\x01 \x01(\t\x12(\n\tsignature\x18\x02 \x01(\x0b\x32\x15.liaison.v1.Signature\"\xce\x02\n\x0cQueryRequest\x12\x0f\n\x07\x66rom_ms\x18\x01 \x01(\x03\x12\r\n\x05to_ms\x18\x02 \x01(\x03\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x1e\n\x04kind\x18\x05 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.liaison.v1.Priority\x12$\n\x07verdict\x18\x07 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x08 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x0f\n\x07\x63\x61se_id\x18\t \x01(\t\x12\x12\n\nmessage_id\x18\n \x01(\t\x12\x11\n\tpage_size\x18\x0b \x01(\r\x12\x12\n\npage_token\x18\x0c \x01(\t\x12\x14\n\x0coldest_first\x18\r \x01(\x08\"U\n\x0cLoggedRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\'\n\x06record\x18\x03 \x01(\x0b\x32\x17.liaison.v1.AuditRecord\"S\n\rQueryResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.liaison.v1.LoggedRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0bTailRequest\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\"\'\n\x12GetTreeHeadRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\"9\n\x15InclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"W\n\x16InclusionProofResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\x12\x0c\n\x04root\x18\x04 \x01(\x0c\"=\n\x17\x43onsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\")\n\x18\x43onsistencyProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\".\n\x0cStatsRequest\x12\x0f\n\x07\x66rom_ms\x18\x01 \x01(\x03\x12\r\n\x05to_ms\x18\x02 \x01(\x03\"\xaf\x01\n\x08StatsRow\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x1e\n\x04kind\x18\x03 \x01(\x0e\x32\x10.liaison.v1.Kind\x12$\n\x07verdict\x18\x04 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x05 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\r\n\x05\x63ount\x18\x06 \x01(\x04\"3\n\rStatsResponse\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.liaison.v1.StatsRow\"X\n\x15\x41\x64\x64\x43osignatureRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12,\n\x0b\x63osignature\x18\x02 \x01(\x0b\x32\x17.liaison.v1.Cosignature\"\x18\n\x16\x41\x64\x64\x43osignatureResponse\",\n\x13GetDirectoryRequest\x12\x15\n\rknown_version\x18\x01 \x01(\x04\"+\n\x18PublishDirectoryResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04*c\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10VERDICT_ACCEPTED\x10\x01\x12\x14\n\x10VERDICT_REJECTED\x10\x02\x12\x13\n\x0fVERDICT_RECEIPT\x10\x03\x32\xa9\x04\n\x0c\x41uditService\x12<\n\x05Query\x12\x18.liaison.v1.QueryRequest\x1a\x19.liaison.v1.QueryResponse\x12;\n\x04Tail\x12\x17.liaison.v1.TailRequest\x1a\x18.liaison.v1.LoggedRecord0\x01\x12I\n\x0bGetTreeHead\x12\x1e.liaison.v1.GetTreeHeadRequest\x1a\x1a.liaison.v1.SignedTreeHead\x12Z\n\x11GetInclusionProof\x12!.liaison.v1.InclusionProofRequest\x1a\".liaison.v1.InclusionProofResponse\x12`\n\x13GetConsistencyProof\x12#.liaison.v1.ConsistencyProofRequest\x1a$.liaison.v1.ConsistencyProofResponse\x12<\n\x05Stats\x12\x18.liaison.v1.StatsRequest\x1a\x19.liaison.v1.StatsResponse\x12W\n\x0e\x41\x64\x64\x43osignature\x12!.liaison.v1.AddCosignatureRequest\x1a\".liaison.v1.AddCosignatureResponse2\xb7\x01\n\x10\x44irectoryService\x12L\n\x0cGetDirectory\x12\x1f.liaison.v1.GetDirectoryRequest\x1a\x1b.liaison.v1.SignedDirectory\x12U\n\x10PublishDirectory\x12\x1b.liaison.v1.SignedDirectory\x1a$.liaison.v1.PublishDirectoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16liaison/v1/audit.proto\x12\nliaison.v1\x1a\x15liaison/v1/body.proto\x1a\x1aliaison/v1/directory.proto\x1a\x19liaison/v1/envelope.proto\"\x91\x04\n\x0b\x41uditRecord\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12$\n\x07verdict\x18\x03 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x04 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x0e\n\x06sender\x18\x06 \x01(\t\x12\x12\n\nrecipients\x18\x07 \x03(\t\x12\x1e\n\x04kind\x18\x08 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\t \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07\x63\x61se_id\x18\n \x01(\t\x12\x12\n\ncreated_ms\x18\x0b \x01(\x03\x12\x12\n\nexpires_ms\x18\x0c \x01(\x03\x12\x15\n\renvelope_size\x18\r \x01(\x04\x12\x15\n\rheader_digest\x18\x0e \x01(\x0c\x12\x19\n\x11\x63iphertext_digest\x18\x0f \x01(\x0c\x12/\n\rreceipt_state\x18\x10 \x01(\x0e\x32\x18.liaison.v1.ReceiptState\x12\x16\n\x0ereceipt_signer\x18\x11 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x12 \x01(\t\x12 \n\x05suite\x18\x13 \x01(\x0e\x32\x11.liaison.v1.Suite\x12\x12\n\nsource_seq\x18\x14 \x01(\x04\"M\n\x08TreeHead\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0f\n\x07gateway\x18\x04 \x01(\t\"}\n\x0eSignedTreeHead\x12\x11\n\ttree_head\x18\x01 \x01(\x0c\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature\x12-\n\x0c\x63osignatures\x18\x03 \x03(\x0b\x32\x17.liaison.v1.Cosignature\"H\n\x0b\x43osignature\x12\x0f\n\x07witness\x18\x01 \x01(\t\x12(\n\tsignature\x18\x02 \x01(\x0b\x32\x15.liaison.v1.Signature\"\xce\x02\n\x0cQueryRequest\x12\x0f\n\x07\x66rom_ms\x18\x01 \x01(\x03\x12\r\n\x05to_ms\x18\x02 \x01(\x03\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x1e\n\x04kind\x18\x05 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.liaison.v1.Priority\x12$\n\x07verdict\x18\x07 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x08 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x0f\n\x07\x63\x61se_id\x18\t \x01(\t\x12\x12\n\nmessage_id\x18\n \x01(\t\x12\x11\n\tpage_size\x18\x0b \x01(\r\x12\x12\n\npage_token\x18\x0c \x01(\t\x12\x14\n\x0coldest_first\x18\r \x01(\x08\"U\n\x0cLoggedRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\'\n\x06record\x18\x03 \x01(\x0b\x32\x17.liaison.v1.AuditRecord\"S\n\rQueryResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.liaison.v1.LoggedRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0bTailRequest\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\"\'\n\x12GetTreeHeadRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\"9\n\x15InclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"W\n\x16InclusionProofResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\x12\x0c\n\x04root\x18\x04 \x01(\x0c\"=\n\x17\x43onsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\")\n\x18\x43onsistencyProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\".\n\x0cStatsRequest\x12\x0f\n\x07\x66rom_ms\x18\x01 \x01(\x03\x12\r\n\x05to_ms\x18\x02 \x01(\x03\"\xaf\x01\n\x08StatsRow\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x1e\n\x04kind\x18\x03 \x01(\x0e\x32\x10.liaison.v1.Kind\x12$\n\x07verdict\x18\x04 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x05 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\r\n\x05\x63ount\x18\x06 \x01(\x04\"3\n\rStatsResponse\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.liaison.v1.StatsRow\"X\n\x15\x41\x64\x64\x43osignatureRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12,\n\x0b\x63osignature\x18\x02 \x01(\x0b\x32\x17.liaison.v1.Cosignature\"\x18\n\x16\x41\x64\x64\x43osignatureResponse\",\n\x13GetDirectoryRequest\x12\x15\n\rknown_version\x18\x01 \x01(\x04\"+\n\x18PublishDirectoryResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04*c\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10VERDICT_ACCEPTED\x10\x01\x12\x14\n\x10VERDICT_REJECTED\x10\x02\x12\x13\n\x0fVERDICT_RECEIPT\x10\x03\x32\xa9\x04\n\x0c\x41uditService\x12<\n\x05Query\x12\x18.liaison.v1.QueryRequest\x1a\x19.liaison.v1.QueryResponse\x12;\n\x04Tail\x12\x17.liaison.v1.TailRequest\x1a\x18.liaison.v1.LoggedRecord0\x01\x12I\n\x0bGetTreeHead\x12\x1e.liaison.v1.GetTreeHeadRequest\x1a\x1a.liaison.v1.SignedTreeHead\x12Z\n\x11GetInclusionProof\x12!.liaison.v1.InclusionProofRequest\x1a\".liaison.v1.InclusionProofResponse\x12`\n\x13GetConsistencyProof\x12#.liaison.v1.ConsistencyProofRequest\x1a$.liaison.v1.ConsistencyProofResponse\x12<\n\x05Stats\x12\x18.liaison.v1.StatsRequest\x1a\x19.liaison.v1.StatsResponse\x12W\n\x0e\x41\x64\x64\x43osignature\x12!.liaison.v1.AddCosignatureRequest\x1a\".liaison.v1.AddCosignatureResponse2\xb7\x01\n\x10\x44irectoryService\x12L\n\x0cGetDirectory\x12\x1f.liaison.v1.GetDirectoryRequest\x1a\x1b.liaison.v1.SignedDirectory\x12U\n\x10PublishDirectory\x12\x1b.liaison.v1.SignedDirectory\x1a$.liaison.v1.PublishDirectoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'liaison.v1.audit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=2233
-  _globals['_VERDICT']._serialized_end=2332
+  _globals['_VERDICT']._serialized_start=2253
+  _globals['_VERDICT']._serialized_end=2352
   _globals['_AUDITRECORD']._serialized_start=117
-  _globals['_AUDITRECORD']._serialized_end=626
-  _globals['_TREEHEAD']._serialized_start=628
-  _globals['_TREEHEAD']._serialized_end=705
-  _globals['_SIGNEDTREEHEAD']._serialized_start=707
-  _globals['_SIGNEDTREEHEAD']._serialized_end=832
-  _globals['_COSIGNATURE']._serialized_start=834
-  _globals['_COSIGNATURE']._serialized_end=906
-  _globals['_QUERYREQUEST']._serialized_start=909
-  _globals['_QUERYREQUEST']._serialized_end=1243
-  _globals['_LOGGEDRECORD']._serialized_start=1245
-  _globals['_LOGGEDRECORD']._serialized_end=1330
-  _globals['_QUERYRESPONSE']._serialized_start=1332
-  _globals['_QUERYRESPONSE']._serialized_end=1415
-  _globals['_TAILREQUEST']._serialized_start=1417
-  _globals['_TAILREQUEST']._serialized_end=1450
-  _globals['_GETTREEHEADREQUEST']._serialized_start=1452
-  _globals['_GETTREEHEADREQUEST']._serialized_end=1491
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=1493
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=1550
-  _globals['_INCLUSIONPROOFRESPONSE']._serialized_start=1552
-  _globals['_INCLUSIONPROOFRESPONSE']._serialized_end=1639
-  _globals['_CONSISTENCYPROOFREQUEST']._serialized_start=1641
-  _globals['_CONSISTENCYPROOFREQUEST']._serialized_end=1702
-  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_start=1704
-  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_end=1745
-  _globals['_STATSREQUEST']._serialized_start=1747
-  _globals['_STATSREQUEST']._serialized_end=1793
-  _globals['_STATSROW']._serialized_start=1796
-  _globals['_STATSROW']._serialized_end=1971
-  _globals['_STATSRESPONSE']._serialized_start=1973
-  _globals['_STATSRESPONSE']._serialized_end=2024
-  _globals['_ADDCOSIGNATUREREQUEST']._serialized_start=2026
-  _globals['_ADDCOSIGNATUREREQUEST']._serialized_end=2114
-  _globals['_ADDCOSIGNATURERESPONSE']._serialized_start=2116
-  _globals['_ADDCOSIGNATURERESPONSE']._serialized_end=2140
-  _globals['_GETDIRECTORYREQUEST']._serialized_start=2142
-  _globals['_GETDIRECTORYREQUEST']._serialized_end=2186
-  _globals['_PUBLISHDIRECTORYRESPONSE']._serialized_start=2188
-  _globals['_PUBLISHDIRECTORYRESPONSE']._serialized_end=2231
-  _globals['_AUDITSERVICE']._serialized_start=2335
-  _globals['_AUDITSERVICE']._serialized_end=2888
-  _globals['_DIRECTORYSERVICE']._serialized_start=2891
-  _globals['_DIRECTORYSERVICE']._serialized_end=3074
+  _globals['_AUDITRECORD']._serialized_end=646
+  _globals['_TREEHEAD']._serialized_start=648
+  _globals['_TREEHEAD']._serialized_end=725
+  _globals['_SIGNEDTREEHEAD']._serialized_start=727
+  _globals['_SIGNEDTREEHEAD']._serialized_end=852
+  _globals['_COSIGNATURE']._serialized_start=854
+  _globals['_COSIGNATURE']._serialized_end=926
+  _globals['_QUERYREQUEST']._serialized_start=929
+  _globals['_QUERYREQUEST']._serialized_end=1263
+  _globals['_LOGGEDRECORD']._serialized_start=1265
+  _globals['_LOGGEDRECORD']._serialized_end=1350
+  _globals['_QUERYRESPONSE']._serialized_start=1352
+  _globals['_QUERYRESPONSE']._serialized_end=1435
+  _globals['_TAILREQUEST']._serialized_start=1437
+  _globals['_TAILREQUEST']._serialized_end=1470
+  _globals['_GETTREEHEADREQUEST']._serialized_start=1472
+  _globals['_GETTREEHEADREQUEST']._serialized_end=1511
+  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=1513
+  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=1570
+  _globals['_INCLUSIONPROOFRESPONSE']._serialized_start=1572
+  _globals['_INCLUSIONPROOFRESPONSE']._serialized_end=1659
+  _globals['_CONSISTENCYPROOFREQUEST']._serialized_start=1661
+  _globals['_CONSISTENCYPROOFREQUEST']._serialized_end=1722
+  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_start=1724
+  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_end=1765
+  _globals['_STATSREQUEST']._serialized_start=1767
+  _globals['_STATSREQUEST']._serialized_end=1813
+  _globals['_STATSROW']._serialized_start=1816
+  _globals['_STATSROW']._serialized_end=1991
+  _globals['_STATSRESPONSE']._serialized_start=1993
+  _globals['_STATSRESPONSE']._serialized_end=2044
+  _globals['_ADDCOSIGNATUREREQUEST']._serialized_start=2046
+  _globals['_ADDCOSIGNATUREREQUEST']._serialized_end=2134
+  _globals['_ADDCOSIGNATURERESPONSE']._serialized_start=2136
+  _globals['_ADDCOSIGNATURERESPONSE']._serialized_end=2160
+  _globals['_GETDIRECTORYREQUEST']._serialized_start=2162
+  _globals['_GETDIRECTORYREQUEST']._serialized_end=2206
+  _globals['_PUBLISHDIRECTORYRESPONSE']._serialized_start=2208
+  _globals['_PUBLISHDIRECTORYRESPONSE']._serialized_end=2251
+  _globals['_AUDITSERVICE']._serialized_start=2355
+  _globals['_AUDITSERVICE']._serialized_end=2908
+  _globals['_DIRECTORYSERVICE']._serialized_start=2911
+  _globals['_DIRECTORYSERVICE']._serialized_end=3094
 # @@protoc_insertion_point(module_scope)

@@ -67,6 +67,7 @@ class AuditRecord(_message.Message):
     RECEIPT_SIGNER_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     SUITE_FIELD_NUMBER: _builtins.int
+    SOURCE_SEQ_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     at_ms: _builtins.int
     verdict: Global___Verdict.ValueType
@@ -85,6 +86,10 @@ class AuditRecord(_message.Message):
     receipt_signer: _builtins.str
     detail: _builtins.str
     suite: _envelope_pb2.Suite.ValueType
+    source_seq: _builtins.int
+    """Sequence of the frame in the gateway's out stream (LIAISON_OUT); 0 when unknown.
+    Tells a redelivery of the same stream message from a replay (a new message).
+    """
     @_builtins.property
     def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -109,10 +114,11 @@ class AuditRecord(_message.Message):
         receipt_signer: _builtins.str = ...,
         detail: _builtins.str = ...,
         suite: _envelope_pb2.Suite.ValueType = ...,
+        source_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "case_id", b"case_id", "ciphertext_digest", b"ciphertext_digest", "created_ms", b"created_ms", "detail", b"detail", "envelope_size", b"envelope_size", "expires_ms", b"expires_ms", "header_digest", b"header_digest", "kind", b"kind", "message_id", b"message_id", "priority", b"priority", "reason", b"reason", "receipt_signer", b"receipt_signer", "receipt_state", b"receipt_state", "recipients", b"recipients", "sender", b"sender", "suite", b"suite", "verdict", b"verdict", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_ms", b"at_ms", "case_id", b"case_id", "ciphertext_digest", b"ciphertext_digest", "created_ms", b"created_ms", "detail", b"detail", "envelope_size", b"envelope_size", "expires_ms", b"expires_ms", "header_digest", b"header_digest", "kind", b"kind", "message_id", b"message_id", "priority", b"priority", "reason", b"reason", "receipt_signer", b"receipt_signer", "receipt_state", b"receipt_state", "recipients", b"recipients", "sender", b"sender", "source_seq", b"source_seq", "suite", b"suite", "verdict", b"verdict", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
