@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exchange.envelope import SignedStatement
-from exchange.model import Body, Handling, Kind, Priority, Reason, ReceiptState
+from exchange.model import Body, Handling, Kind, Priority, Reason, ReceiptState, check_attachment_id
 
 __all__ = [
+    "AttachmentRef",
     "CaseEntry",
     "Delivery",
     "MessageStatus",
@@ -33,14 +34,30 @@ class SendRequest:
     ttl_s: int = 0  # 0 = the directory's maximum
     handling: Handling = Handling.OFFICIAL
     idempotency_key: str = ""
+    attachments: tuple[str, ...] = ()  # ids of attachments uploaded to this office
 
     def __post_init__(self) -> None:
         if not self.recipients:
             raise ValueError("name at least one recipient office")
+        for attachment_id in self.attachments:
+            check_attachment_id(attachment_id)
+        if len(set(self.attachments)) != len(self.attachments):
+            raise ValueError("attachment ids repeat")
         if len(set(self.recipients)) != len(self.recipients):
             raise ValueError("recipients repeat")
         if self.ttl_s < 0:
             raise ValueError("ttl must not be negative")
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """An uploaded (or received) attachment as agency systems see it: no key, no chunks."""
+
+    id: str
+    name: str
+    media_type: str
+    size: int
+    sha256: bytes
 
 
 @dataclass(frozen=True)

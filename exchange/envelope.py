@@ -14,10 +14,21 @@ from dataclasses import dataclass
 from typing import Final
 
 from exchange.ids import check_message_id
-from exchange.model import Algorithm, Handling, Kind, Priority, Reason, ReceiptState, Suite, check_id
+from exchange.model import (
+    Algorithm,
+    Handling,
+    Kind,
+    Priority,
+    Reason,
+    ReceiptState,
+    Suite,
+    check_attachment_id,
+    check_id,
+)
 
 __all__ = [
     "ENVELOPE_VERSION",
+    "AttachmentDigest",
     "Envelope",
     "Header",
     "HeaderContext",
@@ -32,6 +43,25 @@ __all__ = [
 
 ENVELOPE_VERSION: Final = 1
 DIGEST_BYTES: Final = 32
+
+
+@dataclass(frozen=True)
+class AttachmentDigest:
+    """What the signed header says about one external attachment (no key, no plaintext)."""
+
+    id: str
+    owner: str
+    sealed_size: int
+    chunk_count: int
+    root: bytes
+
+    def __post_init__(self) -> None:
+        check_attachment_id(self.id)
+        check_id(self.owner, "attachment owner")
+        if self.chunk_count <= 0 or self.sealed_size < 0:
+            raise ValueError("attachment chunk count must be positive")
+        if len(self.root) != DIGEST_BYTES:
+            raise ValueError("attachment root is not 32 bytes")
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,7 @@ class HeaderContext:
     suite: Suite
     signing_key_ids: tuple[str, ...]
     body_size: int
+    attachments: tuple[AttachmentDigest, ...] = ()
 
     def __post_init__(self) -> None:
         if self.version != ENVELOPE_VERSION:
@@ -72,6 +103,8 @@ class HeaderContext:
             raise ValueError("signing key ids are missing or repeat")
         if self.body_size < 0:
             raise ValueError("negative body size")
+        if len({a.id for a in self.attachments}) != len(self.attachments):
+            raise ValueError("attachment ids repeat")
 
 
 @dataclass(frozen=True)

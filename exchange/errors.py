@@ -15,6 +15,8 @@ from exchange.model import Reason
 
 __all__ = [
     "AccessDeniedError",
+    "AttachmentCorruptError",
+    "AttachmentMissingError",
     "ClientBusyError",
     "ClockSkewError",
     "CodecError",
@@ -223,6 +225,20 @@ class ReplayError(EnvelopeError):
 
     reason = Reason.REPLAY
     grpc_status = "ALREADY_EXISTS"
+
+
+class AttachmentCorruptError(EnvelopeError):
+    """An attachment chunk or the whole attachment does not match its manifest (tampered,
+    reordered, dropped, truncated, or the wrong key)."""
+
+    reason = Reason.DIGEST_MISMATCH
+    grpc_status = "DATA_LOSS"
+
+
+class AttachmentMissingError(LiaisonError):
+    """An attachment chunk is not (or no longer) on the attachment stream."""
+
+    grpc_status = "FAILED_PRECONDITION"
 
 
 class AccessDeniedError(LiaisonError):

@@ -18,6 +18,7 @@ __all__ = [
     "AlertCategory",
     "Algorithm",
     "Attachment",
+    "AttachmentManifest",
     "Authority",
     "Body",
     "CaseMessage",
@@ -216,12 +217,51 @@ class Person:
     role: str = ""
 
 
+_ATTACHMENT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_attachment_id(value: str) -> str:
+    """An attachment id: 32 lower-case hex characters (128 random bits, unguessable)."""
+    if not _ATTACHMENT_ID.match(value):
+        raise ValueError("attachment id is not 32 lower-case hex characters")
+    return value
+
+
+@dataclass(frozen=True)
+class AttachmentManifest:
+    """Where an external attachment's sealed chunks are and how to open and check them."""
+
+    id: str
+    owner: str
+    size: int
+    chunk_size: int
+    chunk_count: int
+    sha256: bytes
+    root: bytes
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_attachment_id(self.id)
+        check_id(self.owner, "attachment owner")
+        if self.chunk_size <= 0 or self.chunk_count <= 0 or self.size < 0:
+            raise ValueError("attachment size, chunk size and chunk count must be positive")
+        if self.chunk_count != max(1, -(-self.size // self.chunk_size)):
+            raise ValueError("attachment chunk count does not match its size")
+        if len(self.sha256) != 32 or len(self.root) != 32 or len(self.key) != 32:
+            raise ValueError("attachment digests and key must be 32 bytes")
+
+
 @dataclass(frozen=True)
 class Attachment:
     name: str
     media_type: str
     content: bytes
     sha256: bytes = b""
+    external: AttachmentManifest | None = None
+
+    def __post_init__(self) -> None:
+        if self.external is not None and self.content:
+            raise ValueError("an attachment is either inline or external, not both")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ config from the certificates' subject DNs. Each office's certificate maps
 (``verify_and_map``) to a user that may publish only on its own out subject
 and read only its own inbox through its own durable consumer and its own
 reply-inbox prefix; the gateway alone may read every out subject, write
-every inbox and publish the directory. Everything else is denied.
+every inbox and publish the directory. An office may publish attachment
+chunks only under its own attachment prefix and read chunks only by exact
+subject (JetStream direct get), which needs the attachment's unguessable id:
+it cannot list the attachment stream. Everything else is denied.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from exchange.attach_transport import ATTACH_PREFIX, ATTACH_STREAM
 from exchange.transport import DIRECTORY_STREAM, DIRECTORY_SUBJECT, IN_STREAM, in_subject, out_subject
 
 __all__ = ["inbox_prefix", "office_permissions", "render_tls_authorization"]
@@ -25,13 +29,16 @@ def inbox_prefix(office: str) -> str:
 
 
 def office_permissions(office: str) -> dict[str, Any]:
-    """The least an office node needs: its out subject, its own inbox consumer, the directory."""
+    """The least an office node needs: its out subject, its own inbox consumer, the directory,
+    its own attachment subjects and direct gets of attachment chunks by subject."""
     durable = f"office-{office}"
     api = "$JS.API"
     return {
         "publish": {
             "allow": [
                 out_subject(office),
+                f"{ATTACH_PREFIX}.{office}.>",
+                f"{api}.DIRECT.GET.{ATTACH_STREAM}.{ATTACH_PREFIX}.>",
                 f"{api}.CONSUMER.CREATE.{IN_STREAM}.{durable}.{in_subject(office)}",
                 f"{api}.CONSUMER.INFO.{IN_STREAM}.{durable}",
                 f"{api}.CONSUMER.MSG.NEXT.{IN_STREAM}.{durable}",

@@ -28,6 +28,7 @@ from exchange.api import (
     SendRequest,
     SendResult,
 )
+from exchange.attach_node import OfficeAttachments
 from exchange.codec.body import decode_body, encode_body
 from exchange.codec.envelope import (
     decode_frame,
@@ -99,6 +100,8 @@ class OfficeNode:
         self._inbox_changed = asyncio.Condition()
         self._outbox_ready = asyncio.Event()
         self.connected = asyncio.Event()
+        self.transport: Transport | None = None
+        self.attachments = OfficeAttachments(office, store, lambda: self.transport, clock)
 
     # --- sending ---------------------------------------------------------------------
 
@@ -110,7 +113,8 @@ class OfficeNode:
                 raise UnknownRecipientError(
                     f"recipient office {r!r} is not in directory v{directory.version}"
                 )
-        body = encode_body(req.body)
+        full_body = await self.attachments.with_uploads(req.body, req.attachments)
+        body = encode_body(full_body)
         if len(body) > directory.limits.max_body_bytes:
             raise OversizeError(
                 f"body of {len(body)} bytes exceeds the limit of {directory.limits.max_body_bytes}"
@@ -118,7 +122,7 @@ class OfficeNode:
         now = self.clock()
         ttl = req.ttl_s or directory.limits.max_ttl_s
         envelope = seal(
-            req.body,
+            full_body,
             sender=self.office,
             sender_keys=self.identity.all_signing_keys(),
             recipients=req.recipients,
@@ -440,6 +444,7 @@ class OfficeNode:
 
     async def run(self, transport: Transport) -> None:
         """Publish, consume and follow the directory until cancelled."""
+        self.transport = transport
         self.connected.set()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(transport.watch_directory(self.apply_directory))

@@ -37,7 +37,9 @@ __all__ = [
     "PrivateKey",
     "TlsPrivateKey",
     "aead_open",
+    "aead_open_at",
     "aead_seal",
+    "aead_seal_at",
     "cert_pem",
     "generate",
     "key_id",
@@ -249,6 +251,27 @@ def aead_open(key: bytes, blob: bytes, aad: bytes) -> bytes:
         raise errors.DecryptError("ciphertext is too short")
     try:
         return ChaCha20Poly1305(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError, TypeError) as e:
+        raise errors.DecryptError("content does not decrypt") from e
+
+
+def aead_seal_at(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """ChaCha20-Poly1305 under a caller-chosen nonce: ciphertext || tag.
+
+    Only for keys used once per object with a nonce unique within it (attachment
+    chunks: a fresh random key per attachment, nonce = chunk index).
+    """
+    if len(nonce) != _NONCE_BYTES:
+        raise ValueError("nonce must be 12 bytes")
+    return ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad)
+
+
+def aead_open_at(key: bytes, nonce: bytes, blob: bytes, aad: bytes) -> bytes:
+    """The inverse of ``aead_seal_at``; raises DecryptError on any tampering or wrong key."""
+    if len(blob) < _TAG_BYTES or len(nonce) != _NONCE_BYTES:
+        raise errors.DecryptError("ciphertext is too short")
+    try:
+        return ChaCha20Poly1305(key).decrypt(nonce, blob, aad)
     except (InvalidTag, ValueError, TypeError) as e:
         raise errors.DecryptError("content does not decrypt") from e
 

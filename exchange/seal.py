@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from exchange import errors, primitives
+from exchange.attachments import MAX_ATTACHMENTS_PER_MESSAGE, check_against_header, sealed_size_of
 from exchange.codec.body import decode_body, encode_body
 from exchange.codec.envelope import (
     decode_envelope,
@@ -30,6 +31,7 @@ from exchange.codec.envelope import (
 )
 from exchange.envelope import (
     ENVELOPE_VERSION,
+    AttachmentDigest,
     Envelope,
     Header,
     HeaderContext,
@@ -41,6 +43,7 @@ from exchange.envelope import (
 from exchange.ids import new_message_id
 from exchange.model import (
     Alert,
+    AttachmentManifest,
     Body,
     CaseMessage,
     Directory,
@@ -196,6 +199,13 @@ def seal(
         kem_keys.append(kem)
     if isinstance(parsed, CaseMessage) and not case_id:
         case_id = parsed.case_id
+    # External attachments are announced in the signed header (no key): the gateway can
+    # check their chunks and the audit log commits to them through the header digest.
+    external = _external(parsed)
+    if len(external) > MAX_ATTACHMENTS_PER_MESSAGE:
+        raise errors.OversizeError(f"{len(external)} attachments, limit {MAX_ATTACHMENTS_PER_MESSAGE}")
+    if any(m.owner != sender for m in external):
+        raise errors.AttachmentCorruptError("an external attachment belongs to another office")
 
     context = HeaderContext(
         version=ENVELOPE_VERSION,
@@ -212,6 +222,9 @@ def seal(
         suite=suite,
         signing_key_ids=tuple(kid for kid, _ in signers),
         body_size=len(body_bytes),
+        attachments=tuple(
+            AttachmentDigest(m.id, m.owner, sealed_size_of(m), m.chunk_count, m.root) for m in external
+        ),
     )
     context_bytes = encode_header_context(context)
     content_key = primitives.random_bytes(CONTENT_KEY_BYTES)
@@ -264,6 +277,12 @@ def verify_envelope(envelope: bytes | Envelope, *, directory: Directory, now_ms:
         raise errors.OversizeError(f"body is {ctx.body_size} bytes, limit {limits.max_body_bytes}")
     if len(ctx.recipients) > limits.max_recipients:
         raise errors.OversizeError(f"{len(ctx.recipients)} recipients, limit {limits.max_recipients}")
+    if len(ctx.attachments) > MAX_ATTACHMENTS_PER_MESSAGE:
+        raise errors.OversizeError(f"{len(ctx.attachments)} attachments, limit {MAX_ATTACHMENTS_PER_MESSAGE}")
+    # External attachments live under the sender's own attachment subjects. Stops: an
+    # office announcing (and so getting a recipient to fetch) another office's chunks.
+    if any(a.owner != ctx.sender for a in ctx.attachments):
+        raise errors.SenderMismatchError(f"message {ctx.message_id} announces another office's attachment")
     # 3. Known sender. Stops: messages from parties outside the directory.
     office = directory.office(ctx.sender)
     if office is None:
@@ -393,7 +412,18 @@ def open_envelope(
         raise errors.CodecError("alert priority differs from the header's")
     if isinstance(body, CaseMessage) and ctx.case_id and body.case_id != ctx.case_id:
         raise errors.CodecError("case id differs from the header's")
+    # The body's manifests (with the keys) must be exactly the attachments the signed
+    # header announced. Stops: a body pointing at chunks the gateway never saw announced.
+    external = _external(body)
+    if len(external) != len(ctx.attachments):
+        raise errors.AttachmentCorruptError("body and header announce different attachments")
+    for manifest, digest in zip(external, ctx.attachments, strict=True):
+        check_against_header(manifest, digest)
     return Opened(verified, body)
+
+
+def _external(body: Body) -> tuple[AttachmentManifest, ...]:
+    return tuple(a.external for a in body.attachments if a.external is not None)
 
 
 # --- statements (receipts and rejections) ------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from exchange._pb.liaison.v1 import exchange_pb2, exchange_pb2_grpc
+from exchange.codec import attachment as attach_codec
 from exchange.codec import service as codec
 from exchange.grpcutil import Access, grpc_errors, grpc_stream_errors, peer_of
 from exchange.ids import check_message_id
@@ -87,3 +88,23 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         self, request: exchange_pb2.GetCaseRequest, context: Ctx
     ) -> exchange_pb2.GetCaseResponse:
         return codec.case_to_pb(request.case_id, self.node.case(request.case_id))
+
+    @grpc_errors
+    async def UploadAttachment(
+        self, request_iterator: AsyncIterator[exchange_pb2.UploadChunk], context: Ctx
+    ) -> exchange_pb2.AttachmentRef:
+        async def pieces() -> AsyncIterator[tuple[str, str, bytes]]:
+            async for chunk in request_iterator:
+                yield attach_codec.upload_piece(chunk)
+
+        peer = peer_of(context)
+        ref = await self.node.attachments.upload(pieces(), agency=str(peer) if peer else "")
+        return attach_codec.ref_to_pb(ref)
+
+    @grpc_stream_errors
+    async def DownloadAttachment(
+        self, request: exchange_pb2.DownloadAttachmentRequest, context: Ctx
+    ) -> AsyncIterator[exchange_pb2.DownloadChunk]:
+        message_id, index = attach_codec.download_request_from_pb(request)
+        async for item in self.node.attachments.download(message_id, index):
+            yield attach_codec.download_chunk_to_pb(item)

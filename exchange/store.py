@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from exchange.errors import DuplicateError, NotFoundError
 from exchange.sqlite import GroupCommitDB
 
-__all__ = ["Frame", "InboxRecord", "OfficeStore", "SentRecord", "StatementRecord"]
+__all__ = ["Frame", "InboxRecord", "OfficeStore", "SentRecord", "StatementRecord", "UploadRecord"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
@@ -72,6 +72,18 @@ CREATE TABLE IF NOT EXISTS directory (
   version INTEGER PRIMARY KEY,
   signed BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS uploads (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  media_type TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL,
+  chunk_count INTEGER NOT NULL,
+  sha256 BLOB NOT NULL,
+  root BLOB NOT NULL,
+  content_key BLOB NOT NULL,
+  created_ms INTEGER NOT NULL
+);
 """
 
 # A statement's state column: receipt states 1..4, or REJECTED for a rejection.
@@ -118,6 +130,25 @@ class StatementRecord:
     detail: str
     at_ms: int
     signed: bytes
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """An attachment this office uploaded: its manifest, content key included (like sent bodies)."""
+
+    id: str
+    name: str
+    media_type: str
+    size: int
+    chunk_size: int
+    chunk_count: int
+    sha256: bytes
+    root: bytes
+    content_key: bytes = field(repr=False)
+    created_ms: int = 0
+
+
+_UPLOAD_COLUMNS = "id, name, media_type, size, chunk_size, chunk_count, sha256, root, content_key, created_ms"
 
 
 @dataclass(frozen=True)
@@ -366,3 +397,34 @@ class OfficeStore:
             lambda c: c.execute("SELECT signed FROM directory ORDER BY version DESC LIMIT 1").fetchone()
         )
         return bytes(row[0]) if row else None
+
+    async def record_upload(self, upload: UploadRecord) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                astuple(upload),
+            )
+        )
+
+    def upload(self, attachment_id: str) -> UploadRecord | None:
+        row = self.db.read(
+            lambda c: c.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ?",  # noqa: S608
+                (attachment_id,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        i, name, media, size, chunk_size, count, sha, root, key, created = row
+        return UploadRecord(
+            str(i),
+            str(name),
+            str(media),
+            int(size),
+            int(chunk_size),
+            int(count),
+            bytes(sha),
+            bytes(root),
+            bytes(key),
+            int(created),
+        )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
+from exchange.attach_transport import ensure_attach_stream
 from exchange.codec.audit import (
     decode_record,
     decode_signature,
@@ -447,6 +448,7 @@ class GatewayNode:
     async def run(self, transport: Transport, signed_directory: bytes) -> None:
         self._transport = transport
         await transport.ensure_streams(replicas=self.stream_replicas)
+        await ensure_attach_stream(transport, replicas=self.stream_replicas)
         await transport.put_directory(signed_directory)
         self.ready.set()
         async with asyncio.TaskGroup() as tg:

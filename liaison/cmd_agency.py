@@ -11,6 +11,7 @@ output: one object, or one object per line for streams. ``status --node``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -68,12 +69,30 @@ def body_json(body: Body) -> dict[str, Any]:
             "persons": [p.full_name for p in body.persons],
         }
     if isinstance(body, CaseMessage):
-        return {"case_id": body.case_id, "thread": body.thread, "subject": body.subject, "text": body.text}
+        out = {"case_id": body.case_id, "thread": body.thread, "subject": body.subject, "text": body.text}
+        return out | _attachments_json(body)
     return {
         "citizen": body.citizen.full_name,
         "request_type": body.request_type.name.lower().replace("_", "-"),
         "subject": body.subject,
         "text": body.text,
+    }
+
+
+def _attachments_json(body: Body) -> dict[str, Any]:
+    """Attachments by index (what `liaison download --index` takes); none: no key at all."""
+    if not body.attachments:
+        return {}
+    return {
+        "attachments": [
+            {
+                "index": i,
+                "name": a.name,
+                "size": a.external.size if a.external else len(a.content),
+                "sha256": a.sha256.hex(),
+            }
+            for i, a in enumerate(body.attachments)
+        ]
     }
 
 
@@ -148,8 +167,14 @@ def _send(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    files = [Path(f) for f in args.attach]
+    for f in files:
+        if not f.is_file():
+            raise ConfigError(f"--attach {f}: no such file")
     with _client(args, args.sender) as client:
-        result = client.send(request)
+        # Each file streams to the node (sealed chunk by chunk) before the message is sent.
+        refs = [client.upload_attachment(f) for f in files]
+        result = client.send(dataclasses.replace(request, attachments=tuple(r.id for r in refs)))
     if args.json:
         print(json.dumps({"message_id": result.message_id}))
     else:
@@ -216,6 +241,16 @@ def _status(args: argparse.Namespace) -> int:
     for r in status.recipients:
         extra = f"  {r.rejection.label}: {r.detail}" if r.rejection else ""
         print(f"  {r.recipient:24} {r.label}{extra}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    with _client(args, args.office) as client:
+        ref = client.download_attachment(args.message_id, args.index, to=args.out)
+    if args.json:
+        print(json.dumps({"name": ref.name, "size": ref.size, "sha256": ref.sha256.hex(), "path": args.out}))
+    else:
+        print(f"{ref.name}: {ref.size} bytes, SHA-256 verified, written to {args.out}")
     return 0
 
 
@@ -301,6 +336,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--in-reply-to", default="")
         p.add_argument("--ttl", type=int, default=0, help="seconds until expiry (0 = directory maximum)")
         p.add_argument("--idempotency-key", default="")
+        p.add_argument(
+            "--attach", action="append", default=[], metavar="FILE",
+            help="attach a file of any size (streamed in sealed chunks); repeatable",
+        )  # fmt: skip
         if kind == "alert":
             p.add_argument("--category", required=True, help="drug-trafficking, wanted-person, ...")
             p.add_argument("--priority", default="routine", help="routine, priority, immediate, flash")
@@ -337,6 +376,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status.add_argument("--name", help="with --lab: the node to show (office id, or gateway)")
     status.add_argument("--metrics", help="the node's metrics URL (http://host:port/metrics)")
     status.set_defaults(handler=_status)
+
+    download = sub.add_parser("download", help="download a received message's attachment, verified")
+    _common(download)
+    download.add_argument("message_id")
+    download.add_argument("--index", type=int, default=0, help="which attachment (see `inbox --json`)")
+    download.add_argument("--out", required=True, help="file to write (appears only once verified)")
+    download.set_defaults(handler=_download)
 
     ack = sub.add_parser("ack", help="acknowledge a delivered message (READ)")
     _common(ack)

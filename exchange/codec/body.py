@@ -19,6 +19,7 @@ from exchange.model import (
     Alert,
     AlertCategory,
     Attachment,
+    AttachmentManifest,
     Body,
     CaseMessage,
     ConsularRequest,
@@ -55,15 +56,43 @@ def _person(m: body_pb2.Person) -> Person:
     )
 
 
+def _manifest_pb(m: AttachmentManifest | None) -> body_pb2.AttachmentManifest | None:
+    if m is None:
+        return None
+    return body_pb2.AttachmentManifest(
+        id=m.id,
+        owner=m.owner,
+        size=m.size,
+        chunk_size=m.chunk_size,
+        chunk_count=m.chunk_count,
+        sha256=m.sha256,
+        root=m.root,
+        key=m.key,
+    )
+
+
+def _manifest(a: body_pb2.Attachment) -> AttachmentManifest | None:
+    if not a.HasField("external"):
+        return None
+    m = a.external
+    return AttachmentManifest(m.id, m.owner, m.size, m.chunk_size, m.chunk_count, m.sha256, m.root, m.key)
+
+
 def _attachments_pb(attachments: tuple[Attachment, ...]) -> list[body_pb2.Attachment]:
     return [
-        body_pb2.Attachment(name=a.name, media_type=a.media_type, content=a.content, sha256=a.sha256)
+        body_pb2.Attachment(
+            name=a.name,
+            media_type=a.media_type,
+            content=a.content,
+            sha256=a.sha256,
+            external=_manifest_pb(a.external),
+        )
         for a in attachments
     ]
 
 
 def _attachments(ms: list[body_pb2.Attachment]) -> tuple[Attachment, ...]:
-    return tuple(Attachment(a.name, a.media_type, a.content, a.sha256) for a in ms)
+    return tuple(Attachment(a.name, a.media_type, a.content, a.sha256, _manifest(a)) for a in ms)
 
 
 def body_to_pb(body: Body) -> body_pb2.Body:

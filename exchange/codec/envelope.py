@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError, Message
 
 from exchange._pb.liaison.v1 import body_pb2, envelope_pb2, transport_pb2
 from exchange.envelope import (
+    AttachmentDigest,
     Envelope,
     Header,
     HeaderContext,
@@ -123,6 +124,12 @@ def encode_header_context(ctx: HeaderContext) -> bytes:
             suite=envelope_pb2.Suite.ValueType(ctx.suite),
             signing_key_ids=ctx.signing_key_ids,
             body_size=ctx.body_size,
+            attachments=[
+                envelope_pb2.AttachmentDigest(
+                    id=a.id, owner=a.owner, sealed_size=a.sealed_size, chunk_count=a.chunk_count, root=a.root
+                )
+                for a in ctx.attachments
+            ],
         )
     )
 
@@ -145,6 +152,9 @@ def decode_header_context(data: bytes) -> HeaderContext:
             suite=decode_enum(Suite, m.suite, "suite"),
             signing_key_ids=tuple(m.signing_key_ids),
             body_size=m.body_size,
+            attachments=tuple(
+                AttachmentDigest(a.id, a.owner, a.sealed_size, a.chunk_count, a.root) for a in m.attachments
+            ),
         )
     except ValueError as e:
         raise CodecError(f"header context is invalid: {e}") from e

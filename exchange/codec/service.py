@@ -58,6 +58,7 @@ def send_request_to_pb(req: SendRequest) -> SendPb:
         ttl_s=req.ttl_s,
         handling=int(req.handling),  # type: ignore[arg-type]
         idempotency_key=req.idempotency_key,
+        attachments=[exchange_pb2.AttachmentRef(id=i) for i in req.attachments],
     )
     body = body_to_pb(req.body)
     if body.HasField("alert"):
@@ -88,6 +89,7 @@ def send_request_from_pb(m: SendPb) -> SendRequest:
             ttl_s=o.ttl_s,
             handling=Handling(o.handling) if o.handling else Handling.OFFICIAL,
             idempotency_key=o.idempotency_key,
+            attachments=tuple(a.id for a in o.attachments),
         )
     except ValueError as e:
         raise CodecError(str(e)) from e

@@ -19,6 +19,7 @@ import nats
 import pytest
 
 from exchange._pb.liaison.v1 import exchange_pb2
+from exchange.attach_transport import ATTACH_STREAM, attach_subject
 from exchange.client import AsyncClient, Client, ClientTls
 from exchange.errors import RemoteError
 from exchange.grpcutil import MAX_CALLS_PER_CLIENT
@@ -83,6 +84,14 @@ async def _attempt(lab: Lab, owner: str, action: str) -> list[str]:
                 await js.get_msg("LIAISON_OUT", seq=1)
         elif action == "other-inbox-prefix":
             await nc.subscribe(f"_INBOX_{TJ}.>")
+        elif action == "publish-attachment-as-other":
+            await nc.publish(attach_subject(TJ, "0" * 32, 0), b"forged chunk")
+        elif action == "list-attachment-stream":
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await js.stream_info(ATTACH_STREAM, subjects_filter=">")
+        elif action == "read-attachment-by-sequence":
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await js.get_msg(ATTACH_STREAM, seq=1, direct=True)
         await nc.flush(timeout=2)
         await asyncio.sleep(0.3)
     finally:
@@ -101,6 +110,9 @@ async def _attempt(lab: Lab, owner: str, action: str) -> list[str]:
         "read-other-consumer",
         "read-out-stream",
         "other-inbox-prefix",
+        "publish-attachment-as-other",
+        "list-attachment-stream",
+        "read-attachment-by-sequence",
     ],
 )
 def test_an_office_cannot_reach_beyond_its_own_subjects(lab: Lab, action: str) -> None:

@@ -25,41 +25,43 @@ _sym_db = _symbol_database.Default()
 from exchange._pb.liaison.v1 import envelope_pb2 as liaison_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15liaison/v1/body.proto\x12\nliaison.v1\x1a\x19liaison/v1/envelope.proto\";\n\nIdentifier\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\"\x82\x01\n\x06Person\x12\x11\n\tfull_name\x18\x01 \x01(\t\x12\x15\n\rdate_of_birth\x18\x02 \x01(\t\x12\x13\n\x0bnationality\x18\x03 \x01(\t\x12+\n\x0bidentifiers\x18\x04 \x03(\x0b\x32\x16.liaison.v1.Identifier\x12\x0c\n\x04role\x18\x05 \x01(\t\"O\n\nAttachment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\"\xcd\x01\n\x05\x41lert\x12+\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x19.liaison.v1.AlertCategory\x12&\n\x08priority\x18\x02 \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12#\n\x07persons\x18\x05 \x03(\x0b\x32\x12.liaison.v1.Person\x12+\n\x0b\x61ttachments\x18\x06 \x03(\x0b\x32\x16.liaison.v1.Attachment\"z\n\x0b\x43\x61seMessage\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0e\n\x06thread\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12+\n\x0b\x61ttachments\x18\x04 \x03(\x0b\x32\x16.liaison.v1.Attachment\x12\x0f\n\x07subject\x18\x05 \x01(\t\"\xb9\x01\n\x0f\x43onsularRequest\x12#\n\x07\x63itizen\x18\x01 \x01(\x0b\x32\x12.liaison.v1.Person\x12\x35\n\x0crequest_type\x18\x02 \x01(\x0e\x32\x1f.liaison.v1.ConsularRequestType\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12+\n\x0b\x61ttachments\x18\x05 \x03(\x0b\x32\x16.liaison.v1.Attachment\"\x9f\x01\n\x04\x42ody\x12\"\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x11.liaison.v1.AlertH\x00\x12/\n\x0c\x63\x61se_message\x18\x02 \x01(\x0b\x32\x17.liaison.v1.CaseMessageH\x00\x12\x37\n\x10\x63onsular_request\x18\x03 \x01(\x0b\x32\x1b.liaison.v1.ConsularRequestH\x00\x42\t\n\x07\x63ontent\"\xb2\x01\n\x07Receipt\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.liaison.v1.ReceiptState\x12\x0e\n\x06signer\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\r\n\x05\x61t_ms\x18\x05 \x01(\x03\x12\x15\n\rheader_digest\x18\x06 \x01(\x0c\x12\x11\n\tlog_index\x18\x07 \x01(\x04\x12\x0e\n\x06sender\x18\x08 \x01(\t\"\xb5\x01\n\tRejection\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x0e\n\x06signer\x18\x04 \x01(\t\x12\r\n\x05\x61t_ms\x18\x05 \x01(\x03\x12\x15\n\rheader_digest\x18\x06 \x01(\x0c\x12\x11\n\tlog_index\x18\x07 \x01(\x04\x12\x0e\n\x06sender\x18\x08 \x01(\t\"j\n\tStatement\x12&\n\x07receipt\x18\x01 \x01(\x0b\x32\x13.liaison.v1.ReceiptH\x00\x12*\n\trejection\x18\x02 \x01(\x0b\x32\x15.liaison.v1.RejectionH\x00\x42\t\n\x07\x63ontent\"O\n\x0fSignedStatement\x12\x11\n\tstatement\x18\x01 \x01(\x0c\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature*\x9a\x02\n\rAlertCategory\x12\x1e\n\x1a\x41LERT_CATEGORY_UNSPECIFIED\x10\x00\x12#\n\x1f\x41LERT_CATEGORY_DRUG_TRAFFICKING\x10\x01\x12 \n\x1c\x41LERT_CATEGORY_WANTED_PERSON\x10\x02\x12!\n\x1d\x41LERT_CATEGORY_MISSING_PERSON\x10\x03\x12!\n\x1d\x41LERT_CATEGORY_DOCUMENT_FRAUD\x10\x04\x12$\n ALERT_CATEGORY_HUMAN_TRAFFICKING\x10\x05\x12\x1c\n\x18\x41LERT_CATEGORY_TERRORISM\x10\x06\x12\x18\n\x14\x41LERT_CATEGORY_OTHER\x10\x07*\xe7\x01\n\x13\x43onsularRequestType\x12%\n!CONSULAR_REQUEST_TYPE_UNSPECIFIED\x10\x00\x12,\n(CONSULAR_REQUEST_TYPE_LEGAL_CONSULTATION\x10\x01\x12+\n\'CONSULAR_REQUEST_TYPE_RIGHTS_PROTECTION\x10\x02\x12\"\n\x1e\x43ONSULAR_REQUEST_TYPE_DOCUMENT\x10\x03\x12*\n&CONSULAR_REQUEST_TYPE_DETENTION_NOTICE\x10\x04*\x99\x01\n\x0cReceiptState\x12\x1d\n\x19RECEIPT_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECEIPT_STATE_ACCEPTED\x10\x01\x12\x19\n\x15RECEIPT_STATE_STAMPED\x10\x02\x12\x1b\n\x17RECEIPT_STATE_DELIVERED\x10\x03\x12\x16\n\x12RECEIPT_STATE_READ\x10\x04*\x9d\x04\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREJECTION_REASON_MALFORMED\x10\x01\x12\x1d\n\x19REJECTION_REASON_OVERSIZE\x10\x02\x12#\n\x1fREJECTION_REASON_UNKNOWN_SENDER\x10\x03\x12&\n\"REJECTION_REASON_UNKNOWN_RECIPIENT\x10\x04\x12\"\n\x1eREJECTION_REASON_BAD_SIGNATURE\x10\x05\x12 \n\x1cREJECTION_REASON_KEY_REVOKED\x10\x06\x12\"\n\x1eREJECTION_REASON_KEY_NOT_VALID\x10\x07\x12&\n\"REJECTION_REASON_SUITE_NOT_ALLOWED\x10\x08\x12\"\n\x1eREJECTION_REASON_POLICY_DENIED\x10\t\x12\x1c\n\x18REJECTION_REASON_EXPIRED\x10\n\x12\x1f\n\x1bREJECTION_REASON_CLOCK_SKEW\x10\x0b\x12\x1b\n\x17REJECTION_REASON_REPLAY\x10\x0c\x12$\n REJECTION_REASON_DIGEST_MISMATCH\x10\r\x12$\n REJECTION_REASON_SENDER_MISMATCH\x10\x0e\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15liaison/v1/body.proto\x12\nliaison.v1\x1a\x19liaison/v1/envelope.proto\";\n\nIdentifier\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\"\x82\x01\n\x06Person\x12\x11\n\tfull_name\x18\x01 \x01(\t\x12\x15\n\rdate_of_birth\x18\x02 \x01(\t\x12\x13\n\x0bnationality\x18\x03 \x01(\t\x12+\n\x0bidentifiers\x18\x04 \x03(\x0b\x32\x16.liaison.v1.Identifier\x12\x0c\n\x04role\x18\x05 \x01(\t\"\x91\x01\n\x12\x41ttachmentManifest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x12\n\nchunk_size\x18\x04 \x01(\r\x12\x13\n\x0b\x63hunk_count\x18\x05 \x01(\r\x12\x0e\n\x06sha256\x18\x06 \x01(\x0c\x12\x0c\n\x04root\x18\x07 \x01(\x0c\x12\x0b\n\x03key\x18\x08 \x01(\x0c\"\x81\x01\n\nAttachment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12\x30\n\x08\x65xternal\x18\x05 \x01(\x0b\x32\x1e.liaison.v1.AttachmentManifest\"\xcd\x01\n\x05\x41lert\x12+\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x19.liaison.v1.AlertCategory\x12&\n\x08priority\x18\x02 \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12#\n\x07persons\x18\x05 \x03(\x0b\x32\x12.liaison.v1.Person\x12+\n\x0b\x61ttachments\x18\x06 \x03(\x0b\x32\x16.liaison.v1.Attachment\"z\n\x0b\x43\x61seMessage\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0e\n\x06thread\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12+\n\x0b\x61ttachments\x18\x04 \x03(\x0b\x32\x16.liaison.v1.Attachment\x12\x0f\n\x07subject\x18\x05 \x01(\t\"\xb9\x01\n\x0f\x43onsularRequest\x12#\n\x07\x63itizen\x18\x01 \x01(\x0b\x32\x12.liaison.v1.Person\x12\x35\n\x0crequest_type\x18\x02 \x01(\x0e\x32\x1f.liaison.v1.ConsularRequestType\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12+\n\x0b\x61ttachments\x18\x05 \x03(\x0b\x32\x16.liaison.v1.Attachment\"\x9f\x01\n\x04\x42ody\x12\"\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x11.liaison.v1.AlertH\x00\x12/\n\x0c\x63\x61se_message\x18\x02 \x01(\x0b\x32\x17.liaison.v1.CaseMessageH\x00\x12\x37\n\x10\x63onsular_request\x18\x03 \x01(\x0b\x32\x1b.liaison.v1.ConsularRequestH\x00\x42\t\n\x07\x63ontent\"\xb2\x01\n\x07Receipt\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.liaison.v1.ReceiptState\x12\x0e\n\x06signer\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\r\n\x05\x61t_ms\x18\x05 \x01(\x03\x12\x15\n\rheader_digest\x18\x06 \x01(\x0c\x12\x11\n\tlog_index\x18\x07 \x01(\x04\x12\x0e\n\x06sender\x18\x08 \x01(\t\"\xb5\x01\n\tRejection\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12+\n\x06reason\x18\x02 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x0e\n\x06signer\x18\x04 \x01(\t\x12\r\n\x05\x61t_ms\x18\x05 \x01(\x03\x12\x15\n\rheader_digest\x18\x06 \x01(\x0c\x12\x11\n\tlog_index\x18\x07 \x01(\x04\x12\x0e\n\x06sender\x18\x08 \x01(\t\"j\n\tStatement\x12&\n\x07receipt\x18\x01 \x01(\x0b\x32\x13.liaison.v1.ReceiptH\x00\x12*\n\trejection\x18\x02 \x01(\x0b\x32\x15.liaison.v1.RejectionH\x00\x42\t\n\x07\x63ontent\"O\n\x0fSignedStatement\x12\x11\n\tstatement\x18\x01 \x01(\x0c\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature*\x9a\x02\n\rAlertCategory\x12\x1e\n\x1a\x41LERT_CATEGORY_UNSPECIFIED\x10\x00\x12#\n\x1f\x41LERT_CATEGORY_DRUG_TRAFFICKING\x10\x01\x12 \n\x1c\x41LERT_CATEGORY_WANTED_PERSON\x10\x02\x12!\n\x1d\x41LERT_CATEGORY_MISSING_PERSON\x10\x03\x12!\n\x1d\x41LERT_CATEGORY_DOCUMENT_FRAUD\x10\x04\x12$\n ALERT_CATEGORY_HUMAN_TRAFFICKING\x10\x05\x12\x1c\n\x18\x41LERT_CATEGORY_TERRORISM\x10\x06\x12\x18\n\x14\x41LERT_CATEGORY_OTHER\x10\x07*\xe7\x01\n\x13\x43onsularRequestType\x12%\n!CONSULAR_REQUEST_TYPE_UNSPECIFIED\x10\x00\x12,\n(CONSULAR_REQUEST_TYPE_LEGAL_CONSULTATION\x10\x01\x12+\n\'CONSULAR_REQUEST_TYPE_RIGHTS_PROTECTION\x10\x02\x12\"\n\x1e\x43ONSULAR_REQUEST_TYPE_DOCUMENT\x10\x03\x12*\n&CONSULAR_REQUEST_TYPE_DETENTION_NOTICE\x10\x04*\x99\x01\n\x0cReceiptState\x12\x1d\n\x19RECEIPT_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECEIPT_STATE_ACCEPTED\x10\x01\x12\x19\n\x15RECEIPT_STATE_STAMPED\x10\x02\x12\x1b\n\x17RECEIPT_STATE_DELIVERED\x10\x03\x12\x16\n\x12RECEIPT_STATE_READ\x10\x04*\x9d\x04\n\x0fRejectionReason\x12 \n\x1cREJECTION_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1aREJECTION_REASON_MALFORMED\x10\x01\x12\x1d\n\x19REJECTION_REASON_OVERSIZE\x10\x02\x12#\n\x1fREJECTION_REASON_UNKNOWN_SENDER\x10\x03\x12&\n\"REJECTION_REASON_UNKNOWN_RECIPIENT\x10\x04\x12\"\n\x1eREJECTION_REASON_BAD_SIGNATURE\x10\x05\x12 \n\x1cREJECTION_REASON_KEY_REVOKED\x10\x06\x12\"\n\x1eREJECTION_REASON_KEY_NOT_VALID\x10\x07\x12&\n\"REJECTION_REASON_SUITE_NOT_ALLOWED\x10\x08\x12\"\n\x1eREJECTION_REASON_POLICY_DENIED\x10\t\x12\x1c\n\x18REJECTION_REASON_EXPIRED\x10\n\x12\x1f\n\x1bREJECTION_REASON_CLOCK_SKEW\x10\x0b\x12\x1b\n\x17REJECTION_REASON_REPLAY\x10\x0c\x12$\n REJECTION_REASON_DIGEST_MISMATCH\x10\r\x12$\n REJECTION_REASON_SENDER_MISMATCH\x10\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'liaison.v1.body_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALERTCATEGORY']._serialized_start=1576
-  _globals['_ALERTCATEGORY']._serialized_end=1858
-  _globals['_CONSULARREQUESTTYPE']._serialized_start=1861
-  _globals['_CONSULARREQUESTTYPE']._serialized_end=2092
-  _globals['_RECEIPTSTATE']._serialized_start=2095
-  _globals['_RECEIPTSTATE']._serialized_end=2248
-  _globals['_REJECTIONREASON']._serialized_start=2251
-  _globals['_REJECTIONREASON']._serialized_end=2792
+  _globals['_ALERTCATEGORY']._serialized_start=1775
+  _globals['_ALERTCATEGORY']._serialized_end=2057
+  _globals['_CONSULARREQUESTTYPE']._serialized_start=2060
+  _globals['_CONSULARREQUESTTYPE']._serialized_end=2291
+  _globals['_RECEIPTSTATE']._serialized_start=2294
+  _globals['_RECEIPTSTATE']._serialized_end=2447
+  _globals['_REJECTIONREASON']._serialized_start=2450
+  _globals['_REJECTIONREASON']._serialized_end=2991
   _globals['_IDENTIFIER']._serialized_start=64
   _globals['_IDENTIFIER']._serialized_end=123
   _globals['_PERSON']._serialized_start=126
   _globals['_PERSON']._serialized_end=256
-  _globals['_ATTACHMENT']._serialized_start=258
-  _globals['_ATTACHMENT']._serialized_end=337
-  _globals['_ALERT']._serialized_start=340
-  _globals['_ALERT']._serialized_end=545
-  _globals['_CASEMESSAGE']._serialized_start=547
-  _globals['_CASEMESSAGE']._serialized_end=669
-  _globals['_CONSULARREQUEST']._serialized_start=672
-  _globals['_CONSULARREQUEST']._serialized_end=857
-  _globals['_BODY']._serialized_start=860
-  _globals['_BODY']._serialized_end=1019
-  _globals['_RECEIPT']._serialized_start=1022
-  _globals['_RECEIPT']._serialized_end=1200
-  _globals['_REJECTION']._serialized_start=1203
-  _globals['_REJECTION']._serialized_end=1384
-  _globals['_STATEMENT']._serialized_start=1386
-  _globals['_STATEMENT']._serialized_end=1492
-  _globals['_SIGNEDSTATEMENT']._serialized_start=1494
-  _globals['_SIGNEDSTATEMENT']._serialized_end=1573
+  _globals['_ATTACHMENTMANIFEST']._serialized_start=259
+  _globals['_ATTACHMENTMANIFEST']._serialized_end=404
+  _globals['_ATTACHMENT']._serialized_start=407
+  _globals['_ATTACHMENT']._serialized_end=536
+  _globals['_ALERT']._serialized_start=539
+  _globals['_ALERT']._serialized_end=744
+  _globals['_CASEMESSAGE']._serialized_start=746
+  _globals['_CASEMESSAGE']._serialized_end=868
+  _globals['_CONSULARREQUEST']._serialized_start=871
+  _globals['_CONSULARREQUEST']._serialized_end=1056
+  _globals['_BODY']._serialized_start=1059
+  _globals['_BODY']._serialized_end=1218
+  _globals['_RECEIPT']._serialized_start=1221
+  _globals['_RECEIPT']._serialized_end=1399
+  _globals['_REJECTION']._serialized_start=1402
+  _globals['_REJECTION']._serialized_end=1583
+  _globals['_STATEMENT']._serialized_start=1585
+  _globals['_STATEMENT']._serialized_end=1691
+  _globals['_SIGNEDSTATEMENT']._serialized_start=1693
+  _globals['_SIGNEDSTATEMENT']._serialized_end=1772
 # @@protoc_insertion_point(module_scope)

@@ -202,6 +202,58 @@ class Person(_message.Message):
 Global___Person: _TypeAlias = Person  # noqa: Y015
 
 @_typing.final
+class AttachmentManifest(_message.Message):
+    """A large attachment stored outside the envelope: sealed chunks on the
+    attachment stream (see docs/adr/0005-large-attachments.md). Sealed inside
+    the Body, so only recipients learn the content key.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CHUNK_SIZE_FIELD_NUMBER: _builtins.int
+    CHUNK_COUNT_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    ROOT_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """32 lower-case hex characters (128 random bits)"""
+    owner: _builtins.str
+    """office that uploaded it (its chunks live under its subject)"""
+    size: _builtins.int
+    """plaintext bytes"""
+    chunk_size: _builtins.int
+    """plaintext bytes per chunk (the last may be shorter)"""
+    chunk_count: _builtins.int
+    sha256: _builtins.bytes
+    """SHA-256 of the plaintext"""
+    root: _builtins.bytes
+    """hash over the sealed chunks, as in AttachmentDigest"""
+    key: _builtins.bytes
+    """ChaCha20-Poly1305 content key of the chunks"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        size: _builtins.int = ...,
+        chunk_size: _builtins.int = ...,
+        chunk_count: _builtins.int = ...,
+        sha256: _builtins.bytes = ...,
+        root: _builtins.bytes = ...,
+        key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "chunk_size", b"chunk_size", "id", b"id", "key", b"key", "owner", b"owner", "root", b"root", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachmentManifest: _TypeAlias = AttachmentManifest  # noqa: Y015
+
+@_typing.final
 class Attachment(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -209,10 +261,14 @@ class Attachment(_message.Message):
     MEDIA_TYPE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
+    EXTERNAL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     media_type: _builtins.str
     content: _builtins.bytes
+    """inline content (empty when external is set)"""
     sha256: _builtins.bytes
+    @_builtins.property
+    def external(self) -> Global___AttachmentManifest: ...
     def __init__(
         self,
         *,
@@ -220,10 +276,11 @@ class Attachment(_message.Message):
         media_type: _builtins.str = ...,
         content: _builtins.bytes = ...,
         sha256: _builtins.bytes = ...,
+        external: Global___AttachmentManifest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["external", b"external"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "media_type", b"media_type", "name", b"name", "sha256", b"sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "external", b"external", "media_type", b"media_type", "name", b"name", "sha256", b"sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

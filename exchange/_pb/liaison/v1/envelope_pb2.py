@@ -24,31 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19liaison/v1/envelope.proto\x12\nliaison.v1\"\xe4\x02\n\rHeaderContext\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x1e\n\x04kind\x18\x05 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07\x63\x61se_id\x18\x07 \x01(\t\x12\x13\n\x0bin_reply_to\x18\x08 \x01(\t\x12\x12\n\ncreated_ms\x18\t \x01(\x03\x12\x12\n\nexpires_ms\x18\n \x01(\x03\x12&\n\x08handling\x18\x0b \x01(\x0e\x32\x14.liaison.v1.Handling\x12 \n\x05suite\x18\x0c \x01(\x0e\x32\x11.liaison.v1.Suite\x12\x17\n\x0fsigning_key_ids\x18\r \x03(\t\x12\x11\n\tbody_size\x18\x0e \x01(\x04\"<\n\nWrappedKey\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0b\n\x03\x65nc\x18\x03 \x01(\x0c\"b\n\x06Header\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\x0c\x12\x19\n\x11\x63iphertext_digest\x18\x02 \x01(\x0c\x12,\n\x0cwrapped_keys\x18\x03 \x03(\x0b\x32\x16.liaison.v1.WrappedKey\"T\n\tSignature\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\talgorithm\x18\x02 \x01(\x0e\x32\x15.liaison.v1.Algorithm\x12\r\n\x05value\x18\x03 \x01(\x0c\"Y\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature\x12\x12\n\nciphertext\x18\x03 \x01(\x0c*F\n\x05Suite\x12\x15\n\x11SUITE_UNSPECIFIED\x10\x00\x12\x11\n\rSUITE_CLASSIC\x10\x01\x12\x13\n\x0fSUITE_HYBRID_PQ\x10\x02*^\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_ALERT\x10\x01\x12\x15\n\x11KIND_CASE_MESSAGE\x10\x02\x12\x19\n\x15KIND_CONSULAR_REQUEST\x10\x03*}\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x14\n\x10PRIORITY_ROUTINE\x10\x01\x12\x15\n\x11PRIORITY_PRIORITY\x10\x02\x12\x16\n\x12PRIORITY_IMMEDIATE\x10\x03\x12\x12\n\x0ePRIORITY_FLASH\x10\x04*o\n\x08Handling\x12\x18\n\x14HANDLING_UNSPECIFIED\x10\x00\x12\x15\n\x11HANDLING_OFFICIAL\x10\x01\x12\x17\n\x13HANDLING_RESTRICTED\x10\x02\x12\x19\n\x15HANDLING_CONFIDENTIAL\x10\x03*\x8d\x01\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41LGORITHM_ED25519\x10\x01\x12\x17\n\x13\x41LGORITHM_ML_DSA_65\x10\x02\x12\x14\n\x10\x41LGORITHM_X25519\x10\x03\x12\x1f\n\x1b\x41LGORITHM_ML_KEM_768_X25519\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19liaison/v1/envelope.proto\x12\nliaison.v1\"\x97\x03\n\rHeaderContext\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x1e\n\x04kind\x18\x05 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07\x63\x61se_id\x18\x07 \x01(\t\x12\x13\n\x0bin_reply_to\x18\x08 \x01(\t\x12\x12\n\ncreated_ms\x18\t \x01(\x03\x12\x12\n\nexpires_ms\x18\n \x01(\x03\x12&\n\x08handling\x18\x0b \x01(\x0e\x32\x14.liaison.v1.Handling\x12 \n\x05suite\x18\x0c \x01(\x0e\x32\x11.liaison.v1.Suite\x12\x17\n\x0fsigning_key_ids\x18\r \x03(\t\x12\x11\n\tbody_size\x18\x0e \x01(\x04\x12\x31\n\x0b\x61ttachments\x18\x0f \x03(\x0b\x32\x1c.liaison.v1.AttachmentDigest\"e\n\x10\x41ttachmentDigest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x13\n\x0bsealed_size\x18\x03 \x01(\x04\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\r\x12\x0c\n\x04root\x18\x05 \x01(\x0c\"<\n\nWrappedKey\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0b\n\x03\x65nc\x18\x03 \x01(\x0c\"b\n\x06Header\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\x0c\x12\x19\n\x11\x63iphertext_digest\x18\x02 \x01(\x0c\x12,\n\x0cwrapped_keys\x18\x03 \x03(\x0b\x32\x16.liaison.v1.WrappedKey\"T\n\tSignature\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\talgorithm\x18\x02 \x01(\x0e\x32\x15.liaison.v1.Algorithm\x12\r\n\x05value\x18\x03 \x01(\x0c\"Y\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature\x12\x12\n\nciphertext\x18\x03 \x01(\x0c*F\n\x05Suite\x12\x15\n\x11SUITE_UNSPECIFIED\x10\x00\x12\x11\n\rSUITE_CLASSIC\x10\x01\x12\x13\n\x0fSUITE_HYBRID_PQ\x10\x02*^\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_ALERT\x10\x01\x12\x15\n\x11KIND_CASE_MESSAGE\x10\x02\x12\x19\n\x15KIND_CONSULAR_REQUEST\x10\x03*}\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x14\n\x10PRIORITY_ROUTINE\x10\x01\x12\x15\n\x11PRIORITY_PRIORITY\x10\x02\x12\x16\n\x12PRIORITY_IMMEDIATE\x10\x03\x12\x12\n\x0ePRIORITY_FLASH\x10\x04*o\n\x08Handling\x12\x18\n\x14HANDLING_UNSPECIFIED\x10\x00\x12\x15\n\x11HANDLING_OFFICIAL\x10\x01\x12\x17\n\x13HANDLING_RESTRICTED\x10\x02\x12\x19\n\x15HANDLING_CONFIDENTIAL\x10\x03*\x8d\x01\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41LGORITHM_ED25519\x10\x01\x12\x17\n\x13\x41LGORITHM_ML_DSA_65\x10\x02\x12\x14\n\x10\x41LGORITHM_X25519\x10\x03\x12\x1f\n\x1b\x41LGORITHM_ML_KEM_768_X25519\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'liaison.v1.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUITE']._serialized_start=739
-  _globals['_SUITE']._serialized_end=809
-  _globals['_KIND']._serialized_start=811
-  _globals['_KIND']._serialized_end=905
-  _globals['_PRIORITY']._serialized_start=907
-  _globals['_PRIORITY']._serialized_end=1032
-  _globals['_HANDLING']._serialized_start=1034
-  _globals['_HANDLING']._serialized_end=1145
-  _globals['_ALGORITHM']._serialized_start=1148
-  _globals['_ALGORITHM']._serialized_end=1289
+  _globals['_SUITE']._serialized_start=893
+  _globals['_SUITE']._serialized_end=963
+  _globals['_KIND']._serialized_start=965
+  _globals['_KIND']._serialized_end=1059
+  _globals['_PRIORITY']._serialized_start=1061
+  _globals['_PRIORITY']._serialized_end=1186
+  _globals['_HANDLING']._serialized_start=1188
+  _globals['_HANDLING']._serialized_end=1299
+  _globals['_ALGORITHM']._serialized_start=1302
+  _globals['_ALGORITHM']._serialized_end=1443
   _globals['_HEADERCONTEXT']._serialized_start=42
-  _globals['_HEADERCONTEXT']._serialized_end=398
-  _globals['_WRAPPEDKEY']._serialized_start=400
-  _globals['_WRAPPEDKEY']._serialized_end=460
-  _globals['_HEADER']._serialized_start=462
-  _globals['_HEADER']._serialized_end=560
-  _globals['_SIGNATURE']._serialized_start=562
-  _globals['_SIGNATURE']._serialized_end=646
-  _globals['_ENVELOPE']._serialized_start=648
-  _globals['_ENVELOPE']._serialized_end=737
+  _globals['_HEADERCONTEXT']._serialized_end=449
+  _globals['_ATTACHMENTDIGEST']._serialized_start=451
+  _globals['_ATTACHMENTDIGEST']._serialized_end=552
+  _globals['_WRAPPEDKEY']._serialized_start=554
+  _globals['_WRAPPEDKEY']._serialized_end=614
+  _globals['_HEADER']._serialized_start=616
+  _globals['_HEADER']._serialized_end=714
+  _globals['_SIGNATURE']._serialized_start=716
+  _globals['_SIGNATURE']._serialized_end=800
+  _globals['_ENVELOPE']._serialized_start=802
+  _globals['_ENVELOPE']._serialized_end=891
 # @@protoc_insertion_point(module_scope)

@@ -148,6 +148,7 @@ class HeaderContext(_message.Message):
     SUITE_FIELD_NUMBER: _builtins.int
     SIGNING_KEY_IDS_FIELD_NUMBER: _builtins.int
     BODY_SIZE_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     message_id: _builtins.str
     """UUIDv7, canonical lower-case text form"""
@@ -169,6 +170,12 @@ class HeaderContext(_message.Message):
     def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def signing_key_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___AttachmentDigest]:
+        """External attachments the body refers to: what the gateway can check and
+        the audit log commits to (through the header digest) without the content key.
+        """
+
     def __init__(
         self,
         *,
@@ -186,14 +193,49 @@ class HeaderContext(_message.Message):
         suite: Global___Suite.ValueType = ...,
         signing_key_ids: _abc.Iterable[_builtins.str] | None = ...,
         body_size: _builtins.int = ...,
+        attachments: _abc.Iterable[Global___AttachmentDigest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_size", b"body_size", "case_id", b"case_id", "created_ms", b"created_ms", "expires_ms", b"expires_ms", "handling", b"handling", "in_reply_to", b"in_reply_to", "kind", b"kind", "message_id", b"message_id", "priority", b"priority", "recipients", b"recipients", "sender", b"sender", "signing_key_ids", b"signing_key_ids", "suite", b"suite", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "body_size", b"body_size", "case_id", b"case_id", "created_ms", b"created_ms", "expires_ms", b"expires_ms", "handling", b"handling", "in_reply_to", b"in_reply_to", "kind", b"kind", "message_id", b"message_id", "priority", b"priority", "recipients", b"recipients", "sender", b"sender", "signing_key_ids", b"signing_key_ids", "suite", b"suite", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HeaderContext: _TypeAlias = HeaderContext  # noqa: Y015
+
+@_typing.final
+class AttachmentDigest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    SEALED_SIZE_FIELD_NUMBER: _builtins.int
+    CHUNK_COUNT_FIELD_NUMBER: _builtins.int
+    ROOT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    owner: _builtins.str
+    """office whose attachment subject holds the chunks"""
+    sealed_size: _builtins.int
+    """total bytes of the sealed chunks"""
+    chunk_count: _builtins.int
+    root: _builtins.bytes
+    """SHA-256 over the ids and SHA-256s of the sealed chunks"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        sealed_size: _builtins.int = ...,
+        chunk_count: _builtins.int = ...,
+        root: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "id", b"id", "owner", b"owner", "root", b"root", "sealed_size", b"sealed_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachmentDigest: _TypeAlias = AttachmentDigest  # noqa: Y015
 
 @_typing.final
 class WrappedKey(_message.Message):

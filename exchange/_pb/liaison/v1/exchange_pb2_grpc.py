@@ -74,6 +74,16 @@ class ExchangeServiceStub:
                 request_serializer=liaison_dot_v1_dot_exchange__pb2.GetCaseRequest.SerializeToString,
                 response_deserializer=liaison_dot_v1_dot_exchange__pb2.GetCaseResponse.FromString,
                 _registered_method=True)
+        self.UploadAttachment = channel.stream_unary(
+                '/liaison.v1.ExchangeService/UploadAttachment',
+                request_serializer=liaison_dot_v1_dot_exchange__pb2.UploadChunk.SerializeToString,
+                response_deserializer=liaison_dot_v1_dot_exchange__pb2.AttachmentRef.FromString,
+                _registered_method=True)
+        self.DownloadAttachment = channel.unary_stream(
+                '/liaison.v1.ExchangeService/DownloadAttachment',
+                request_serializer=liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentRequest.SerializeToString,
+                response_deserializer=liaison_dot_v1_dot_exchange__pb2.DownloadChunk.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -127,6 +137,18 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadAttachment(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadAttachment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +191,16 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.GetCase,
                     request_deserializer=liaison_dot_v1_dot_exchange__pb2.GetCaseRequest.FromString,
                     response_serializer=liaison_dot_v1_dot_exchange__pb2.GetCaseResponse.SerializeToString,
+            ),
+            'UploadAttachment': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadAttachment,
+                    request_deserializer=liaison_dot_v1_dot_exchange__pb2.UploadChunk.FromString,
+                    response_serializer=liaison_dot_v1_dot_exchange__pb2.AttachmentRef.SerializeToString,
+            ),
+            'DownloadAttachment': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadAttachment,
+                    request_deserializer=liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentRequest.FromString,
+                    response_serializer=liaison_dot_v1_dot_exchange__pb2.DownloadChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +419,60 @@ class ExchangeService:
             '/liaison.v1.ExchangeService/GetCase',
             liaison_dot_v1_dot_exchange__pb2.GetCaseRequest.SerializeToString,
             liaison_dot_v1_dot_exchange__pb2.GetCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadAttachment(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/liaison.v1.ExchangeService/UploadAttachment',
+            liaison_dot_v1_dot_exchange__pb2.UploadChunk.SerializeToString,
+            liaison_dot_v1_dot_exchange__pb2.AttachmentRef.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/liaison.v1.ExchangeService/DownloadAttachment',
+            liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentRequest.SerializeToString,
+            liaison_dot_v1_dot_exchange__pb2.DownloadChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,8 @@ class ExchangeServiceStub:
     GetStatus: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetStatusRequest, _exchange_pb2.GetStatusResponse]
     ListOffices: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.ListOfficesRequest, _exchange_pb2.ListOfficesResponse]
     GetCase: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetCaseRequest, _exchange_pb2.GetCaseResponse]
+    UploadAttachment: _grpc.StreamUnaryMultiCallable[_exchange_pb2.UploadChunk, _exchange_pb2.AttachmentRef]
+    DownloadAttachment: _grpc.UnaryStreamMultiCallable[_exchange_pb2.DownloadAttachmentRequest, _exchange_pb2.DownloadChunk]
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
@@ -51,6 +53,8 @@ class ExchangeServiceAsyncStub(ExchangeServiceStub):
     GetStatus: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetStatusRequest, _exchange_pb2.GetStatusResponse]  # type: ignore[assignment]
     ListOffices: _aio.UnaryUnaryMultiCallable[_exchange_pb2.ListOfficesRequest, _exchange_pb2.ListOfficesResponse]  # type: ignore[assignment]
     GetCase: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetCaseRequest, _exchange_pb2.GetCaseResponse]  # type: ignore[assignment]
+    UploadAttachment: _aio.StreamUnaryMultiCallable[_exchange_pb2.UploadChunk, _exchange_pb2.AttachmentRef]  # type: ignore[assignment]
+    DownloadAttachment: _aio.UnaryStreamMultiCallable[_exchange_pb2.DownloadAttachmentRequest, _exchange_pb2.DownloadChunk]  # type: ignore[assignment]
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -108,5 +112,19 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _exchange_pb2.GetCaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_exchange_pb2.GetCaseResponse, _abc.Awaitable[_exchange_pb2.GetCaseResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UploadAttachment(
+        self,
+        request_iterator: _MaybeAsyncIterator[_exchange_pb2.UploadChunk],
+        context: _ServicerContext,
+    ) -> _typing.Union[_exchange_pb2.AttachmentRef, _abc.Awaitable[_exchange_pb2.AttachmentRef]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadAttachment(
+        self,
+        request: _exchange_pb2.DownloadAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_exchange_pb2.DownloadChunk], _abc.AsyncIterator[_exchange_pb2.DownloadChunk]]: ...
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
