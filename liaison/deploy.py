@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -51,6 +51,7 @@ __all__ = [
     "KEYS_BUNDLED",
     "KEYS_ON_NODE",
     "Bundle",
+    "issue_nats_certificates",
     "render",
 ]
 
@@ -100,6 +101,25 @@ def _q(value: str | Path) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
+def issue_nats_certificates(
+    ca_dir: Path, site: SiteInventory, hosts: Callable[[str], tuple[str, ...]]
+) -> None:
+    """The nats-server certificates of ``site`` into ``ca_dir`` (the lab's cluster topology uses it too).
+
+    One per hub server (``<name>.crt``), its route certificate (``<name>.route.crt``) and one
+    per office leaf node server (``<office>-nats.crt``); ``hosts`` gives a host's SAN names.
+    """
+    for s in site.hub.servers:
+        pki.issue(ca_dir, "node", s.name, hosts(s.host))
+        # Every route certificate has the same name (the cluster admits only that one
+        # identity) but its own key and host; keep each under a distinct file name.
+        route = pki.issue(ca_dir, "node", f"{site.hub.cluster}-route", hosts(s.host))
+        route.cert.rename(ca_dir / f"{s.name}.route.crt")
+        route.key.rename(ca_dir / f"{s.name}.route.key")
+    for o in site.offices:
+        pki.issue(ca_dir, "node", o.nats_name, hosts(o.host))
+
+
 class _Renderer:
     def __init__(self, site: SiteInventory, out: Path, keys: str, templates: Path) -> None:
         self.site, self.out, self.keys_mode, self.templates = site, out, keys, templates
@@ -117,17 +137,10 @@ class _Renderer:
     def create_pki(self) -> None:
         site = self.site
         pki.create_ca(self.pki, site.deployment)
-        for s in site.hub.servers:
-            pki.issue(self.pki, "node", s.name, self._hosts(s.host))
-            # Every route certificate has the same name (the cluster admits only that one
-            # identity) but its own key and host; keep each under a distinct file name.
-            route = pki.issue(self.pki, "node", f"{site.hub.cluster}-route", self._hosts(s.host))
-            route.cert.rename(self.pki / f"{s.name}.route.crt")
-            route.key.rename(self.pki / f"{s.name}.route.key")
+        issue_nats_certificates(self.pki, site, self._hosts)
         pki.issue(self.pki, "node", site.gateway.id, self._hosts(site.gateway.host))
         for o in site.offices:
             pki.issue(self.pki, "node", o.id, self._hosts(o.host))
-            pki.issue(self.pki, "node", o.nats_name, self._hosts(o.host))
             pki.issue(self.pki, "client", f"{o.id}-agency")
         if site.witness is not None:
             pki.issue(self.pki, "authority", site.witness.authority)

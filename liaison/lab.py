@@ -1,9 +1,15 @@
 """A complete local deployment on one machine: NATS, the gateway, every office.
 
 Builds the deployment from an inventory (keys, signed directory, node
-configs), starts an embedded ``nats-server`` and one process per node,
-waits until each reports SERVING on gRPC health, writes ``lab.json`` for
-clients, and stops everything on request leaving no process behind.
+configs), starts NATS and one process per node, waits until each reports
+SERVING on gRPC health, writes ``lab.json`` for clients, and stops
+everything on request leaving no process behind.
+
+Two NATS topologies: ``single`` (one embedded ``nats-server`` with TLS and
+per-office permissions) and ``cluster`` (the real-site topology from
+``liaison.lab_cluster``: a three-server JetStream hub with R3 streams, one
+leaf node server per office; each office node talks only to its own leaf
+server, the gateway to every hub server).
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ from exchange.client import ClientTls
 from exchange.errors import ConfigError
 from exchange.natsauth import inbox_prefix, render_tls_authorization
 from exchange.natsserver import NatsServer, free_port
-from keys.deployment import Deployment, create_deployment, load_inventory
+from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
 from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
+from liaison.lab_cluster import HUB_DOMAIN, HUB_SIZE, ClusterNats, RenderedNatsServer
 
-__all__ = ["DEFAULT_INVENTORY", "Lab", "NodeProcess"]
+__all__ = ["DEFAULT_INVENTORY", "TOPOLOGIES", "Lab", "NodeProcess"]
 
 DEFAULT_INVENTORY = Path(str(resources.files("liaison") / "data" / "lab.toml"))
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+TOPOLOGIES = ("single", "cluster")
 
 
 @dataclass
@@ -119,12 +127,23 @@ def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
 class Lab:
     """The lab in folder ``root``; ``start``/``stop`` are idempotent and bounded in time."""
 
-    def __init__(self, root: Path, *, inventory: Path = DEFAULT_INVENTORY, suite: str = "classic") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        inventory: Path = DEFAULT_INVENTORY,
+        suite: str = "classic",
+        topology: str = "single",
+    ) -> None:
+        if topology not in TOPOLOGIES:
+            raise ConfigError(f"lab topology must be one of {', '.join(TOPOLOGIES)}, not {topology!r}")
         self.root = root.resolve()
         self.inventory = inventory
         self.suite = suite
+        self.topology = topology
         self.deployment: Deployment | None = None
-        self.nats: NatsServer | None = None
+        self.nats: NatsServer | None = None  # topology single
+        self.cluster: ClusterNats | None = None  # topology cluster
         self.nodes: dict[str, NodeProcess] = {}
         self.pki = DeploymentPki(self.root / "pki")
 
@@ -142,8 +161,23 @@ class Lab:
         self.deployment = deployment
         self.pki = create_deployment_pki(inv, self.root / "pki")
         (self.root / "logs").mkdir(exist_ok=True)
+        if self.topology == "cluster":
+            self.cluster = ClusterNats(self.root / "nats-cluster", inv, self.pki)
+        else:
+            self.nats = self._single_nats(inv)
+        self._make_nodes()
+        return deployment
+
+    def _make_nodes(self) -> None:
+        assert self.deployment is not None
+        inv = self.deployment.inventory
+        self.nodes = {"gateway": self._node("gateway", "gateway", inv.gateway.id)}
+        for office in inv.offices:
+            self.nodes[office.id] = self._node(office.id, "office", office.id)
+
+    def _single_nats(self, inv: Inventory) -> NatsServer:
         server = self.pki.files(NATS_SERVER)
-        self.nats = NatsServer(
+        return NatsServer(
             self.root / "nats",
             port=self._nats_port(),
             auth_config=render_tls_authorization(
@@ -154,23 +188,46 @@ class Lab:
                 office_dns={o.id: self.pki.dn(o.id) for o in inv.offices},
             ),
         )
-        self.nodes = {"gateway": self._node("gateway", "gateway", inv.gateway.id)}
-        for office in inv.offices:
-            self.nodes[office.id] = self._node(office.id, "office", office.id)
-        return deployment
 
     @property
     def nats_url(self) -> str:
+        """The NATS server(s) the gateway uses: one URL, or every hub server's, comma-separated."""
+        if self.cluster is not None:
+            return ",".join(self.cluster.hub_urls)
         assert self.nats is not None
         return f"tls://127.0.0.1:{self.nats.port}"
+
+    def nats_servers(self, owner: str) -> list[str]:
+        """The NATS URLs ``owner`` may connect to: an office its own leaf server in a cluster lab."""
+        if self.cluster is None:
+            return [self.nats_url]
+        if self._is_gateway(owner):
+            return self.cluster.hub_urls
+        return [self.cluster.leaf_url(owner)]
+
+    @property
+    def hub_servers(self) -> list[RenderedNatsServer]:
+        """The hub's three nats-servers (cluster topology), for fault tests: ``kill()``/``start()``."""
+        return list(self.cluster.hubs) if self.cluster is not None else []
+
+    @property
+    def leafs(self) -> dict[str, RenderedNatsServer]:
+        """Each office's leaf node nats-server (cluster topology)."""
+        return dict(self.cluster.leafs) if self.cluster is not None else {}
+
+    def _is_gateway(self, owner: str) -> bool:
+        return self.deployment is not None and owner == self.deployment.inventory.gateway.id
 
     def nats_connect_args(self, owner: str) -> dict[str, Any]:
         """``exchange.transport.connect`` keyword arguments for ``owner``'s NATS identity."""
         files = self.pki.files(owner)
         context = ssl.create_default_context(cafile=str(files.ca))
         context.load_cert_chain(str(files.cert), str(files.key))
-        gateway = self.deployment is not None and owner == self.deployment.inventory.gateway.id
-        return {"tls": context, "inbox_prefix": None if gateway else inbox_prefix(owner)}
+        gateway = self._is_gateway(owner)
+        args: dict[str, Any] = {"tls": context, "inbox_prefix": None if gateway else inbox_prefix(owner)}
+        if self.cluster is not None and not gateway:
+            args["domain"] = HUB_DOMAIN  # the hub's JetStream, through the office's leaf server
+        return args
 
     def client_tls(self, name: str) -> ClientTls:
         files = self.pki.files(name)
@@ -200,13 +257,16 @@ class Lab:
         tls = self.pki.files(owner)
         clients = f'clients = ["{owner}-agency", "{LAB_AGENCY}"]\n' if role == "office" else ""
         prefix = f'inbox_prefix = "{inbox_prefix(owner)}"\n' if role == "office" else ""
+        url = self.nats_url if self.cluster is None else ",".join(self.nats_servers(owner))
+        if self.cluster is not None:  # offices reach the hub's JetStream through their leaf server
+            prefix += f'domain = "{HUB_DOMAIN}"\n' if role == "office" else f"replicas = {HUB_SIZE}\n"
         files = f'ca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
         config = node_dir / "config.toml"
         config.write_text(
             f"{section}\n"
             f'[keys]\ndir = "{d.keys_dir(owner)}"\npassphrase_file = "{d.passphrase_file}"\n\n'
             f'[directory]\nfile = "{d.directory_file}"\n\n'
-            f'[nats]\nurl = "{self.nats_url}"\n{files}{prefix}\n'
+            f'[nats]\nurl = "{url}"\n{files}{prefix}\n'
             f'[grpc]\nlisten = "{listen}"\n\n'
             f"[tls]\n{files}{clients}\n"
             f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n'
@@ -220,13 +280,17 @@ class Lab:
     def start(self, timeout: float = START_TIMEOUT_S) -> None:
         if self.deployment is None:
             self.prepare()
-        assert self.nats is not None
-        if not self.nats.running:
-            self.nats.start()
+        deadline = time.monotonic() + timeout
+        if self.cluster is not None:
+            if self.cluster.start(deadline):  # ports picked anew: node configs must follow
+                self._make_nodes()
+        else:
+            assert self.nats is not None
+            if not self.nats.running:
+                self.nats.start()
         for node in self.nodes.values():
             if not node.running:
                 node.start()
-        deadline = time.monotonic() + timeout
         try:
             for name in list(self.nodes):
                 self._wait_or_rebind(name, deadline)
@@ -265,6 +329,8 @@ class Lab:
             node.stop()
         if self.nats is not None and self.nats.running:
             self.nats.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def __enter__(self) -> Lab:
         self.start()
@@ -281,7 +347,6 @@ class Lab:
 
     def describe(self) -> dict[str, Any]:
         assert self.deployment is not None
-        assert self.nats is not None
         inv = self.deployment.inventory
 
         def metrics(node: NodeProcess) -> str | None:
@@ -294,12 +359,13 @@ class Lab:
                 return None
             return f"http://{listen}/metrics" if isinstance(listen, str) else None
 
-        return {
+        doc: dict[str, Any] = {
             "root": str(self.root),
             "deployment": inv.deployment,
+            "topology": self.topology,
             "nats_url": self.nats_url,
             "directory": str(self.deployment.directory_file),
-            "nats_pid": self.nats.pid,
+            "nats_pid": self.nats.pid if self.nats is not None else None,
             "gateway": {
                 "id": inv.gateway.id,
                 "grpc": self.gateway.grpc,
@@ -316,7 +382,7 @@ class Lab:
                     "pid": self.nodes[o.id].pid,
                     "metrics": metrics(self.nodes[o.id]),
                     "nats": {
-                        "url": self.nats_url,
+                        "url": ",".join(self.nats_servers(o.id)),
                         **self.pki.files(o.id).as_json(),
                         "inbox_prefix": inbox_prefix(o.id),
                     },
@@ -327,6 +393,9 @@ class Lab:
             "client_tls": self.pki.files(LAB_AGENCY).as_json(),
             "operator_tls": self.pki.files(OPERATOR).as_json(),
         }
+        if self.cluster is not None:
+            doc["nats_cluster"] = self.cluster.describe()
+        return doc
 
     def write_lab_json(self) -> Path:
         path = self.root / "lab.json"

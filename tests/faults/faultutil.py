@@ -337,7 +337,8 @@ def on_nats(lab: Lab, work: Callable[[Transport], Coroutine[Any, Any, T]]) -> T:
     inbox stream, publish routed frames.
     """
     assert lab.deployment is not None
-    url, args = lab.nats_url, lab.nats_connect_args(lab.deployment.inventory.gateway.id)
+    gateway = lab.deployment.inventory.gateway.id
+    url, args = lab.nats_servers(gateway), lab.nats_connect_args(gateway)
 
     async def go() -> T:
         transport = await connect(url, "fault-test", **args)

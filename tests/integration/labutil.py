@@ -75,12 +75,12 @@ def with_limits(d: Directory, **limits: int) -> Directory:
 
 def inject(lab: Lab, subject_office: str, payload: bytes | Envelope, msg_id: str) -> None:
     """Publish a frame on ``subject_office``'s out subject, as that office's node would."""
-    assert lab.nats is not None
     data = encode_frame(payload) if isinstance(payload, Envelope) else payload
+    url = lab.nats_servers(subject_office)  # in a cluster lab: that office's own leaf server
 
     async def go() -> None:
         # With that office's own NATS identity: what a faulty or compromised node could do.
-        transport = await connect(lab.nats_url, "test-injector", **lab.nats_connect_args(subject_office))
+        transport = await connect(url, "test-injector", **lab.nats_connect_args(subject_office))
         try:
             await transport.publish(out_subject(subject_office), data, msg_id, 1)
         finally:
