@@ -21,97 +21,38 @@ import shlex
 import shutil
 import socket
 import ssl
-import subprocess
-import sys
 import time
-import tomllib
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
 
 import pytest
 
-from exchange.client import Client, ClientTls
+from exchange.client import ClientTls
 from exchange.errors import TransportError
-from exchange.natsserver import find_nats_server_binary, free_port
 from exchange.transport import connect
 from gateway.client import AuditClient
 from keys import pki
 from keys.inventory import load_site_inventory
 from liaison.cli import main
-from liaison.deploy import KEYS_BUNDLED, KEYS_ON_NODE, render
+from liaison.deploy import KEYS_ON_NODE, render
 from liaison.deploy_check import Result, check_bundle
-from liaison.lab import NodeProcess
+from tests.integration.deployutil import (
+    PASSPHRASE,
+    START_S,
+    Procs,
+    Running,
+    client,
+    http_json,
+    local_inventory,
+    render_local,
+    start_deployment,
+    wait_for,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
-PASSPHRASE = b"deploy-test-passphrase"
-START_S = 60.0
-DELIVERY_S = 90.0
+
 RU, TJ = "ru-mvd-dushanbe", "tj-mvd-moscow"
-
-
-# --- a tiny TOML writer (enough for inventories) ----------------------------------------------
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    raise TypeError(type(v))
-
-
-def _toml(doc: dict[str, Any], prefix: str = "") -> str:
-    scalars = {k: v for k, v in doc.items() if not _is_table(v)}
-    out = "".join(f"{k} = {_value(v)}\n" for k, v in scalars.items())
-    for k, v in doc.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out += f"\n[{name}]\n" + _toml(v, f"{name}.")
-        elif _is_table(v):
-            for item in v:
-                out += f"\n[[{name}]]\n" + _toml(item, f"{name}.")
-    return out
-
-
-def _is_table(v: Any) -> bool:
-    return isinstance(v, dict) or (isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v))
-
-
-def local_inventory(tmp: Path) -> Path:
-    """The example inventory moved onto this machine: loopback, free ports, tmp install paths."""
-    doc = tomllib.loads(EXAMPLE.read_text())
-    for s in doc["hub"]["servers"]:
-        s.update(
-            host="127.0.0.1",
-            bind="127.0.0.1",
-            client_port=free_port(),
-            cluster_port=free_port(),
-            leaf_port=free_port(),
-            monitor_port=free_port(),
-        )
-    doc["gateway"].update(host="127.0.0.1", bind="127.0.0.1", grpc_port=free_port())
-    doc["witness"].update(host="127.0.0.1", interval_s=0.5)
-    for o in doc["offices"]:
-        o.update(host="127.0.0.1", bind="127.0.0.1", grpc_port=free_port(), nats_port=free_port())
-    (tmp / "passphrase").write_bytes(PASSPHRASE + b"\n")
-    doc["install"] = {
-        "config_dir": str(tmp / "bundles"),
-        "state_dir": str(tmp / "state"),
-        "credentials_dir": str(tmp / "credentials"),
-        "passphrase_file": str(tmp / "passphrase"),
-        "liaison": str(Path(sys.executable).parent / "liaison"),
-        "nats_server": str(find_nats_server_binary()),
-        "user": "liaison",
-    }
-    path = tmp / "inventory.toml"
-    path.write_text(_toml(doc))
-    return path
+DELIVERY_S = 90.0
 
 
 def failed(results: list[Result]) -> dict[str, str]:
@@ -198,13 +139,6 @@ def test_on_node_keys_ceremony_as_written_yields_checked_bundles(
 
 
 # --- part 2: on this machine -------------------------------------------------------------------
-
-
-def render_local(tmp: Path) -> Path:
-    """The local deployment rendered with bundled keys: <tmp>/bundles/<node>."""
-    site = load_site_inventory(local_inventory(tmp))
-    render(site, tmp / "bundles", keys=KEYS_BUNDLED, passphrase=PASSPHRASE, now_ms=int(time.time() * 1000))
-    return tmp
 
 
 @pytest.fixture(scope="module")
@@ -345,152 +279,20 @@ def test_check_cli_exit_code_and_verdict(
 # --- part 3: run the rendered deployment -------------------------------------------------------
 
 
-class Procs:
-    """Processes started by the test; all stopped (SIGTERM, then SIGKILL) at the end."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        logs.mkdir(exist_ok=True)
-        self.nats: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
-        self.nodes: list[NodeProcess] = []
-
-    def start_nats(self, name: str, conf: Path) -> None:
-        log = (self.logs / f"nats-{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [str(find_nats_server_binary()), "-c", str(conf)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self.nats[name] = (proc, log)
-
-    def log_tail(self, name: str) -> str:
-        return "\n".join((self.logs / f"nats-{name}.log").read_text(errors="replace").splitlines()[-15:])
-
-    def stop(self) -> None:
-        for node in reversed(self.nodes):
-            node.stop()
-        for proc, log in self.nats.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            log.close()
-
-
-def wait_for(
-    what: str, predicate: Callable[[], bool], timeout: float, on_fail: Callable[[], str] = str
-) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{on_fail()}")
-        time.sleep(0.2)
-    return time.monotonic() - start
-
-
-def _json(url: str) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            data: dict[str, Any] = json.loads(r.read())
-            return data
-    except OSError:
-        return {}
-
-
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    deployment = render_local(tmp_path_factory.mktemp("deploy-run"))
-    bundles = deployment / "bundles"
-    manifests = {
-        p.name: json.loads((p / "bundle.json").read_text()) for p in bundles.iterdir() if p.name[0] != "_"
-    }
-    for m in manifests.values():  # README step 3: the writable state of each node
-        Path(m["state_dir"]).mkdir(mode=0o700, parents=True, exist_ok=True)
-    procs = Procs(deployment / "logs")
-    figures: dict[str, float] = {}
-    op = bundles / "_private" / "operator"
-    operator = ClientTls(op / "ca.crt", op / "operator.crt", op / "operator.key")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    root = render_local(tmp_path_factory.mktemp("deploy-run"))
+    procs = Procs(root / "logs")
     try:
-        t0 = time.monotonic()
-        hubs = sorted(n for n, m in manifests.items() if m["role"] == "hub")
-        for name in hubs:
-            procs.start_nats(name, bundles / name / "nats-server.conf")
-        monitor = manifests[hubs[0]]["listen"][3]["address"]
-        figures["hub_cluster_ready_s"] = wait_for(
-            "the hub's JetStream meta leader",
-            lambda: bool(_json(f"http://{monitor}/jsz").get("meta_cluster", {}).get("leader")),
-            START_S,
-            lambda: procs.log_tail(hubs[0]),
-        )
-        offices = sorted(n for n, m in manifests.items() if m["role"] == "office")
-        for office in offices:
-            procs.start_nats(office, bundles / office / "nats-server.conf")
-        figures["leaf_links_up_s"] = wait_for(
-            "every office leaf link at the hub",
-            lambda: (
-                sum(
-                    _json(f"http://{manifests[h]['listen'][3]['address']}/leafz").get("leafnodes", 0)
-                    for h in hubs
-                )
-                == len(offices)
-            ),
-            START_S,
-            lambda: procs.log_tail(offices[0]),
-        )
-        gw = manifests["embassy-gateway"]
-        gateway = NodeProcess(
-            "gateway",
-            "gateway",
-            bundles / "embassy-gateway" / "gateway.toml",
-            gw["listen"][0]["address"],
-            procs.logs / "gateway.log",
-            operator,
-        )
-        procs.nodes.append(gateway)
-        gateway.start()
-        gateway.wait_serving(time.monotonic() + START_S)
-        for office in offices:
-            node = NodeProcess(
-                office,
-                "office",
-                bundles / office / "office.toml",
-                manifests[office]["listen"][0]["address"],
-                procs.logs / f"{office}.log",
-                operator,
-            )
-            procs.nodes.append(node)
-            node.start()
-        for node in procs.nodes[1:]:
-            node.wait_serving(time.monotonic() + START_S)
-        figures["all_nodes_serving_s"] = time.monotonic() - t0
-        witness = NodeProcess(
-            "witness",
-            "witness",
-            bundles / "tj-embassy-moscow-witness" / "witness.toml",
-            "",
-            procs.logs / "witness.log",
-        )
-        procs.nodes.append(witness)
-        witness.start()
-        yield {"bundles": bundles, "manifests": manifests, "procs": procs, "figures": figures}
+        yield start_deployment(root, procs)
     finally:
         procs.stop()
 
 
-def _client(bundles: Path, manifests: dict[str, Any], office: str) -> Client:
-    a = bundles / office / "agency"
-    host, _, port = manifests[office]["listen"][0]["address"].rpartition(":")
-    return Client(f"{host}:{port}", tls=ClientTls(a / "ca.crt", a / "client.crt", a / "client.key"))
-
-
 @pytest.mark.slow
-def test_rendered_deployment_delivers_between_offices_through_leaf_nodes(running: dict[str, Any]) -> None:
-    bundles, manifests = running["bundles"], running["manifests"]
-    sender, recipient = _client(bundles, manifests, RU), _client(bundles, manifests, TJ)
+def test_rendered_deployment_delivers_between_offices_through_leaf_nodes(running: Running) -> None:
+    bundles, manifests = running.bundles, running.manifests
+    sender, recipient = client(running, RU), client(running, TJ)
     try:
         start = time.monotonic()
         sent = sender.send_case_message([TJ], case_id="DEPLOY-1", text="through the leaf nodes")
@@ -501,8 +303,8 @@ def test_rendered_deployment_delivers_between_offices_through_leaf_nodes(running
                 if d.message_id == sent.message_id:
                     got = d
                     break
-        assert got is not None, "not delivered:\n" + "\n".join(n.log_tail() for n in running["procs"].nodes)
-        running["figures"]["first_delivery_s"] = time.monotonic() - start
+        assert got is not None, "not delivered:\n" + "\n".join(n.log_tail() for n in running.procs.nodes)
+        running.figures["first_delivery_s"] = time.monotonic() - start
         assert got.body.text == "through the leaf nodes"  # type: ignore[union-attr]
         assert got.sender == RU
         recipient.ack(sent.message_id)
@@ -515,7 +317,7 @@ def test_rendered_deployment_delivers_between_offices_through_leaf_nodes(running
                 seen = True
                 break
         assert seen
-        running["figures"]["warm_delivery_s"] = time.monotonic() - start
+        running.figures["warm_delivery_s"] = time.monotonic() - start
         # It went through the audit point: the gateway's log holds the message.
         op = bundles / "_private" / "operator"
         gw = manifests["embassy-gateway"]["listen"][0]["address"]
@@ -523,21 +325,21 @@ def test_rendered_deployment_delivers_between_offices_through_leaf_nodes(running
             records, _ = audit.query(message_id=sent.message_id, oldest_first=True)
         assert records, "the gateway did not audit the message"
         monitor = manifests["hub-1"]["listen"][3]["address"]
-        jsz = _json(f"http://{monitor}/jsz?accounts=true&streams=true&config=true")
+        jsz = http_json(f"http://{monitor}/jsz?accounts=true&streams=true&config=true")
         streams = [s for a in jsz.get("account_details", []) for s in a.get("stream_detail", [])]
         replicas = {s["name"]: s["config"].get("num_replicas", 1) for s in streams}
         assert replicas, "no streams reported by the hub"
         assert set(replicas.values()) == {3}, f"hub streams are not R3: {replicas}"
-        running["figures"]["stream_replicas"] = 3
+        running.figures["stream_replicas"] = 3
     finally:
         sender.close()
         recipient.close()
-    print("deploy figures:", json.dumps({k: round(v, 2) for k, v in running["figures"].items()}))
+    print("deploy figures:", json.dumps({k: round(v, 2) for k, v in running.figures.items()}))
 
 
 @pytest.mark.slow
-def test_rendered_witness_cosigns_the_rendered_gateway(running: dict[str, Any]) -> None:
-    state = Path(running["manifests"]["tj-embassy-moscow-witness"]["state_dir"]) / "witness.json"
+def test_rendered_witness_cosigns_the_rendered_gateway(running: Running) -> None:
+    state = Path(running.manifests["tj-embassy-moscow-witness"]["state_dir"]) / "witness.json"
 
     def cosigned() -> bool:
         try:
@@ -545,15 +347,15 @@ def test_rendered_witness_cosigns_the_rendered_gateway(running: dict[str, Any]) 
         except (OSError, ValueError):
             return False
 
-    witness = running["procs"].nodes[-1]
+    witness = running.procs.nodes[-1]
     wait_for("the witness's first co-signature", cosigned, START_S, witness.log_tail)
     assert witness.running
 
 
 @pytest.mark.slow
-async def test_hub_admits_no_office_node_directly(running: dict[str, Any]) -> None:
+async def test_hub_admits_no_office_node_directly(running: Running) -> None:
     """Offices reach the hub only through their leaf link: an office node certificate is no hub user."""
-    bundles, manifests = running["bundles"], running["manifests"]
+    bundles, manifests = running.bundles, running.manifests
     t = bundles / RU / "tls"
     ctx = ssl.create_default_context(cafile=str(t / "ca.crt"))
     ctx.load_cert_chain(str(t / "node.crt"), str(t / "node.key"))
