@@ -12,10 +12,12 @@ publish-with-ack of the same payload size.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,11 @@ import grpc
 
 from exchange.bench_nats import baseline as nats_baseline
 from exchange.client import AsyncClient
+from exchange.grpcutil import MAX_GRPC_MESSAGE_BYTES
 from exchange.natsserver import free_port
 from liaison.lab import DEFAULT_INVENTORY, Lab
 
-__all__ = ["grpc_echo_rate", "run_exchange"]
+__all__ = ["echo_rate", "echo_server", "grpc_echo_rate", "percentile", "run_exchange"]
 
 SENDER, RECIPIENT = "ru-mvd-dushanbe", "tj-mvd-moscow"
 _ECHO = "/liaison.bench.Echo/Echo"
@@ -59,8 +62,9 @@ def _serve_echo(port: int, ready: Any, stop: Any) -> None:
     asyncio.run(main())
 
 
-async def grpc_echo_rate(payload_size: int, count: int, concurrency: int) -> float:
-    """Calls per second of a grpc.aio unary echo on loopback, server in its own process."""
+@contextlib.asynccontextmanager
+async def echo_server() -> AsyncIterator[str]:
+    """A grpc.aio unary echo server in its own process for the block; yields its target."""
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
     port = free_port()
@@ -69,29 +73,46 @@ async def grpc_echo_rate(payload_size: int, count: int, concurrency: int) -> flo
     try:
         if not await asyncio.to_thread(ready.wait, 30):
             raise RuntimeError("the echo server did not start")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary(_ECHO, request_serializer=_ident, response_deserializer=_ident)
-            payload = b"x" * payload_size
-            await call(payload)
-            remaining = count
-
-            async def worker() -> None:
-                nonlocal remaining
-                while remaining > 0:
-                    remaining -= 1
-                    await call(payload)
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return count / (time.perf_counter() - started)
+        yield f"127.0.0.1:{port}"
     finally:
         stop.set()
-        server.join(timeout=10)
+        await asyncio.to_thread(server.join, 10)
         if server.is_alive():
             server.kill()
 
 
-def _percentile(values: list[float], q: float) -> float:
+async def echo_rate(target: str, payload_size: int, count: int, concurrency: int) -> float:
+    """Calls per second of ``count`` unary echo calls to ``target``, ``concurrency`` at a time."""
+    async with grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ],
+    ) as channel:
+        call = channel.unary_unary(_ECHO, request_serializer=_ident, response_deserializer=_ident)
+        payload = b"x" * payload_size
+        await call(payload)
+        remaining = count
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await call(payload)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - started)
+
+
+async def grpc_echo_rate(payload_size: int, count: int, concurrency: int) -> float:
+    """Calls per second of a grpc.aio unary echo on loopback, server in its own process."""
+    async with echo_server() as target:
+        return await echo_rate(target, payload_size, count, concurrency)
+
+
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -139,7 +160,7 @@ async def _drive(lab: Lab, count: int, concurrency: int, body_size: int) -> dict
         "accept_rate": count / (accepted - started),
         "e2e_rate": count / (finished - started),
         "latency_ms_p50": statistics.median(latencies),
-        "latency_ms_p99": _percentile(latencies, 0.99),
+        "latency_ms_p99": percentile(latencies, 0.99),
     }
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from liaison.cmd_bench_series import add_arguments as add_series_arguments
 from liaison.logs import configure
 
 __all__ = ["register"]
@@ -28,6 +29,10 @@ def _crypto(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _exchange(args: argparse.Namespace) -> dict[str, Any]:
+    if args.series:
+        from liaison.cmd_bench_series import run_cli
+
+        return run_cli(args)
     from liaison.bench_exchange import run_exchange
 
     results = []
@@ -78,12 +83,22 @@ def _audit(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _attachments(args: argparse.Namespace) -> dict[str, Any]:
+    from liaison.bench_attachments import format_table, run_attachments
+
+    runs = run_attachments()
+    print("attachments: upload -> send -> delivery -> download through a lab; peak RSS per node process")
+    print(format_table(runs))
+    return {"runs": runs}
+
+
 def _bench(args: argparse.Namespace) -> int:
     configure("bench", "console", "error")
     which = ("crypto", "exchange", "audit") if args.which == "all" else (args.which,)
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name in which:
-        report[name] = {"crypto": _crypto, "exchange": _exchange, "audit": _audit}[name](args)
+        runners = {"crypto": _crypto, "exchange": _exchange, "audit": _audit, "attachments": _attachments}
+        report[name] = runners[name](args)
         print()
     out = Path(args.out)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -93,12 +108,14 @@ def _bench(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks with same-run baselines")
-    p.add_argument("which", nargs="?", choices=("crypto", "exchange", "audit", "all"), default="all")
+    choices = ("crypto", "exchange", "audit", "attachments", "all")
+    p.add_argument("which", nargs="?", choices=choices, default="all")
     p.add_argument("--out", default="bench-report.json", help="JSON report path")
     p.add_argument("--seconds", type=float, default=1.0, help="crypto: seconds per case")
     p.add_argument("--count", type=int, default=2000, help="exchange: messages per run")
     p.add_argument("--concurrency", type=int, nargs="+", default=[64], help="exchange: concurrent senders")
     p.add_argument("--body", type=int, default=1024, help="exchange: body bytes")
+    add_series_arguments(p)
     p.add_argument(
         "--audit-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
         help="audit: log sizes, increasing; one log per store grows through them",
