@@ -29,7 +29,7 @@ browser:
 	  echo "chromium not installed: the console's browser test will be skipped"
 
 # Fault tests kill and restart servers on timers: they run after the rest, one at a time,
-# because under a parallel load one of them (nats-server SIGKILL) has missed deliveries.
+# so that the parallel load of the other tests does not stretch their timings.
 test: lint typecheck browser
 	$(BIN)/pytest -n auto --ignore=tests/faults
 	$(BIN)/pytest tests/faults
