@@ -15,7 +15,7 @@ import pytest
 from exchange.client import Client
 from exchange.directory import SignedDirectory
 from exchange.model import AlertCategory, Priority, ReceiptState
-from exchange.transport import OUT_STREAM, Transport
+from exchange.transport import IN_STREAM, OUT_STREAM, Transport
 from gateway.audit.record import Verdict
 from gateway.audit.verify import verify_log
 from gateway.client import AuditClient
@@ -112,38 +112,51 @@ def test_gateway_sigkill_mid_stream_loses_and_duplicates_nothing(lab: Lab) -> No
 def test_frames_redelivered_as_first_deliveries_are_resumed_not_refused(lab: Lab) -> None:
     """A nats-server restarted after a crash may redeliver with a delivery count of 1.
 
-    The consumer's delivery state is not synced like the stream is, so an accepted
-    frame can come back looking like a first delivery. The gateway must tell it from
-    a replay by its out-stream sequence: here its consumer is deleted and recreated
-    (every frame delivered again, each with a count of 1). Before this was fixed, each
-    came back refused as a replay, its sender got a rejection and it was never routed.
+    The consumer's delivery state is not synced like the stream is, so a frame the
+    gateway audited but had not acknowledged can come back looking like a first
+    delivery. The gateway must tell it from a replay by its out-stream sequence.
+    Here routing is made to fail (the inbox stream is moved off its subjects), so
+    the frames are audited and left unacknowledged; the gateway is SIGKILLed and its
+    consumer recreated, so every frame comes back with a count of 1. Before this was
+    fixed, each was refused as a replay, its sender got a rejection and it was never
+    routed.
     """
-    with Client.from_lab(lab.root, RU) as ru:
-        ids = [ru.send_case_message([TJ], case_id="REDO", text=f"message {i}").message_id for i in range(8)]
-    assert sorted(_collect(lab, TJ, set(ids))) == sorted(ids)
-    lab.gateway.stop()
     durable = f"gateway-{RU}"
 
+    async def move_inbox_stream(t: Transport, subjects: list[str]) -> list[str]:
+        config = (await t.js.stream_info(IN_STREAM)).config
+        before, config.subjects = list(config.subjects or []), subjects
+        await t.js.update_stream(config)
+        return before
+
+    inbox_subjects = on_nats(lab, lambda t: move_inbox_stream(t, ["liaison.v1.test-parked.>"]))
+    with Client.from_lab(lab.root, RU) as ru:
+        ids = [ru.send_case_message([TJ], case_id="REDO", text=f"message {i}").message_id for i in range(8)]
+
+    def audited() -> int:
+        with AuditClient.from_lab(lab.root) as audit:
+            records = [r for i in ids for r in audit.query(message_id=i)[0]]
+        return sum(r.record.verdict is Verdict.ACCEPTED for r in records)
+
+    wait_for(lambda: audited() == len(ids), what="every frame audited (routing still failing)")
+    lab.gateway.stop(kill=True)
+
     async def forget_deliveries(t: Transport) -> None:
+        info = await t.js.consumer_info(OUT_STREAM, durable)
+        assert info.num_ack_pending + info.num_pending >= len(ids), "the frames must still be unacknowledged"
         await t.js.delete_consumer(OUT_STREAM, durable)
 
     on_nats(lab, forget_deliveries)
+    on_nats(lab, lambda t: move_inbox_stream(t, inbox_subjects))
     lab.start_node("gateway")
-
-    async def settled(t: Transport) -> bool:
-        info = await t.js.consumer_info(OUT_STREAM, durable)
-        return info.num_pending == 0 and info.num_ack_pending == 0
-
-    wait_for(lambda: on_nats(lab, settled), what="the recreated consumer to settle", timeout=60)
+    order = _collect(lab, TJ, set(ids))
+    assert sorted(order) == sorted(ids), "resumed frames must be routed, each once"
     with AuditClient.from_lab(lab.root) as audit:
         verdicts = [r.record.verdict for i in ids for r in audit.query(message_id=i)[0]]
-    assert verdicts.count(Verdict.ACCEPTED) == len(ids)
+    assert verdicts.count(Verdict.ACCEPTED) == len(ids), "audited once"
     assert Verdict.REJECTED not in verdicts, "a redelivered frame was refused as a replay"
     with Client.from_lab(lab.root, RU) as ru:
         assert not any(ru.status(i).rejected for i in ids)
-    with Client.from_lab(lab.root, TJ) as tj:
-        again = [d.message_id for d in tj.subscribe(wait_s=2.0)]
-    assert again == [], "resumed frames reached the agency system twice"
 
 
 def test_flash_overtakes_a_routine_backlog(lab: Lab) -> None:
