@@ -34,6 +34,7 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 
 from exchange.errors import CodecError, OversizeError, TransportError
+from exchange.stream_retention import migrate_to_work_queue
 
 __all__ = [
     "DIRECTORY_STREAM",
@@ -167,8 +168,16 @@ def _stream_configs(max_age_s: float, max_bytes: int, replicas: int = 1) -> list
         "allow_direct": True,
     }
     # DiscardPolicy.NEW: a full stream refuses new publishes (the sender sees it) instead of
-    # silently dropping accepted messages.
-    data = dict(common, max_age=max_age_s, max_bytes=max_bytes, discard=api.DiscardPolicy.NEW)
+    # silently dropping accepted messages. Work-queue retention: a frame is removed once its
+    # one consumer acked it (the durable records are the audit log and the office stores),
+    # and waits while no consumer exists yet (ADR 0006).
+    data = dict(
+        common,
+        retention=api.RetentionPolicy.WORK_QUEUE,
+        max_age=max_age_s,
+        max_bytes=max_bytes,
+        discard=api.DiscardPolicy.NEW,
+    )
     return [
         api.StreamConfig(name=OUT_STREAM, subjects=[f"{OUT_PREFIX}.>"], **data),
         api.StreamConfig(name=IN_STREAM, subjects=[f"{IN_PREFIX}.>"], **data),
@@ -282,16 +291,21 @@ class Transport:
     async def ensure_streams(self, *, max_age_s: float = 0.0, max_bytes: int = -1, replicas: int = 1) -> None:
         """Create or update LIAISON_OUT, LIAISON_IN and LIAISON_DIRECTORY (idempotent).
 
-        ``replicas`` > 1 needs a JetStream cluster (R3 in a three-server hub).
+        ``replicas`` > 1 needs a JetStream cluster (R3 in a three-server hub). An out or
+        in stream of an older version (other retention) is replaced only if every frame
+        in it was acknowledged, else ``ConfigError`` (``exchange.stream_retention``).
         """
         for config in _stream_configs(max_age_s, max_bytes, replicas):
             try:
                 try:
-                    await self.js.stream_info(config.name or "")
+                    info = await self.js.stream_info(config.name or "")
                 except nats.js.errors.NotFoundError:
                     await self.js.add_stream(config)
                 else:
-                    await self.js.update_stream(config)
+                    if info.config.retention != config.retention:
+                        await migrate_to_work_queue(self.js, info.config, config)
+                    else:
+                        await self.js.update_stream(config)
             except (TimeoutError, nats.errors.Error) as e:
                 raise TransportError(f"cannot create or update stream {config.name}: {e}") from e
 

@@ -59,8 +59,6 @@ OFFICES: Final = (1, 2, 4)
 SENDERS: Final = (1, 16, 64)
 PAYLOADS: Final = (1 << 10, 64 << 10, 1 << 20)
 MIB: Final = 1 << 20
-# JetStream file store of each series lab: the OUT and IN streams each hold every body sent.
-LAB_FILE_STORE_BYTES: Final = 16 << 30
 # Longest wait for the next delivery before a point is declared stuck.
 STALL_TIMEOUT_S: Final = 60.0
 _CASE: Final = "BENCH-SERIES"
@@ -359,10 +357,6 @@ def run_series(
             inventory.write_text(series_inventory(n))
             lab = Lab(folder / "lab", inventory=inventory)
             lab.prepare()
-            # The streams keep every message (no max_age in a lab): a series writes a few GiB
-            # through them, more than the lab server's default file store limit.
-            assert lab.nats is not None
-            lab.nats.max_file_store = max(lab.nats.max_file_store, LAB_FILE_STORE_BYTES)
             lab.start()
             try:
                 for point in asyncio.run(

@@ -59,15 +59,15 @@ async def transport(nats_server: NatsServer, connect_transport: ConnectTransport
 
 async def test_streams_have_the_decided_settings(transport: Transport) -> None:
     await transport.ensure_streams()  # idempotent
-    for name, subjects in [
-        (OUT_STREAM, ["liaison.v1.out.>"]),
-        (IN_STREAM, ["liaison.v1.in.>"]),
-        (DIRECTORY_STREAM, ["liaison.v1.directory"]),
+    for name, subjects, retention in [
+        (OUT_STREAM, ["liaison.v1.out.>"], api.RetentionPolicy.WORK_QUEUE),
+        (IN_STREAM, ["liaison.v1.in.>"], api.RetentionPolicy.WORK_QUEUE),
+        (DIRECTORY_STREAM, ["liaison.v1.directory"], api.RetentionPolicy.LIMITS),
     ]:
         config = (await transport.js.stream_info(name)).config
         assert config.subjects == subjects
         assert config.storage == api.StorageType.FILE
-        assert config.retention == api.RetentionPolicy.LIMITS
+        assert config.retention == retention
         assert config.duplicate_window == 120.0
         assert config.max_msg_size is not None
         assert config.max_msg_size >= MAX_PAYLOAD_BYTES
