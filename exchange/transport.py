@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -406,7 +407,8 @@ class Transport:
         ``on_poison``; raises anything else → nak with a growing delay, and after
         ``max_deliver`` attempts it is treated as poison too (never looping forever).
         With ``batch_handler`` instead, the whole fetched batch goes to one call (so its
-        durable writes can be grouped) and each item is settled by its returned outcome.
+        durable writes can be grouped) and each item is settled by its returned outcome; its
+        acks are sent together and followed by one flush (not confirmed one by one).
         """
         if (handler is None) == (batch_handler is None):
             raise TypeError("give exactly one of handler and batch_handler")
@@ -533,13 +535,32 @@ class Transport:
                 await self._settle_failure(
                     msg, delivered, outcome, max_deliver=max_deliver, nak_delay=nak_delay, on_poison=on_poison
                 )
-        results = await asyncio.gather(
-            *(msg.ack_sync(timeout=self.request_timeout) for _, msg in done), return_exceptions=True
-        )
-        for (delivered, _), result in zip(done, results, strict=True):
-            if isinstance(result, BaseException):
-                error_type = type(result).__name__
-                log.warning("nats.consume.ack_unconfirmed", seq=delivered.seq, error_type=error_type)
+        await self._ack_all(done)
+
+    async def _ack_all(self, done: Sequence[tuple[Delivered, Msg]]) -> None:
+        """Ack every handled message, then one PING/PONG: the acks have reached the server.
+
+        Not ``ack_sync`` per message (a request/reply each): with explicit acks every
+        message needs its own ack anyway, and a confirmation changes nothing here. An ack
+        that is lost means a redelivery after ``ack_wait``, which every hop dedups by id.
+        """
+        for index, (delivered, msg) in enumerate(done):
+            try:
+                await msg.ack()
+            except Exception as e:  # noqa: BLE001 - whatever broke the ack, the outcome is the same
+                # The link is in trouble: the rest are left for redelivery too.
+                log.warning(
+                    "nats.consume.ack_unconfirmed",
+                    seq=delivered.seq,
+                    remaining=len(done) - index,
+                    error_type=type(e).__name__,
+                )
+                return
+        if done:
+            try:
+                await self.nc.flush(timeout=max(1, math.ceil(self.request_timeout)))
+            except Exception as e:  # noqa: BLE001 - not confirmed: they may be redelivered
+                log.warning("nats.consume.ack_unconfirmed", count=len(done), error_type=type(e).__name__)
 
     async def _settle_failure(
         self,

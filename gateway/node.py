@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -37,7 +37,7 @@ from exchange.model import Reason, ReceiptState, Suite, check_id
 from exchange.seal import sign_statement
 from exchange.transport import Delivered, OutboundMessage, Transport, in_subject, out_subject
 from gateway.audit.record import AuditRecord, Verdict
-from gateway.audit.store import AuditFilter, AuditStore
+from gateway.audit.store import AuditFilter, AuditStore, StoredEntry
 from gateway.audit.treehead import (
     Cosignature,
     SignedTreeHead,
@@ -60,6 +60,8 @@ DISCOVERY_S = 2.0
 CONSUME_BATCH = 256
 # Frames handed to a gateway that died before acking come back after this long.
 ACK_WAIT_S = 10.0
+# Audit entries read per page when looking up the records of one message id.
+LOOKUP_PAGE = 64
 
 
 def now_ms() -> int:
@@ -155,13 +157,27 @@ class GatewayNode:
 
     # --- decisions ---------------------------------------------------------------------
 
+    def _entries_of(self, message_id: str, verdict: Verdict) -> Iterator[StoredEntry]:
+        """The audit entries of one message id with ``verdict``, oldest first.
+
+        Filtered by message id alone in SQL: with the verdict in the query too, SQLite
+        picks the verdict index and walks every record of that verdict (a cost per frame
+        that grew with the log); the few entries of one id are filtered here instead.
+        """
+        token: str | None = None
+        while True:
+            page = self.store.query(
+                AuditFilter(message_id=message_id), page_size=LOOKUP_PAGE, page_token=token, oldest_first=True
+            )
+            yield from (stored for stored in page.records if stored.verdict == verdict.label)
+            token = page.next_page_token
+            if token is None:
+                return
+
     def _prior(self, message_id: str) -> Prior | None:
-        page = self.store.query(
-            AuditFilter(message_id=message_id, verdict=Verdict.ACCEPTED.label), page_size=1
-        )
-        if not page.records:
+        stored = next(self._entries_of(message_id, Verdict.ACCEPTED), None)
+        if stored is None:
             return None
-        stored = page.records[0]
         record = decode_record(stored.entry)
         return Prior(stored.index, record.sender, record.recipients, record.header_digest, record.source_seq)
 
@@ -204,7 +220,8 @@ class GatewayNode:
             if key not in self._receipts_in_flight:
                 self._receipts_in_flight.add(key)  # before any await: a twin in this batch only forwards
                 try:
-                    if not await asyncio.to_thread(self._receipt_audited, *key):
+                    # Inline like the prior lookup: one indexed read costs less than a thread hop.
+                    if not self._receipt_audited(*key):
                         index = await self._writer.append(decision.record)
                         self.counters.receipts += 1
                         self.metrics.on_receipt(r.state.name)  # metrics
@@ -242,10 +259,7 @@ class GatewayNode:
             raise StoreError(f"audit store cannot be written: {self._writer.failure}")
 
     def _receipt_audited(self, message_id: str, state: int, signer: str) -> bool:
-        page = self.store.query(
-            AuditFilter(message_id=message_id, verdict=Verdict.RECEIPT.label), page_size=50
-        )
-        for stored in page.records:
+        for stored in self._entries_of(message_id, Verdict.RECEIPT):
             record = decode_record(stored.entry)
             if (
                 record.receipt_state is not None

@@ -200,6 +200,9 @@ def _check_signed(what: str, data: bytes) -> None:
         raise MetadataError(f"{what} must be 1..{MAX_SIGNED_BYTES} bytes")
 
 
+_FEW_VALUED: Final = frozenset({"verdict", "reason", "kind", "priority"})
+
+
 def _like(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"% {escaped} %"
@@ -220,6 +223,9 @@ class SQLAuditStoreBase:
     """Store logic on a DB-API engine; subclasses supply connections and bulk writes."""
 
     _db_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    # Written before a column to keep the planner off its index (SQLite's unary "+");
+    # engines that plan by statistics (PostgreSQL) need none.
+    _no_index: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self._read_lock = threading.RLock()
@@ -368,10 +374,15 @@ class SQLAuditStoreBase:
         if f.until_ms is not None:
             where.append("at_ms < ?")
             params.append(f.until_ms)
+        # With a selective column (one message, one case) in the filter, the few-valued ones
+        # are kept off their index (``_no_index``) so SQLite cannot pick it for ORDER BY idx
+        # and walk every record of a verdict or kind (a cost that grows with the log).
+        selective = f.message_id is not None or f.case_id is not None
         for column in ("verdict", "reason", "message_id", "sender", "kind", "priority", "case_id"):
             value = _text(column, getattr(f, column))
             if value is not None:
-                where.append(f"{column} = ?")  # column names are constants, values are bound
+                plus = self._no_index if selective and column in _FEW_VALUED else ""
+                where.append(f"{plus}{column} = ?")  # column names are constants, values are bound
                 params.append(value)
         if f.recipient is not None:
             where.append("recipients LIKE ? ESCAPE '\\'")
@@ -390,7 +401,7 @@ class SQLAuditStoreBase:
     def has_message(self, message_id: str, verdict: str | enum.Enum | None = None) -> bool:
         sql, params = "SELECT 1 FROM entries WHERE message_id = ?", list[object]([message_id])
         if verdict is not None:
-            sql += " AND verdict = ?"
+            sql += f" AND {self._no_index}verdict = ?"  # by the message id index, not the verdict one"
             params.append(_text("verdict", verdict))
         with self._guard("query"), self._read_lock:
             return bool(self._read(sql + " LIMIT 1", params))
@@ -508,6 +519,7 @@ class SQLiteAuditStore(SQLAuditStoreBase):
     """The audit log in one SQLite file (WAL, synchronous=FULL)."""
 
     _db_errors = (sqlite3.Error,)
+    _no_index = "+"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__()
