@@ -47,3 +47,11 @@ async def connect_transport() -> AsyncIterator[ConnectTransport]:
     yield _connect
     for transport in opened:
         await transport.close()
+
+
+@pytest.fixture
+async def transport(nats_server: NatsServer, connect_transport: ConnectTransport) -> Transport:
+    """A gateway-like connection to ``nats_server`` with the Liaison streams created."""
+    t = await connect_transport(nats_server, name="gateway", reconnect_time_wait=0.1)
+    await t.ensure_streams()
+    return t

@@ -56,13 +56,6 @@ def _collect(into: list[str]) -> Callable[[Delivered], Awaitable[None]]:
     return handler
 
 
-@pytest.fixture
-async def transport(nats_server: NatsServer, connect_transport: ConnectTransport) -> Transport:
-    t = await connect_transport(nats_server, name="gateway", reconnect_time_wait=0.1)
-    await t.ensure_streams()
-    return t
-
-
 async def test_out_and_in_are_work_queues_emptied_by_acks(transport: Transport) -> None:
     for stream in (OUT_STREAM, IN_STREAM):
         assert (await transport.js.stream_info(stream)).config.retention == api.RetentionPolicy.WORK_QUEUE

@@ -50,13 +50,6 @@ async def _running(coro: Coroutine[Any, Any, None]) -> Any:
             await asyncio.wait_for(task, timeout=WAIT)
 
 
-@pytest.fixture
-async def transport(nats_server: NatsServer, connect_transport: ConnectTransport) -> Transport:
-    t = await connect_transport(nats_server, name="gateway", reconnect_time_wait=0.1)
-    await t.ensure_streams()
-    return t
-
-
 async def test_streams_have_the_decided_settings(transport: Transport) -> None:
     await transport.ensure_streams()  # idempotent
     for name, subjects, retention in [
