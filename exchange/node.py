@@ -50,7 +50,15 @@ from exchange.metrics import OfficeMetrics
 from exchange.model import Kind, Priority, Reason, ReceiptState, Suite
 from exchange.seal import open_envelope, seal, sign_statement, verify_statement
 from exchange.store import REJECTED, Frame, InboxRecord, OfficeStore, SentRecord, StatementRecord
-from exchange.transport import Delivered, OutboundMessage, PermanentError, Transport, in_subject, out_subject
+from exchange.transport import (
+    Delivered,
+    OutboundMessage,
+    PermanentError,
+    Transport,
+    in_subject,
+    out_subject,
+    raise_if_cancelling,
+)
 from keys.identity import OfficeIdentity
 
 __all__ = ["OfficeNode", "now_ms"]
@@ -192,6 +200,7 @@ class OfficeNode:
         """Publish the out-queue to the gateway, oldest-highest-priority first, forever."""
         subject = out_subject(self.office)
         while True:
+            raise_if_cancelling()
             frames = await asyncio.to_thread(self.store.pending_frames, PUBLISH_BATCH)
             if not frames:
                 self._outbox_ready.clear()

@@ -56,6 +56,7 @@ __all__ = [
     "connect",
     "in_subject",
     "out_subject",
+    "raise_if_cancelling",
 ]
 
 log = structlog.get_logger()
@@ -78,6 +79,18 @@ PRIORITY_MAX: Final = 4
 DEFAULT_REQUEST_TIMEOUT_S: Final = 5.0
 MAX_NAK_DELAY_S: Final = 30.0
 _RETRY_PAUSE_S: Final = 0.5
+
+
+def raise_if_cancelling() -> None:
+    """Raise ``CancelledError`` if the current task was asked to stop.
+
+    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that arrives as its
+    inner await completes (fixed in 3.12); a loop around it would then run on until
+    cancelled again. Loops call this each round so that one ``cancel()`` stops them.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def out_subject(office: str) -> str:
@@ -415,6 +428,7 @@ class Transport:
         sub: JetStreamContext.PullSubscription | None = None
         try:
             while True:
+                raise_if_cancelling()
                 try:
                     if sub is None:
                         await self.ensure_consumer(
@@ -642,6 +656,7 @@ class Transport:
         seen = 0
         try:
             while True:
+                raise_if_cancelling()
                 wake.clear()
                 pause = resync_interval
                 try:
