@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -32,8 +32,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from exchange.config import MetricsConfig
 from exchange.errors import ConfigError, TransportError
-from exchange.health import HealthReport, log_expiry, node_expiry
+from exchange.health import HealthReport, Prober, log_expiry, node_expiry, watch_health
 from exchange.model import Reason
 from exchange.transport import IN_STREAM, Transport
 from keys.expiry import CERTIFICATE, KEY, ExpiryItem
@@ -260,6 +261,25 @@ async def watch_expiry(
         await asyncio.sleep(interval)
 
 
+def node_watchers(
+    metrics: NodeMetrics,
+    *,
+    health: Any,
+    services: Sequence[str],
+    prober: Prober,
+    ready: asyncio.Event,
+    sample: Callable[[], Awaitable[None]],
+    identity: OfficeIdentity,
+    cert_files: Mapping[str, Path | None],
+) -> list[Coroutine[Any, Any, None]]:
+    """What runs beside every node (for ``run_with``): live health, sampled metrics, expiry."""
+    return [
+        watch_health(health, services, prober, ready=ready, on_report=metrics.observe_health),
+        poll(sample),
+        watch_expiry(identity, cert_files, metrics),
+    ]
+
+
 async def run_with(main: Coroutine[Any, Any, None], watchers: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Run ``main``; the watchers run beside it and are cancelled when it ends (or fails)."""
     tasks = [asyncio.create_task(w) for w in watchers]
@@ -290,6 +310,19 @@ class MetricsServer:
 
     async def close(self) -> None:
         await self._runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def metrics_endpoint(
+    cfg: MetricsConfig | None, registry: CollectorRegistry
+) -> AsyncIterator[MetricsServer | None]:
+    """``/metrics`` while the block runs when the node's config has a ``[metrics]`` section."""
+    server = await serve_metrics(cfg.host, cfg.port, registry) if cfg else None
+    try:
+        yield server
+    finally:
+        if server is not None:
+            await server.close()
 
 
 async def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> MetricsServer:

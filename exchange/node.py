@@ -110,7 +110,6 @@ class OfficeNode:
         self.connected = asyncio.Event()
         self.transport: Transport | None = None
         self.attachments = OfficeAttachments(office, store, lambda: self.transport, clock)
-        self._encryption_cache: tuple[OfficeIdentity, dict[str, primitives.PrivateKey]] | None = None
 
     # --- sending ---------------------------------------------------------------------
 
@@ -180,16 +179,6 @@ class OfficeNode:
             agency=agency,
         )
         return SendResult(message_id, accepted if message_id == ctx.message_id else None)
-
-    def _encryption_keys(self) -> dict[str, primitives.PrivateKey]:
-        """This identity's key-encapsulation keys by key id, derived once per identity object.
-
-        (Each key id hashes the public key, which for ML-KEM is costly to derive per message.)
-        """
-        cached = self._encryption_cache
-        if cached is None or cached[0] is not self.identity:
-            cached = self._encryption_cache = (self.identity, self.identity.encryption_keys())
-        return cached[1]
 
     def _sign(self, statement: Receipt | Rejection) -> SignedStatement:
         directory = self.directory.directory
@@ -261,7 +250,7 @@ class OfficeNode:
         ):
             raise SignatureError(f"message {ctx.message_id} lacks a valid gateway stamp")
         opened = open_envelope(
-            envelope, me=self.office, my_keys=self._encryption_keys(), directory=directory, now_ms=now
+            envelope, me=self.office, my_keys=self.identity.encryption_keys(), directory=directory, now_ms=now
         )
         delivered = self._sign(
             Receipt(

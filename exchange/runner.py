@@ -12,9 +12,9 @@ import structlog
 from exchange._pb.liaison.v1 import exchange_pb2_grpc
 from exchange.config import OfficeConfig
 from exchange.grpcutil import new_server
-from exchange.health import probe, watch_health
+from exchange.health import probe
 from exchange.lifecycle import load_directory, nats_connect_args, run_node
-from exchange.metrics import out_queue_depth, poll, run_with, sample_office, serve_metrics, watch_expiry
+from exchange.metrics import metrics_endpoint, node_watchers, out_queue_depth, run_with, sample_office
 from exchange.node import OfficeNode
 from exchange.service import SERVICE_NAME, ExchangeServicer, agency_access
 from exchange.store import OfficeStore
@@ -41,27 +41,19 @@ async def serve_office(cfg: OfficeConfig) -> None:
         certs = {"grpc": cfg.tls.cert if cfg.tls else None, "nats": cfg.nats.cert}
 
         async def run(transport: Transport) -> None:
-            await run_with(
-                node.run(transport),
-                [
-                    watch_health(
-                        health,
-                        [SERVICE_NAME],
-                        lambda: probe(transport, node.directory, cfg.office, lambda: out_queue_depth(store)),
-                        ready=node.connected,
-                        on_report=node.metrics.observe_health,
-                    ),
-                    poll(lambda: sample_office(node, transport)),
-                    watch_expiry(identity, certs, node.metrics),
-                ],
+            watchers = node_watchers(
+                node.metrics,
+                health=health,
+                services=[SERVICE_NAME],
+                prober=lambda: probe(transport, node.directory, cfg.office, lambda: out_queue_depth(store)),
+                ready=node.connected,
+                sample=lambda: sample_office(node, transport),
+                identity=identity,
+                cert_files=certs,
             )
+            await run_with(node.run(transport), watchers)
 
-        metrics = (
-            await serve_metrics(cfg.metrics.host, cfg.metrics.port, node.metrics.registry)
-            if cfg.metrics
-            else None
-        )
-        try:
+        async with metrics_endpoint(cfg.metrics, node.metrics.registry) as metrics:
             await run_node(
                 role="office",
                 server=server,
@@ -77,8 +69,5 @@ async def serve_office(cfg: OfficeConfig) -> None:
                 directory=directory.directory.version,
                 metrics_port=metrics.port if metrics else None,
             )
-        finally:
-            if metrics is not None:
-                await metrics.close()
     finally:
         store.close()

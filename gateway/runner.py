@@ -12,9 +12,9 @@ import structlog
 from exchange._pb.liaison.v1 import audit_pb2_grpc
 from exchange.config import GatewayConfig
 from exchange.grpcutil import new_server
-from exchange.health import probe, watch_health
+from exchange.health import probe
 from exchange.lifecycle import load_directory, nats_connect_args, run_node
-from exchange.metrics import poll, run_with, serve_metrics, watch_expiry
+from exchange.metrics import metrics_endpoint, node_watchers, run_with
 from exchange.transport import Transport, connect
 from gateway.audit.pgstore import PostgresAuditStore
 from gateway.audit.store import AuditStore, SQLiteAuditStore
@@ -74,45 +74,36 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
             store.latest_tree_head()  # and a read works
 
         async def run(transport: Transport) -> None:
-            await run_with(
-                node.run(transport, node.signed_directory()),
-                [
-                    watch_health(
-                        health,
-                        services,
-                        lambda: probe(transport, node.directory, cfg.gateway, store_check),
-                        ready=node.ready,
-                        on_report=node.metrics.observe_health,
-                    ),
-                    poll(lambda: sample_gateway(node, transport)),
-                    watch_expiry(identity, certs, node.metrics),
-                ],
-            )
-
-        metrics = (
-            await serve_metrics(cfg.metrics.host, cfg.metrics.port, node.metrics.registry)
-            if cfg.metrics
-            else None
-        )
-        try:
-            await run_node(
-                role="gateway",
-                server=server,
-                health_servicer=health,
+            watchers = node_watchers(
+                node.metrics,
+                health=health,
                 services=services,
-                connect_nats=lambda: connect(
-                    cfg.nats.servers, f"gateway-{cfg.gateway}", **nats_connect_args(cfg.nats)
-                ),
-                run=run,
+                prober=lambda: probe(transport, node.directory, cfg.gateway, store_check),
                 ready=node.ready,
-                gateway=cfg.gateway,
-                grpc_port=port,
-                directory=directory.directory.version,
-                metrics_port=metrics.port if metrics else None,
+                sample=lambda: sample_gateway(node, transport),
+                identity=identity,
+                cert_files=certs,
             )
+            await run_with(node.run(transport, node.signed_directory()), watchers)
+
+        try:
+            async with metrics_endpoint(cfg.metrics, node.metrics.registry) as metrics:
+                await run_node(
+                    role="gateway",
+                    server=server,
+                    health_servicer=health,
+                    services=services,
+                    connect_nats=lambda: connect(
+                        cfg.nats.servers, f"gateway-{cfg.gateway}", **nats_connect_args(cfg.nats)
+                    ),
+                    run=run,
+                    ready=node.ready,
+                    gateway=cfg.gateway,
+                    grpc_port=port,
+                    directory=directory.directory.version,
+                    metrics_port=metrics.port if metrics else None,
+                )
         finally:
-            if metrics is not None:
-                await metrics.close()
             if console is not None:
                 await console.close()
     finally:

@@ -341,12 +341,7 @@ class Witness:
                 last, head, proof, self.directory.directory, tolerance_ms=self.cfg.tolerance_ms
             )
         except WitnessAlarm as e:
-            h = head.tree_head
-            alarm = Alarm(
-                e.kind, str(e), self.clock(), h.size, h.root, h.timestamp_ms, encode_signed_tree_head(head)
-            )
-            save_state(self.cfg.state, replace(state, alarm=alarm))
-            self._report(alarm, head)
+            self._raise_alarm(e, head, state)
             return
         except WitnessError as e:
             log.warning("witness_refused", size=head.tree_head.size, error=str(e))
@@ -357,12 +352,7 @@ class Witness:
         try:
             self._check_records(head, last.size if last is not None else 0)
         except WitnessAlarm as e:
-            h = head.tree_head
-            alarm = Alarm(
-                e.kind, str(e), self.clock(), h.size, h.root, h.timestamp_ms, encode_signed_tree_head(head)
-            )
-            save_state(self.cfg.state, replace(state, alarm=alarm))
-            self._report(alarm, head)
+            self._raise_alarm(e, head, state)
             return
         self.client.add_cosignature(new.size, sign_cosignature(head, self.cfg.witness, self.key.key))
         save_state(
@@ -394,6 +384,15 @@ class Witness:
                 raise MissingRecordError(f"record {index} of a signed log of size {n} is missing: {e}") from e
             proof, _ = self.client.inclusion_proof(index, n)
             check_record(index, record.entry, head, proof)
+
+    def _raise_alarm(self, e: WitnessAlarm, head: SignedTreeHead, state: StateFile) -> None:
+        """Keep the alarm (with the offending head) in the state file, then report it."""
+        h = head.tree_head
+        alarm = Alarm(
+            e.kind, str(e), self.clock(), h.size, h.root, h.timestamp_ms, encode_signed_tree_head(head)
+        )
+        save_state(self.cfg.state, replace(state, alarm=alarm))
+        self._report(alarm, head)
 
     def _report(self, alarm: Alarm, head: SignedTreeHead) -> None:
         now = self.clock()

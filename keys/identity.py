@@ -11,6 +11,7 @@ no decision about which key the directory currently trusts.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from exchange import model, primitives
@@ -41,11 +42,13 @@ class IdentityKey:
     def algorithm(self) -> model.Algorithm:
         return self.key.algorithm
 
-    @property
+    # Derived once per key: an ML-DSA/ML-KEM public key and its id cost tens of microseconds,
+    # and signing or opening asks for them on every message.
+    @functools.cached_property
     def public(self) -> bytes:
         return primitives.public_bytes(self.key)
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
         return primitives.key_id(self.algorithm, self.public)
 

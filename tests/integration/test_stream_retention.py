@@ -10,9 +10,7 @@ of an older version only when everything in it was acknowledged. Every wait is b
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import nats.js.errors
 import pytest
@@ -21,9 +19,9 @@ from nats.js import api
 from exchange.errors import ConfigError, TransportError
 from exchange.natsserver import NatsServer
 from exchange.transport import IN_STREAM, OUT_STREAM, Delivered, Transport, in_subject, out_subject
+from tests.integration.aioutil import WAIT, running
 
 ConnectTransport = Callable[..., Awaitable[Transport]]
-WAIT = 15.0
 
 
 async def _until(predicate: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:
@@ -32,17 +30,6 @@ async def _until(predicate: Callable[[], Awaitable[bool]], within: float = WAIT)
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(poll(), timeout=within)
-
-
-@contextlib.asynccontextmanager
-async def _running(coro: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(coro)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=WAIT)
 
 
 async def _messages(t: Transport, stream: str) -> int:
@@ -69,8 +56,8 @@ async def test_out_and_in_are_work_queues_emptied_by_acks(transport: Transport) 
     got_in: list[str] = []
     got_out: list[str] = []
     async with (
-        _running(transport.consume(IN_STREAM, "office-b", in_subject("b"), _collect(got_in))),
-        _running(transport.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got_out))),
+        running(transport.consume(IN_STREAM, "office-b", in_subject("b"), _collect(got_in))),
+        running(transport.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got_out))),
     ):
 
         async def empty() -> bool:
@@ -97,7 +84,7 @@ async def test_subjects_lists_only_frames_still_waiting(transport: Transport) ->
     await transport.publish(out_subject("known"), b"1", "k-1", 1)
     await transport.publish(out_subject("stranger"), b"2", "s-1", 1)
     got: list[str] = []
-    async with _running(transport.consume(OUT_STREAM, "gateway-known", out_subject("known"), _collect(got))):
+    async with running(transport.consume(OUT_STREAM, "gateway-known", out_subject("known"), _collect(got))):
 
         async def consumed() -> bool:
             return await transport.subjects(OUT_STREAM, "liaison.v1.out.>") == {out_subject("stranger"): 1}
@@ -120,7 +107,7 @@ async def test_dedup_after_removal_holds_until_the_server_restarts(
     first = await transport.publish(out_subject("a"), b"frame", "m-1", 2)
     await transport.publish(out_subject("b"), b"frame", "m-2", 2)  # no consumer: stays
     got: list[str] = []
-    async with _running(transport.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got))):
+    async with running(transport.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got))):
 
         async def removed() -> bool:
             return await transport.subjects(OUT_STREAM, out_subject("a")) == {}
@@ -139,7 +126,7 @@ async def test_dedup_after_removal_holds_until_the_server_restarts(
     waiting = await after.publish(out_subject("b"), b"frame", "m-2", 2)
     assert waiting.duplicate
     got_again: list[str] = []
-    async with _running(after.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got_again))):
+    async with running(after.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got_again))):
 
         async def redelivered() -> bool:
             return bool(got_again)
@@ -173,7 +160,7 @@ async def test_an_old_stream_fully_consumed_is_replaced(
     old = await connect_transport(nats_server, name="old", reconnect_time_wait=0.1)
     await _old_streams(old)
     got: list[str] = []
-    office = _running(old.consume(IN_STREAM, "office-b", in_subject("b"), _collect(got), fetch_timeout=0.5))
+    office = running(old.consume(IN_STREAM, "office-b", in_subject("b"), _collect(got), fetch_timeout=0.5))
     async with office:
         for i in range(5):
             await old.publish(in_subject("b"), b"x", f"old-{i}", 1)

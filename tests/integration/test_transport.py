@@ -4,9 +4,7 @@ kill -9 and restart mid-stream, directory put/get/watch. Every wait is bounded."
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import pytest
 from nats.js import api
@@ -26,9 +24,9 @@ from exchange.transport import (
     in_subject,
     out_subject,
 )
+from tests.integration.aioutil import WAIT, running
 
 ConnectTransport = Callable[..., Awaitable[Transport]]
-WAIT = 15.0
 
 
 async def _until(predicate: Callable[[], bool], within: float = WAIT) -> None:
@@ -37,17 +35,6 @@ async def _until(predicate: Callable[[], bool], within: float = WAIT) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), timeout=within)
-
-
-@contextlib.asynccontextmanager
-async def _running(coro: Coroutine[Any, Any, None]) -> Any:
-    task = asyncio.create_task(coro)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=WAIT)
 
 
 async def test_streams_have_the_decided_settings(transport: Transport) -> None:
@@ -76,7 +63,7 @@ async def test_round_trip_with_headers(transport: Transport) -> None:
     async def handler(d: Delivered) -> None:
         got.append(d)
 
-    async with _running(transport.consume(OUT_STREAM, "gateway", "liaison.v1.out.>", handler)):
+    async with running(transport.consume(OUT_STREAM, "gateway", "liaison.v1.out.>", handler)):
         await _until(lambda: len(got) == 1)
     (d,) = got
     assert (d.payload, d.subject) == (b"\x00frame\xff", "liaison.v1.out.office-a")
@@ -92,7 +79,7 @@ async def test_office_consumer_sees_only_its_own_inbox(transport: Transport) -> 
     async def handler(d: Delivered) -> None:
         got.append(d.payload)
 
-    async with _running(transport.consume(IN_STREAM, "office-b", in_subject("b"), handler)):
+    async with running(transport.consume(IN_STREAM, "office-b", in_subject("b"), handler)):
         await _until(lambda: got == [b"for-b"])
         await asyncio.sleep(0.3)
     assert got == [b"for-b"]
@@ -153,7 +140,7 @@ async def test_handler_failure_is_redelivered_and_ack_follows_return(transport: 
             raise RuntimeError("store temporarily down")
         done.append(d.seq)
 
-    async with _running(
+    async with running(
         transport.consume(OUT_STREAM, "gw-flaky", "liaison.v1.out.>", handler, nak_delay=0.05, ack_wait=5)
     ):
         await _until(lambda: done == [1])
@@ -178,7 +165,7 @@ async def test_permanent_error_terminates_without_redelivery(transport: Transpor
     async def on_poison(d: Delivered, e: PermanentError) -> None:
         parked.append((d.seq, str(e)))
 
-    async with _running(
+    async with running(
         transport.consume(
             OUT_STREAM, "gw-poison", "liaison.v1.out.>", handler, on_poison=on_poison, ack_wait=1
         )
@@ -201,7 +188,7 @@ async def test_max_deliver_exhaustion_is_parked_as_poison(transport: Transport) 
     async def on_poison(d: Delivered, e: PermanentError) -> None:
         parked.append(d)
 
-    async with _running(
+    async with running(
         transport.consume(
             OUT_STREAM,
             "gw-max",
@@ -225,7 +212,7 @@ async def test_higher_priority_first_within_a_batch(transport: Transport) -> Non
     async def handler(d: Delivered) -> None:
         order.append((d.priority, d.seq))
 
-    async with _running(transport.consume(IN_STREAM, "office-a", in_subject("a"), handler, batch=64)):
+    async with running(transport.consume(IN_STREAM, "office-a", in_subject("a"), handler, batch=64)):
         await _until(lambda: len(order) == 7)
     assert order == [(4, 4), (4, 7), (3, 6), (2, 3), (1, 1), (1, 2), (1, 5)]
 
@@ -252,7 +239,7 @@ async def test_kill9_mid_stream_loses_nothing_and_redelivers_only_unacked(
             raise RuntimeError("node crashed before its write")
         committed.append((d.seq, d.num_delivered))
 
-    async with _running(
+    async with running(
         consumer.consume(
             OUT_STREAM, "gw", "liaison.v1.out.>", handler, ack_wait=2, nak_delay=0.05, fetch_timeout=1
         )
@@ -298,7 +285,7 @@ async def test_consume_survives_a_plain_restart(
     async def handler(d: Delivered) -> None:
         got.append(d.seq)
 
-    async with _running(t.consume(IN_STREAM, "office-r", in_subject("r"), handler, fetch_timeout=0.5)):
+    async with running(t.consume(IN_STREAM, "office-r", in_subject("r"), handler, fetch_timeout=0.5)):
         await t.publish(in_subject("r"), b"1", "r-1", 1)
         await _until(lambda: got == [1])
         await asyncio.to_thread(nats_server.restart)
@@ -326,7 +313,7 @@ async def test_directory_put_get_watch(transport: Transport) -> None:
         if data == b"directory-v2":
             raise ValueError("a bad directory must not stop the watcher")
 
-    async with _running(transport.watch_directory(on_directory, resync_interval=0.2)):
+    async with running(transport.watch_directory(on_directory, resync_interval=0.2)):
         await _until(lambda: seen == [b"directory-v1"])
         await transport.put_directory(b"directory-v2")
         await _until(lambda: seen[-1:] == [b"directory-v2"])
