@@ -19,9 +19,9 @@ from typing import Any, Self, TypeVar
 import grpc
 
 from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
-from exchange.client import ClientTls, remote_error
-from exchange.codec.audit import cosignature_to_pb, decode_record, signed_tree_head_from_pb, stats_from_pb
-from exchange.errors import ConfigError, NotFoundError, RemoteError
+from exchange.client.sdk import ClientTls, remote_error
+from exchange.core.errors import ConfigError, NotFoundError, RemoteError
+from gateway.audit.codec import cosignature_to_pb, decode_record, signed_tree_head_from_pb, stats_from_pb
 from gateway.audit.record import AuditRecord
 from gateway.audit.store import StatsRow
 from gateway.audit.treehead import Cosignature, SignedTreeHead

@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from exchange import primitives
 from exchange.codec.envelope import decode_frame
-from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
-from exchange.errors import (
+from exchange.core import primitives
+from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
+from exchange.core.errors import (
     CodecError,
     LiaisonError,
     OversizeError,
@@ -40,8 +40,8 @@ from exchange.errors import (
     SignatureError,
     UnknownRecipientError,
 )
-from exchange.model import Directory, ReceiptState
-from exchange.seal import check_policy, verify_envelope, verify_statement
+from exchange.core.model import Directory, ReceiptState
+from exchange.core.seal import check_policy, verify_envelope, verify_statement
 from gateway.audit.record import AuditRecord, Verdict
 
 __all__ = ["Accepted", "Decision", "Forward", "Prior", "Refused", "Resume", "decide"]

@@ -1,6 +1,6 @@
 """Prometheus metrics of the gateway: decisions, processing latency, audit log and witnesses.
 
-What it does: ``GatewayMetrics`` adds to ``exchange.metrics.NodeMetrics`` the
+What it does: ``GatewayMetrics`` adds to ``exchange.office.metrics.NodeMetrics`` the
 gateway's counters (accepted, rejected by reason, receipts by state,
 resumed), its processing latency histogram (a frame from hand-over by the
 consumer to its durable audit record and routing), the audit writer's
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from exchange.codec.audit import decode_signed_tree_head
-from exchange.metrics import NodeMetrics, stream_consumer_lags
-from exchange.model import Reason, ReceiptState
-from exchange.transport import OUT_STREAM, Transport
+from exchange.core.model import Reason, ReceiptState
+from exchange.nats.transport import OUT_STREAM, Transport
+from exchange.office.metrics import NodeMetrics, stream_consumer_lags
+from gateway.audit.codec import decode_signed_tree_head
 from gateway.audit.store import AuditStore
 
 if TYPE_CHECKING:

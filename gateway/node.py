@@ -19,8 +19,16 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from exchange.attach_transport import ensure_attach_stream
-from exchange.codec.audit import (
+from exchange.codec.envelope import encode_frame
+from exchange.core.directory import DirectoryState
+from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
+from exchange.core.errors import LiaisonError, NotFoundError, StoreError
+from exchange.core.identity import OfficeIdentity
+from exchange.core.model import Reason, ReceiptState, Suite, check_id
+from exchange.core.seal import sign_statement
+from exchange.nats.attachments import ensure_attach_stream
+from exchange.nats.transport import Delivered, OutboundMessage, Transport, in_subject, out_subject
+from gateway.audit.codec import (
     decode_record,
     decode_signature,
     decode_signed_tree_head,
@@ -29,13 +37,6 @@ from exchange.codec.audit import (
     encode_signed_tree_head,
     encode_tree_head,
 )
-from exchange.codec.envelope import encode_frame
-from exchange.directory import DirectoryState
-from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
-from exchange.errors import LiaisonError, NotFoundError, StoreError
-from exchange.model import Reason, ReceiptState, Suite, check_id
-from exchange.seal import sign_statement
-from exchange.transport import Delivered, OutboundMessage, Transport, in_subject, out_subject
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.store import AuditFilter, AuditStore, StoredEntry
 from gateway.audit.treehead import (
@@ -47,7 +48,6 @@ from gateway.audit.treehead import (
 )
 from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
 from gateway.metrics import GatewayMetrics
-from keys.identity import OfficeIdentity
 
 __all__ = ["GatewayNode"]
 

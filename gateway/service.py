@@ -14,16 +14,16 @@ from typing import Any, TypeVar
 import grpc
 
 from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
-from exchange.codec.audit import (
+from exchange.core.errors import CodecError
+from exchange.core.model import Kind, Priority, Reason
+from exchange.runtime.grpcutil import Access, grpc_errors, grpc_stream_errors
+from gateway.audit.codec import (
     cosignature_from_pb,
     decode_record,
     record_to_pb,
     signed_tree_head_to_pb,
     stats_to_pb,
 )
-from exchange.errors import CodecError
-from exchange.grpcutil import Access, grpc_errors, grpc_stream_errors
-from exchange.model import Kind, Priority, Reason
 from gateway.audit.record import Verdict
 from gateway.audit.store import AuditFilter, StoredEntry
 from gateway.node import GatewayNode

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exchange import model
-from exchange.directory import SignedDirectory, sign_directory
-from exchange.errors import ConfigError
-from keys import identity as identities
+from exchange.core import identity as identities
+from exchange.core import model
+from exchange.core.directory import SignedDirectory, sign_directory
+from exchange.core.errors import ConfigError
 from keys import keystore
 from keys.directory_file import save_signed
 

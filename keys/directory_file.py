@@ -15,7 +15,7 @@ A KEY is ``{"key_id", "algorithm": "ed25519"|"ml-dsa-65"|"x25519"|
 "ml-kem-768-x25519", "public": base64, "not_before_ms", "not_after_ms",
 "status": "active"|"retiring"|"revoked", "revoked_at_ms"}``.
 
-What it does not: verify signatures (``exchange.directory``) or touch
+What it does not: verify signatures (``exchange.core.directory``) or touch
 private keys. Every malformed file gives ConfigError/DirectoryInvalidError
 naming the file.
 """
@@ -28,10 +28,10 @@ import json
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from exchange import model
 from exchange.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
-from exchange.directory import SignedDirectory
-from exchange.errors import ConfigError, DirectoryInvalidError
+from exchange.core import model
+from exchange.core.directory import SignedDirectory
+from exchange.core.errors import ConfigError, DirectoryInvalidError
 
 __all__ = [
     "DRAFT_FORMAT",

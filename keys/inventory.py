@@ -8,7 +8,7 @@ extra, optional tables a real deployment needs: ``[[countries]]``,
 witness (``[witness]``) and install paths (``[install]``). Checks that names
 refer to each other and that no host:port is used twice.
 
-What it does not: open sockets, create keys or write files (``liaison.deploy``
+What it does not: open sockets, create keys or write files (``liaison.bundles.render``
 renders bundles from a :class:`SiteInventory`). Nothing here names a country.
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from exchange import model
-from exchange.errors import ConfigError
+from exchange.core import model
+from exchange.core.errors import ConfigError
 from keys.deployment import Inventory, load_inventory
 
 __all__ = [

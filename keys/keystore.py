@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from exchange import model, primitives
-from exchange.errors import CodecError, ConfigError, KeystoreError
-from keys.identity import IdentityKey, OfficeIdentity
+from exchange.core import model, primitives
+from exchange.core.errors import CodecError, ConfigError, KeystoreError
+from exchange.core.identity import IdentityKey, OfficeIdentity
 
 __all__ = [
     "KEYSTORE_FILE",

@@ -8,7 +8,7 @@ peer's role) and the right extended key usage. Checks a chain and tells how
 many days a certificate has left.
 
 What it does not: no revocation lists, no intermediate CAs, no ACME. Key
-generation and PEM encoding live in ``exchange.primitives``. Keys are written
+generation and PEM encoding live in ``exchange.core.primitives``. Keys are written
 unencrypted unless a passphrase is given, because nats-server and grpc must
 load them unattended; file mode 0600 protects them.
 """
@@ -26,8 +26,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exchange import model, primitives
-from exchange.errors import ConfigError, KeystoreError
+from exchange.core import model, primitives
+from exchange.core.errors import ConfigError, KeystoreError
 from keys.keystore import write_private_file
 
 __all__ = [

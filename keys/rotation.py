@@ -14,7 +14,7 @@ creation time, so messages signed with the old key are accepted until
 ``not_after``. A revoked key refuses messages created at or after T.
 
 What it does not: no I/O and no clock (``now_ms`` is passed in), no
-signing of the directory (``exchange.directory``) and no version bump (the
+signing of the directory (``exchange.core.directory``) and no version bump (the
 ``directory next-version`` flow does that).
 """
 
@@ -24,9 +24,9 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Final
 
-from exchange import model, primitives
-from exchange.errors import ConfigError, DirectoryInvalidError, KeystoreError, UnknownOfficeError
-from keys.identity import DEFAULT_VALID_DAYS, IdentityKey, OfficeIdentity
+from exchange.core import model, primitives
+from exchange.core.errors import ConfigError, DirectoryInvalidError, KeystoreError, UnknownOfficeError
+from exchange.core.identity import DEFAULT_VALID_DAYS, IdentityKey, OfficeIdentity
 
 __all__ = [
     "DAY_MS",

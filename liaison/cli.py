@@ -13,21 +13,21 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from exchange.errors import LiaisonError
+from exchange.core.errors import LiaisonError
 
 __all__ = ["main"]
 
 # Subcommand modules, imported lazily so `liaison keys …` does not load gRPC or NATS.
 _MODULES: tuple[str, ...] = (
-    "liaison.cmd_keys",
-    "liaison.cmd_directory",
-    "liaison.cmd_nodes",
-    "liaison.cmd_agency",
-    "liaison.cmd_lab",
-    "liaison.cmd_audit",
-    "liaison.cmd_witness",
-    "liaison.cmd_bench",
-    "liaison.cmd_deploy",
+    "liaison.commands.keys",
+    "liaison.commands.directory",
+    "liaison.commands.nodes",
+    "liaison.commands.agency",
+    "liaison.commands.lab",
+    "liaison.commands.audit",
+    "liaison.commands.witness",
+    "liaison.commands.bench",
+    "liaison.commands.deploy",
 )
 
 

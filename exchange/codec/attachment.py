@@ -1,15 +1,15 @@
 """Codec for the attachment RPCs: upload chunks, references, download requests and chunks.
 
 Maps ``exchange_pb2.UploadChunk``/``AttachmentRef``/``DownloadAttachmentRequest``/
-``DownloadChunk`` to and from plain values and ``exchange.api.AttachmentRef``.
+``DownloadChunk`` to and from plain values and ``exchange.core.api.AttachmentRef``.
 It does not seal, check or store anything.
 """
 
 from __future__ import annotations
 
 from exchange._pb.liaison.v1 import exchange_pb2
-from exchange.api import AttachmentRef
-from exchange.ids import check_message_id
+from exchange.core.api import AttachmentRef
+from exchange.core.ids import check_message_id
 
 __all__ = [
     "download_chunk_to_pb",

@@ -14,8 +14,8 @@ from typing import Final
 
 from exchange._pb.liaison.v1 import body_pb2, envelope_pb2
 from exchange.codec.envelope import decode_enum, parse_limited
-from exchange.errors import CodecError
-from exchange.model import (
+from exchange.core.errors import CodecError
+from exchange.core.model import (
     Alert,
     AlertCategory,
     Attachment,

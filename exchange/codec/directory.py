@@ -1,13 +1,13 @@
 """Directory codec: ``model.Directory`` and signed directories to and from protobuf.
 
 What it does: converts offices, gateways, authorities, public keys, policy
-rules and limits between the domain types of ``exchange.model`` and the
+rules and limits between the domain types of ``exchange.core.model`` and the
 generated ``liaison.v1`` directory messages; encodes and decodes a
 ``SignedDirectory`` while keeping the EXACT serialized directory bytes that
 the authorities sign (they are never re-serialized).
 
 What it does not: it verifies no signature and applies no trust decision
-(see ``exchange.directory``). Size limits are checked before parsing;
+(see ``exchange.core.directory``). Size limits are checked before parsing;
 protobuf errors become ``CodecError``/``OversizeError`` and broken model
 invariants become ``DirectoryInvalidError``.
 """
@@ -20,9 +20,9 @@ from typing import Final, TypeVar
 
 from google.protobuf.message import DecodeError
 
-from exchange import model
 from exchange._pb.liaison.v1 import directory_pb2, envelope_pb2
-from exchange.errors import CodecError, DirectoryInvalidError, OversizeError
+from exchange.core import model
+from exchange.core.errors import CodecError, DirectoryInvalidError, OversizeError
 
 __all__ = [
     "MAX_DIRECTORY_BYTES",

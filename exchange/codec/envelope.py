@@ -1,6 +1,6 @@
 """Codec for envelopes, signed statements and transport frames.
 
-Converts between the domain types of ``exchange.envelope`` and the protobuf
+Converts between the domain types of ``exchange.core.envelope`` and the protobuf
 messages of ``envelope.proto``, ``body.proto`` (statements) and
 ``transport.proto``. Decoders check a named size limit before parsing and
 turn protobuf errors, unknown enum values and broken invariants into
@@ -8,7 +8,7 @@ CodecError (OversizeError for size). Signed parts (header, context,
 statement) are kept as the exact bytes that arrived.
 
 This module does not verify signatures or check the directory; that is
-``exchange.seal``.
+``exchange.core.seal``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Final, TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from exchange._pb.liaison.v1 import body_pb2, envelope_pb2, transport_pb2
-from exchange.envelope import (
+from exchange.core.envelope import (
     AttachmentDigest,
     Envelope,
     Header,
@@ -32,8 +32,8 @@ from exchange.envelope import (
     Statement,
     WrappedKey,
 )
-from exchange.errors import CodecError, OversizeError
-from exchange.model import Algorithm, Handling, Kind, Priority, Reason, ReceiptState, Suite
+from exchange.core.errors import CodecError, OversizeError
+from exchange.core.model import Algorithm, Handling, Kind, Priority, Reason, ReceiptState, Suite
 
 __all__ = [
     "MAX_CONTEXT_BYTES",

@@ -1,4 +1,4 @@
-"""ExchangeService requests and responses to and from ``exchange.api`` types.
+"""ExchangeService requests and responses to and from ``exchange.core.api`` types.
 
 Used by both ends: the office node's servicer (requests in, responses out)
 and the client SDK (requests out, responses in). Bodies stored by the node
@@ -8,7 +8,9 @@ as codec bytes are spliced into responses without a domain round trip.
 from __future__ import annotations
 
 from exchange._pb.liaison.v1 import body_pb2, exchange_pb2
-from exchange.api import (
+from exchange.codec.body import body_from_pb, body_to_pb
+from exchange.codec.envelope import decode_enum, signed_statement_from_pb, signed_statement_to_pb
+from exchange.core.api import (
     CaseEntry,
     Delivery,
     MessageStatus,
@@ -18,11 +20,9 @@ from exchange.api import (
     SendRequest,
     SendResult,
 )
-from exchange.codec.body import body_from_pb, body_to_pb
-from exchange.codec.envelope import decode_enum, signed_statement_from_pb, signed_statement_to_pb
-from exchange.envelope import SignedStatement
-from exchange.errors import CodecError
-from exchange.model import Handling, Kind, Priority, Reason, ReceiptState
+from exchange.core.envelope import SignedStatement
+from exchange.core.errors import CodecError
+from exchange.core.model import Handling, Kind, Priority, Reason, ReceiptState
 
 __all__ = [
     "acknowledge_to_pb",

@@ -35,16 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from exchange.codec.audit import decode_record, decode_signed_tree_head, encode_signed_tree_head
-from exchange.directory import (
+from exchange.core.directory import (
     SignedDirectory,
     TrustAnchor,
     counting_authorities,
     directory_digest,
     verify_directory,
 )
-from exchange.errors import CodecError, OversizeError
-from exchange.model import Directory, PublicKey
+from exchange.core.errors import CodecError, OversizeError
+from exchange.core.model import Directory, PublicKey
+from gateway.audit.codec import decode_record, decode_signed_tree_head, encode_signed_tree_head
 from gateway.audit.errors import AuditError, TreeSizeError
 from gateway.audit.treehead import SignedTreeHead, verify_cosignature
 from gateway.audit.verify import verify_log

@@ -1,17 +1,17 @@
 """The exception tree of the audit log.
 
 Every failure of the Merkle code, the proof verifiers and the audit stores is
-one leaf of :class:`AuditError`, itself a :class:`~exchange.errors.LiaisonError`
+one leaf of :class:`AuditError`, itself a :class:`~exchange.core.errors.LiaisonError`
 so the services map it to one gRPC status. Messages name sizes, indices and
 which check failed; they never carry audit record content.
 
 Database failures that are not about the log itself (disk full, connection
-lost) are reported as :class:`exchange.errors.StoreError`, not here.
+lost) are reported as :class:`exchange.core.errors.StoreError`, not here.
 """
 
 from __future__ import annotations
 
-from exchange.errors import LiaisonError
+from exchange.core.errors import LiaisonError
 
 __all__ = [
     "AuditError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from exchange.model import Kind, Priority, Reason, ReceiptState, Suite
+from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
 
 __all__ = ["AuditRecord", "Verdict"]
 

@@ -11,7 +11,7 @@ The API is synchronous and thread-safe (the gateway calls it through
 ``asyncio.to_thread``): one writer connection and one reader connection, each
 behind its own lock. This module does not sign tree heads or check
 cosignatures; it stores bytes the caller has produced or verified.
-:mod:`gateway.audit.pgstore` implements the same protocol on PostgreSQL.
+:mod:`gateway.audit.postgres` implements the same protocol on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol
 
-from exchange.errors import StoreError
+from exchange.core.errors import StoreError
 from gateway.audit.errors import (
     CosignatureConflictError,
     EntryNotFoundError,

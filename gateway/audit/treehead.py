@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exchange import primitives
-from exchange.envelope import Signature
-from exchange.errors import MissingSignatureError, SignatureError
-from exchange.model import Algorithm, Directory
+from exchange.core import primitives
+from exchange.core.envelope import Signature
+from exchange.core.errors import MissingSignatureError, SignatureError
+from exchange.core.model import Algorithm, Directory
 
 __all__ = [
     "COSIGNATURE_CONTEXT",

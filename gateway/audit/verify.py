@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from exchange.model import Directory
+from exchange.core.model import Directory
 from gateway.audit.errors import ProofError, TreeSizeError
 from gateway.audit.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency
 from gateway.audit.treehead import SignedTreeHead

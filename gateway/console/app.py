@@ -22,8 +22,8 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from exchange.config import ConsoleConfig
-from exchange.errors import ConfigError, LiaisonError
+from exchange.core.errors import ConfigError, LiaisonError
+from exchange.runtime.config import ConsoleConfig
 from gateway.console import data
 from gateway.console.auth import (
     SESSION_COOKIE,

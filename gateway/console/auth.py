@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from exchange.errors import ConfigError
+from exchange.core.errors import ConfigError
 
 __all__ = [
     "MIN_TOKEN_BYTES",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from exchange.codec.audit import decode_record, decode_signature, decode_signed_tree_head
-from exchange.errors import LiaisonError
+from exchange.core.errors import LiaisonError
+from gateway.audit.codec import decode_record, decode_signature, decode_signed_tree_head
 from gateway.audit.errors import TreeHeadNotFoundError
 from gateway.audit.store import AuditFilter
 from gateway.audit.treehead import Cosignature, SignedTreeHead, verify_cosignature

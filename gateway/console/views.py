@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from exchange.errors import LiaisonError
-from exchange.model import Kind, Priority, Reason
+from exchange.core.errors import LiaisonError
+from exchange.core.model import Kind, Priority, Reason
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.store import AuditFilter, StatsRow, StoredEntry
 

@@ -24,18 +24,18 @@ from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from exchange.api import Delivery
-from exchange.client import Client
-from exchange.directory import SignedDirectory
-from exchange.envelope import Receipt
-from exchange.errors import LiaisonError, RemoteError
-from exchange.model import AlertCategory, Priority, ReceiptState
-from exchange.transport import Transport, connect
+from exchange.client.sdk import Client
+from exchange.core.api import Delivery
+from exchange.core.directory import SignedDirectory
+from exchange.core.envelope import Receipt
+from exchange.core.errors import LiaisonError, RemoteError
+from exchange.core.model import AlertCategory, Priority, ReceiptState
+from exchange.nats.transport import Transport, connect
 from gateway.audit.record import Verdict
 from gateway.audit.treehead import SignedTreeHead
 from gateway.audit.verify import verify_log
 from gateway.client import AuditClient
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.integration.labutil import wait_for
 
 __all__ = [

@@ -20,10 +20,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from exchange.client import Client
+from exchange.client.sdk import Client
 from gateway.audit.record import Verdict
 from gateway.client import AuditClient
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, wait_for
 
 RU, TJ = "ru-mvd-dushanbe", "tj-mvd-moscow"

@@ -32,10 +32,10 @@ from typing import Any
 
 import pytest
 
-from exchange.transport import OUT_STREAM
+from exchange.nats.transport import OUT_STREAM
 from gateway.client import AuditClient
-from liaison.lab import Lab
-from liaison.lab_cluster import RenderedNatsServer, jsz
+from liaison.lab.cluster import RenderedNatsServer, jsz
+from liaison.lab.lab import Lab
 from tests.faults.faultutil import (
     Inboxes,
     KillPlan,

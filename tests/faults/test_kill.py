@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import nats.js.errors
 import pytest
 
-from exchange.model import Reason
-from exchange.transport import IN_STREAM, OUT_STREAM, Transport, in_subject
+from exchange.core.model import Reason
+from exchange.nats.transport import IN_STREAM, OUT_STREAM, Transport, in_subject
 from gateway.audit.record import Verdict
 from gateway.client import AuditClient
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.faults.faultutil import (
     Inboxes,
     KillPlan,

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from exchange import model, primitives
-from exchange.codec.audit import encode_record, encode_signed_tree_head, encode_tree_head, stats_to_pb
 from exchange.codec.body import encode_body
 from exchange.codec.envelope import (
     encode_envelope,
@@ -21,9 +19,11 @@ from exchange.codec.envelope import (
     encode_signed_statement,
     encode_statement,
 )
-from exchange.directory import SignedDirectory, TrustAnchor, sign_directory
-from exchange.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
-from exchange.seal import seal, sign_statement
+from exchange.core import model, primitives
+from exchange.core.directory import SignedDirectory, TrustAnchor, sign_directory
+from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
+from exchange.core.seal import seal, sign_statement
+from gateway.audit.codec import encode_record, encode_signed_tree_head, encode_tree_head, stats_to_pb
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.store import StatsRow
 from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_cosignature, sign_tree_head

@@ -13,8 +13,8 @@ from _harness import instrumented, run
 
 with instrumented():
     from exchange.codec.directory import decode_signed_directory
-    from exchange.directory import verify_directory
-    from exchange.errors import CodecError, DirectoryError
+    from exchange.core.directory import verify_directory
+    from exchange.core.errors import CodecError, DirectoryError
     from tests.fuzz.corpus import build_corpus
 
 CORPUS = build_corpus()

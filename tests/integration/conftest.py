@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.natsserver import NatsServer
-from exchange.transport import Transport, connect
+from exchange.nats.transport import Transport, connect
+from liaison.lab.natsserver import NatsServer
 
 ConnectTransport = Callable[..., Awaitable[Transport]]
 

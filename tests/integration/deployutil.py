@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from exchange.client import Client, ClientTls
-from exchange.natsserver import find_nats_server_binary, free_port
+from exchange.client.sdk import Client, ClientTls
 from keys.inventory import load_site_inventory
-from liaison.deploy import KEYS_BUNDLED, render
-from liaison.lab import NodeProcess
+from liaison.bundles.render import KEYS_BUNDLED, render
+from liaison.lab.lab import NodeProcess
+from liaison.lab.natsserver import find_nats_server_binary, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
 PASSPHRASE = b"deploy-test-passphrase"

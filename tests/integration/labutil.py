@@ -14,14 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from exchange.codec.envelope import encode_frame
-from exchange.directory import SignedDirectory
-from exchange.envelope import Envelope
-from exchange.model import CaseMessage, Directory, Suite
-from exchange.seal import seal
-from exchange.transport import connect, out_subject
-from keys.identity import OfficeIdentity
+from exchange.core.directory import SignedDirectory
+from exchange.core.envelope import Envelope
+from exchange.core.identity import OfficeIdentity
+from exchange.core.model import CaseMessage, Directory, Suite
+from exchange.core.seal import seal
+from exchange.nats.transport import connect, out_subject
 from keys.keystore import open_keystore, passphrase_from
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 
 INVENTORY = Path(__file__).parent / "data" / "inventory.toml"
 WAIT_S = 30.0

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from exchange.attach_transport import attach_subject
-from exchange.attachments import CHUNK_BYTES
-from exchange.client import Client
-from exchange.errors import RemoteError
-from exchange.transport import connect
-from liaison.lab import Lab
+from exchange.client.sdk import Client
+from exchange.core.attachments import CHUNK_BYTES
+from exchange.core.errors import RemoteError
+from exchange.nats.attachments import attach_subject
+from exchange.nats.transport import connect
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY
 
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"

@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from exchange.client import Client
-from exchange.codec.audit import decode_signed_tree_head, encode_signed_tree_head, encode_tree_head
-from exchange.model import AlertCategory, ConsularRequestType, Person, Priority, Suite
+from exchange.client.sdk import Client
+from exchange.core.model import AlertCategory, ConsularRequestType, Person, Priority, Suite
+from gateway.audit.codec import decode_signed_tree_head, encode_signed_tree_head, encode_tree_head
 from gateway.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gateway.audit.record import Verdict
 from gateway.audit.treehead import sign_cosignature
 from gateway.client import AuditClient
 from liaison.cli import main
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, identity, wait_for
 
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"

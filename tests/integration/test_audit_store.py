@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from exchange.model import Kind, Priority
+from exchange.core.model import Kind, Priority
 from gateway.audit.errors import (
     CosignatureConflictError,
     EntryNotFoundError,
@@ -32,7 +32,7 @@ from gateway.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from gateway.audit.pgstore import PostgresAuditStore
+from gateway.audit.postgres import PostgresAuditStore
 from gateway.audit.store import MAX_ENTRY_BYTES, AuditFilter, AuditStore, SQLiteAuditStore
 
 Opener = Callable[[], AuditStore]

@@ -16,9 +16,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from exchange.errors import ConfigError
-from gateway.audit.bench import format_table, run_audit_bench, synthetic_entries
+from exchange.core.errors import ConfigError
 from gateway.audit.merkle import leaf_hash, root_from_leaf_hashes
+from liaison.bench.audit import format_table, run_audit_bench, synthetic_entries
 
 SIZES = (100, 300)
 SAMPLES = 20

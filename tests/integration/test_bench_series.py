@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from exchange.model import Kind
+from exchange.core.model import Kind
 from keys.deployment import load_inventory
-from liaison.bench_series import SeriesBudget, office_ids, series_inventory
-from liaison.cmd_bench_series import parse_size
+from liaison.bench.series import SeriesBudget, office_ids, series_inventory
+from liaison.commands.bench_series import parse_size
 
 MIB = 1 << 20
 

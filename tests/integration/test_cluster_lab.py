@@ -29,14 +29,14 @@ from typing import Any
 
 import pytest
 
-from exchange.client import Client
-from exchange.errors import TransportError
-from exchange.model import ReceiptState
-from exchange.transport import connect
+from exchange.client.sdk import Client
+from exchange.core.errors import TransportError
+from exchange.core.model import ReceiptState
+from exchange.nats.transport import connect
 from gateway.audit.record import Verdict
 from gateway.client import AuditClient
-from liaison.lab import Lab
-from liaison.lab_cluster import RenderedNatsServer, jsz
+from liaison.lab.cluster import RenderedNatsServer, jsz
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, wait_for
 from tests.integration.test_exchange import (  # noqa: F401 - collected and run here against the cluster
     audit,

@@ -31,19 +31,19 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from exchange.client import Client
-from exchange.config import ConsoleConfig, load_gateway_config
-from exchange.errors import ConfigError
-from exchange.lifecycle import load_directory
-from exchange.model import AlertCategory, Priority, Suite
-from exchange.natsserver import free_port
+from exchange.client.sdk import Client
+from exchange.core.errors import ConfigError
+from exchange.core.model import AlertCategory, Priority, Suite
+from exchange.runtime.config import ConsoleConfig, load_gateway_config
+from exchange.runtime.lifecycle import load_directory
 from gateway.audit.merkle import verify_inclusion
 from gateway.audit.store import SQLiteAuditStore
 from gateway.audit.treehead import sign_cosignature
 from gateway.client import AuditClient
 from gateway.console import load_token, start_console
 from gateway.node import GatewayNode
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
+from liaison.lab.natsserver import free_port
 from tests.integration.labutil import INVENTORY, identity, wait_for
 
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"

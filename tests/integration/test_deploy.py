@@ -27,15 +27,15 @@ from pathlib import Path
 
 import pytest
 
-from exchange.client import ClientTls
-from exchange.errors import TransportError
-from exchange.transport import connect
+from exchange.client.sdk import ClientTls
+from exchange.core.errors import TransportError
+from exchange.nats.transport import connect
 from gateway.client import AuditClient
 from keys import pki
 from keys.inventory import load_site_inventory
+from liaison.bundles.check import Result, check_bundle
+from liaison.bundles.render import KEYS_ON_NODE, render
 from liaison.cli import main
-from liaison.deploy import KEYS_ON_NODE, render
-from liaison.deploy_check import Result, check_bundle
 from tests.integration.deployutil import (
     PASSPHRASE,
     START_S,

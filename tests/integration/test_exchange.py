@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from exchange.api import Delivery, SendRequest
-from exchange.client import Client
-from exchange.errors import RemoteError
-from exchange.ids import new_message_id
-from exchange.model import (
+from exchange.client.sdk import Client
+from exchange.core.api import Delivery, SendRequest
+from exchange.core.errors import RemoteError
+from exchange.core.ids import new_message_id
+from exchange.core.model import (
     Alert,
     AlertCategory,
     CaseMessage,
@@ -32,7 +32,7 @@ from exchange.model import (
 )
 from gateway.audit.record import Verdict
 from gateway.client import AuditClient
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, directory, inject, sealed, wait_for, with_limits
 
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.client import Client
-from liaison.lab import Lab
+from exchange.client.sdk import Client
+from liaison.lab.lab import Lab
 
 INVENTORY = Path(__file__).parent / "data" / "inventory_ratelimited.toml"
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from exchange.client import Client
+from exchange.client.sdk import Client
 from gateway.audit.treehead import SignedTreeHead
 from gateway.client import AuditClient
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, directory, wait_for
 from tests.rfc9162_reference import leaf_hash, mth, verify_consistency, verify_inclusion
 

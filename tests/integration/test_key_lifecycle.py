@@ -18,19 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from exchange.api import Delivery
-from exchange.client import Client
-from exchange.directory import SignedDirectory
-from exchange.envelope import Envelope
-from exchange.errors import RemoteError
-from exchange.model import CaseMessage, Directory, Suite
-from exchange.seal import seal
-from exchange.transport import connect
+from exchange.client.sdk import Client
+from exchange.core.api import Delivery
+from exchange.core.directory import SignedDirectory
+from exchange.core.envelope import Envelope
+from exchange.core.errors import RemoteError
+from exchange.core.identity import OfficeIdentity
+from exchange.core.model import CaseMessage, Directory, Suite
+from exchange.core.seal import seal
+from exchange.nats.transport import connect
 from gateway.audit.record import Verdict
 from gateway.client import AuditClient
-from keys.identity import OfficeIdentity
-from liaison import cmd_directory, cmd_keys
-from liaison.lab import Lab
+from liaison.commands import directory as cmd_directory
+from liaison.commands import keys as cmd_keys
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, identity, inject, sealed, wait_for
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from exchange.errors import ConfigError, TransportError
-from exchange.natsserver import NatsServer, find_nats_server_binary, free_port
-from exchange.transport import OUT_STREAM, PubAck, Transport, out_subject
+from exchange.core.errors import ConfigError, TransportError
+from exchange.nats.transport import OUT_STREAM, PubAck, Transport, out_subject
+from liaison.lab.natsserver import NatsServer, find_nats_server_binary, free_port
 
 ConnectTransport = Callable[..., Awaitable[Transport]]
 

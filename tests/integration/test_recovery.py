@@ -12,14 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from exchange.client import Client
-from exchange.directory import SignedDirectory
-from exchange.model import AlertCategory, Priority, ReceiptState
-from exchange.transport import IN_STREAM, OUT_STREAM, Transport
+from exchange.client.sdk import Client
+from exchange.core.directory import SignedDirectory
+from exchange.core.model import AlertCategory, Priority, ReceiptState
+from exchange.nats.transport import IN_STREAM, OUT_STREAM, Transport
 from gateway.audit.record import Verdict
 from gateway.audit.verify import verify_log
 from gateway.client import AuditClient
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.faults.faultutil import on_nats
 from tests.integration.labutil import INVENTORY, wait_for
 

@@ -19,14 +19,14 @@ import nats
 import pytest
 
 from exchange._pb.liaison.v1 import exchange_pb2
-from exchange.attach_transport import ATTACH_STREAM, attach_subject
-from exchange.client import AsyncClient, Client, ClientTls
-from exchange.errors import RemoteError
-from exchange.grpcutil import MAX_CALLS_PER_CLIENT
-from exchange.transport import DIRECTORY_SUBJECT, in_subject, out_subject
+from exchange.client.sdk import AsyncClient, Client, ClientTls
+from exchange.core.errors import RemoteError
+from exchange.nats.attachments import ATTACH_STREAM, attach_subject
+from exchange.nats.transport import DIRECTORY_SUBJECT, in_subject, out_subject
+from exchange.runtime.grpcutil import MAX_CALLS_PER_CLIENT
 from gateway.client import AuditClient
 from keys import pki
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY
 
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"

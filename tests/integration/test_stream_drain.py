@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from exchange.client import Client
-from exchange.model import ReceiptState
-from exchange.transport import IN_STREAM, OUT_STREAM, connect
-from liaison.lab import Lab
+from exchange.client.sdk import Client
+from exchange.core.model import ReceiptState
+from exchange.nats.transport import IN_STREAM, OUT_STREAM, connect
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, wait_for
 from tests.integration.test_exchange import receive
 

@@ -16,9 +16,9 @@ import nats.js.errors
 import pytest
 from nats.js import api
 
-from exchange.errors import ConfigError, TransportError
-from exchange.natsserver import NatsServer
-from exchange.transport import IN_STREAM, OUT_STREAM, Delivered, Transport, in_subject, out_subject
+from exchange.core.errors import ConfigError, TransportError
+from exchange.nats.transport import IN_STREAM, OUT_STREAM, Delivered, Transport, in_subject, out_subject
+from liaison.lab.natsserver import NatsServer
 from tests.integration.aioutil import WAIT, running
 
 ConnectTransport = Callable[..., Awaitable[Transport]]

@@ -2,7 +2,7 @@
 
 One lab per module. After honest traffic the operator saves the current
 signed head (``liaison audit head --json > head.json``) and the witness (its
-one-round API, :meth:`gateway.witness_runner.Witness.round`: the code
+one-round API, :meth:`gateway.witness.runner.Witness.round`: the code
 ``liaison witness serve`` loops over) co-signs that same head. The gateway
 is stopped and its store copied (the *pristine* log). Then, per tamper kind:
 stop the gateway, put the pristine store back, tamper with ``audit.db``
@@ -62,14 +62,14 @@ from typing import Any
 
 import pytest
 
-from exchange.client import Client
-from exchange.codec.audit import decode_record, encode_record
-from exchange.lifecycle import load_directory
+from exchange.client.sdk import Client
+from exchange.runtime.lifecycle import load_directory
+from gateway.audit.codec import decode_record, encode_record
 from gateway.audit.merkle import Frontier, leaf_hash
 from gateway.client import AuditClient
-from gateway.witness_runner import Witness, load_state, load_witness_config, open_witness_key
+from gateway.witness.runner import Witness, load_state, load_witness_config, open_witness_key
 from liaison.cli import main
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, wait_for
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from nats.js import api
 
-from exchange.errors import CodecError, LiaisonError, OversizeError, TransportError
-from exchange.natsserver import NatsServer, free_port
-from exchange.transport import (
+from exchange.core.errors import CodecError, LiaisonError, OversizeError, TransportError
+from exchange.nats.transport import (
     DIRECTORY_STREAM,
     IN_STREAM,
     MAX_PAYLOAD_BYTES,
@@ -24,6 +23,7 @@ from exchange.transport import (
     in_subject,
     out_subject,
 )
+from liaison.lab.natsserver import NatsServer, free_port
 from tests.integration.aioutil import WAIT, running
 
 ConnectTransport = Callable[..., Awaitable[Transport]]

@@ -1,6 +1,6 @@
 """The witness process: co-signs an honest gateway, raises a standing alarm on a rewritten log.
 
-Part 1 drives :class:`gateway.witness_runner.Witness` against an in-memory
+Part 1 drives :class:`gateway.witness.runner.Witness` against an in-memory
 gateway (real keys, real directory, real state file) to pin the shell's
 rules: co-sign once per head, persist atomically, a sticky alarm, clearing.
 Part 2 runs ``liaison witness serve`` as a real process against a lab, then
@@ -22,18 +22,19 @@ from typing import Any
 
 import pytest
 
-from exchange.client import Client
-from exchange.codec.audit import decode_record, encode_record, encode_tree_head
-from exchange.directory import DirectoryState
-from exchange.errors import ConfigError, NotFoundError, RemoteError
-from exchange.lifecycle import load_directory
-from exchange.model import Suite
+from exchange.client.sdk import Client
+from exchange.core.directory import DirectoryState
+from exchange.core.errors import ConfigError, NotFoundError, RemoteError
+from exchange.core.identity import OfficeIdentity
+from exchange.core.model import Suite
+from exchange.runtime.lifecycle import load_directory
+from gateway.audit.codec import decode_record, encode_record, encode_tree_head
 from gateway.audit.merkle import Frontier, MemoryTree, leaf_hash, root_at
 from gateway.audit.merkle import consistency_proof as memory_consistency_proof
 from gateway.audit.merkle import inclusion_proof as memory_inclusion_proof
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead, sign_tree_head, verify_cosignature
 from gateway.client import AuditClient
-from gateway.witness_runner import (
+from gateway.witness.runner import (
     Witness,
     WitnessConfig,
     clear_alarm,
@@ -42,10 +43,9 @@ from gateway.witness_runner import (
     open_witness_key,
 )
 from keys.deployment import Deployment, create_deployment, load_inventory
-from keys.identity import OfficeIdentity
 from keys.keystore import open_keystore, passphrase_from
 from liaison.cli import main
-from liaison.lab import Lab
+from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, directory, wait_for
 
 WITNESS = "tj-embassy-moscow"

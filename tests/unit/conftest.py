@@ -1,6 +1,6 @@
 """Fixtures for the envelope core: offices with freshly generated keys and a directory.
 
-Keys come from ``exchange.primitives`` directly (no keystore). ``kit`` gives
+Keys come from ``exchange.core.primitives`` directly (no keystore). ``kit`` gives
 tests the factory functions so they can build directory variants (revoked
 keys, a hybrid-only minimum suite, ...) without importing this module.
 """
@@ -14,8 +14,8 @@ from typing import Final
 
 import pytest
 
-from exchange import primitives
-from exchange.model import (
+from exchange.core import primitives
+from exchange.core.model import (
     Algorithm,
     Directory,
     Gateway,

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from exchange import primitives
-from exchange.codec.audit import encode_record, encode_tree_head
-from exchange.directory import SignedDirectory, sign_directory
-from exchange.errors import LiaisonError
-from exchange.model import Algorithm, Authority, Directory, Kind, Priority, Reason
+from exchange.core import primitives
+from exchange.core.directory import SignedDirectory, sign_directory
+from exchange.core.errors import LiaisonError
+from exchange.core.model import Algorithm, Authority, Directory, Kind, Priority, Reason
 from gateway.audit.bundle import BUNDLE_FORMAT, build_bundle, head_from_json, head_to_json, verify_bundle_data
+from gateway.audit.codec import encode_record, encode_tree_head
 from gateway.audit.merkle import MemoryTree, consistency_proof, leaf_hash, root_from_leaf_hashes
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_cosignature, sign_tree_head

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from exchange.transport import raise_if_cancelling
+from exchange.nats.transport import raise_if_cancelling
 
 
 async def test_a_swallowed_cancellation_is_raised_at_the_next_round() -> None:

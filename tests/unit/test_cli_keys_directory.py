@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from exchange.directory import TrustAnchor, verify_directory
-from exchange.model import Kind
+from exchange.core.directory import TrustAnchor, verify_directory
+from exchange.core.model import Kind
 from keys import directory_file, keystore
-from liaison import cmd_directory, cmd_keys
+from liaison.commands import directory as cmd_directory
+from liaison.commands import keys as cmd_keys
 
 PASS = "lab passphrase"
 

@@ -1,6 +1,6 @@
 """`liaison keys rotate`, `liaison keys expiry` and `liaison directory rotate-key`, without subprocesses.
 
-Also the pure ``keys.expiry.expiry_report``: which keys count and when the
+Also the pure ``exchange.core.expiry.expiry_report``: which keys count and when the
 30-day warning starts.
 """
 
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from exchange import model
-from exchange.directory import verify_directory
-from exchange.errors import ConfigError
-from keys import directory_file, expiry, identity, keystore, pki, rotation
-from liaison import cmd_directory, cmd_keys
+from exchange.core import expiry, identity, model
+from exchange.core.directory import verify_directory
+from exchange.core.errors import ConfigError
+from keys import directory_file, keystore, pki, rotation
+from liaison.commands import directory as cmd_directory
+from liaison.commands import keys as cmd_keys
 
 PASS = "rotation cli passphrase"
 NOW = 1_760_000_000_000

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from exchange import errors
 from exchange._pb.liaison.v1 import body_pb2, envelope_pb2, transport_pb2
 from exchange.codec import body as body_codec
 from exchange.codec import envelope as env_codec
-from exchange.envelope import Receipt, Rejection, Routed
-from exchange.ids import check_message_id, new_message_id, uuid7_time_ms
-from exchange.model import CaseMessage, Reason, ReceiptState, Suite
-from exchange.seal import seal, sign_statement
+from exchange.core import errors
+from exchange.core.envelope import Receipt, Rejection, Routed
+from exchange.core.ids import check_message_id, new_message_id, uuid7_time_ms
+from exchange.core.model import CaseMessage, Reason, ReceiptState, Suite
+from exchange.core.seal import seal, sign_statement
 
 NOW = 1_760_000_000_000
 MID = "01999999-9999-7999-8999-999999999999"

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 
-from exchange import model, primitives
 from exchange.codec.directory import (
     MAX_SIGNED_DIRECTORY_BYTES,
     AuthoritySignature,
@@ -16,7 +15,8 @@ from exchange.codec.directory import (
     encode_directory,
     encode_signed_directory,
 )
-from exchange.directory import (
+from exchange.core import model, primitives
+from exchange.core.directory import (
     DirectoryState,
     SignedDirectory,
     TrustAnchor,
@@ -25,7 +25,7 @@ from exchange.directory import (
     sign_directory,
     verify_directory,
 )
-from exchange.errors import (
+from exchange.core.errors import (
     CodecError,
     DirectoryError,
     DirectoryInvalidError,

@@ -30,11 +30,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange import errors, primitives
 from exchange._pb.liaison.v1 import transport_pb2
-from exchange.codec.audit import decode_record, encode_record
 from exchange.codec.envelope import encode_frame
-from exchange.envelope import Routed
+from exchange.core import errors, primitives
+from exchange.core.envelope import Routed
+from gateway.audit.codec import decode_record, encode_record
 from gateway.decide import Accepted, Decision, Forward, Prior, Refused, Resume, decide
 from tests.fuzz.corpus import NOW_MS, RECIPIENTS, SENDER, Corpus, build_corpus
 from tests.fuzz.mutations import hostile_bytes, mutate_bytes, pb_mutations

@@ -40,17 +40,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange import errors, primitives
 from exchange._pb.liaison.v1 import audit_pb2, body_pb2, directory_pb2, envelope_pb2, transport_pb2
-from exchange.codec import audit as audit_codec
 from exchange.codec import body as body_codec
 from exchange.codec import directory as directory_codec
 from exchange.codec import envelope as envelope_codec
-from exchange.config import load_gateway_config, load_office_config
-from exchange.directory import verify_directory
-from exchange.seal import open_envelope, verify_envelope, verify_statement
+from exchange.core import errors, identity, primitives
+from exchange.core.directory import verify_directory
+from exchange.core.seal import open_envelope, verify_envelope, verify_statement
+from exchange.runtime.config import load_gateway_config, load_office_config
+from gateway.audit import codec as audit_codec
 from gateway.audit.treehead import verify_cosignature
-from keys import identity, keystore
+from keys import keystore
 from keys.directory_file import directory_to_json, load_draft
 from tests.fuzz.corpus import NOW_MS, RECIPIENTS, Corpus, build_corpus
 from tests.fuzz.mutations import (

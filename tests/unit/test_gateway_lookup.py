@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from exchange.codec.audit import encode_record
-from exchange.directory import DirectoryState, TrustAnchor
-from exchange.model import Authority, Reason, ReceiptState
+from exchange.core.directory import DirectoryState, TrustAnchor
+from exchange.core.identity import generate
+from exchange.core.model import Authority, Reason, ReceiptState
+from gateway.audit.codec import encode_record
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.store import SQLiteAuditStore
 from gateway.node import LOOKUP_PAGE, GatewayNode
-from keys.identity import generate
 
 NOW = 1_760_000_000_000
 SENDER = "ru-mvd-dushanbe"

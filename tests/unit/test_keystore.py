@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from exchange import model, primitives
-from exchange.errors import ConfigError, KeystoreError, WrongPassphraseError
-from keys import identity, keystore
+from exchange.core import identity, model, primitives
+from exchange.core.errors import ConfigError, KeystoreError, WrongPassphraseError
+from keys import keystore
 
 NOW = 1_750_000_000_000
 PASS = b"correct horse battery staple"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.errors import LiaisonError
+from exchange.core.errors import LiaisonError
 from gateway.audit.errors import (
     AuditError,
     ConsistencyProofError,

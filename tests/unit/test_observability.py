@@ -24,20 +24,20 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
-from exchange.codec.audit import encode_signed_tree_head, encode_tree_head
-from exchange.config import load_gateway_config, load_office_config
-from exchange.errors import ConfigError
-from exchange.health import HealthReport, log_expiry, node_expiry, probe, watch_health
-from exchange.metrics import OfficeMetrics, serve_metrics
-from exchange.model import Directory
-from exchange.natsserver import free_port
+from exchange.core.errors import ConfigError
+from exchange.core.expiry import CERTIFICATE, KEY, ExpiryItem
+from exchange.core.identity import generate
+from exchange.core.model import Directory
+from exchange.office.metrics import OfficeMetrics, serve_metrics
+from exchange.runtime.config import load_gateway_config, load_office_config
+from exchange.runtime.health import HealthReport, log_expiry, node_expiry, probe, watch_health
+from gateway.audit.codec import encode_signed_tree_head, encode_tree_head
 from gateway.audit.treehead import SignedTreeHead, TreeHead
 from gateway.metrics import AuditSampler, GatewayMetrics
-from keys.expiry import CERTIFICATE, KEY, ExpiryItem
-from keys.identity import generate
 from keys.pki import create_ca, issue
 from liaison.cli import main
-from liaison.nodestatus import NodeStatus, lab_node, render, summarize
+from liaison.commands.nodestatus import NodeStatus, lab_node, render, summarize
+from liaison.lab.natsserver import free_port
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exchange.errors import ConfigError, KeystoreError
+from exchange.core.errors import ConfigError, KeystoreError
 from keys import pki
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

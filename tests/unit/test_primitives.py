@@ -1,11 +1,11 @@
-"""exchange.primitives: keys, signatures, HPKE wrapping, AEAD, passphrase sealing, TLS keys."""
+"""exchange.core.primitives: keys, signatures, HPKE wrapping, AEAD, passphrase sealing, TLS keys."""
 
 from __future__ import annotations
 
 import pytest
 
-from exchange import errors, primitives
-from exchange.model import Algorithm
+from exchange.core import errors, primitives
+from exchange.core.model import Algorithm
 
 SIGNING = [Algorithm.ED25519, Algorithm.ML_DSA_65]
 KEM = [Algorithm.X25519, Algorithm.ML_KEM_768_X25519]

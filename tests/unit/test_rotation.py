@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from exchange import errors, model
-from exchange.envelope import Envelope
-from exchange.model import Algorithm, CaseMessage, KeyStatus, Suite
-from exchange.seal import open_envelope, seal, verify_envelope
-from keys import identity, keystore, rotation
+from exchange.core import errors, identity, model
+from exchange.core.envelope import Envelope
+from exchange.core.model import Algorithm, CaseMessage, KeyStatus, Suite
+from exchange.core.seal import open_envelope, seal, verify_envelope
+from keys import keystore, rotation
 
 NOW = 1_760_000_000_000
 DAY = 86_400_000

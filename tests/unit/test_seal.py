@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from exchange import errors, primitives
 from exchange.codec.body import encode_body
 from exchange.codec.envelope import decode_envelope, encode_envelope, encode_signed_statement
-from exchange.envelope import Receipt, Rejection
-from exchange.ids import uuid7_time_ms
-from exchange.model import (
+from exchange.core import errors, primitives
+from exchange.core.envelope import Receipt, Rejection
+from exchange.core.ids import uuid7_time_ms
+from exchange.core.model import (
     Alert,
     AlertCategory,
     Attachment,
@@ -26,7 +26,14 @@ from exchange.model import (
     ReceiptState,
     Suite,
 )
-from exchange.seal import check_policy, open_envelope, seal, sign_statement, verify_envelope, verify_statement
+from exchange.core.seal import (
+    check_policy,
+    open_envelope,
+    seal,
+    sign_statement,
+    verify_envelope,
+    verify_statement,
+)
 
 NOW = 1_760_000_000_000
 SENDER = "ru-mvd-dushanbe"

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from exchange import errors, primitives
 from exchange.codec.envelope import encode_envelope, encode_header, encode_header_context
-from exchange.envelope import Envelope, Signature
-from exchange.model import (
+from exchange.core import errors, primitives
+from exchange.core.envelope import Envelope, Signature
+from exchange.core.model import (
     Alert,
     AlertCategory,
     Algorithm,
@@ -31,7 +31,7 @@ from exchange.model import (
     Priority,
     Suite,
 )
-from exchange.seal import HEADER_SIGNING_CONTEXT, open_envelope, seal
+from exchange.core.seal import HEADER_SIGNING_CONTEXT, open_envelope, seal
 
 NOW = 1_760_000_000_000
 SENDER, A, B, C = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-labour-moscow", "ru-embassy-dushanbe"

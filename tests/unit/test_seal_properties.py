@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange import errors
 from exchange.codec.envelope import encode_envelope
-from exchange.model import Alert, AlertCategory, Attachment, CaseMessage, Priority, Suite
-from exchange.seal import open_envelope, seal
+from exchange.core import errors
+from exchange.core.model import Alert, AlertCategory, Attachment, CaseMessage, Priority, Suite
+from exchange.core.seal import open_envelope, seal
 
 NOW = 1_760_000_000_000
 SENDER = "ru-mvd-dushanbe"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.stream_retention import ConsumerView, subject_matches, unconsumed
+from exchange.nats.retention import ConsumerView, subject_matches, unconsumed
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from exchange import primitives
 from exchange.codec.body import decode_body
-from exchange.model import Algorithm, Directory, Kind, Office, PolicyRule, PublicKey
-from exchange.seal import open_envelope, verify_envelope
+from exchange.core import primitives
+from exchange.core.model import Algorithm, Directory, Kind, Office, PolicyRule, PublicKey
+from exchange.core.seal import open_envelope, verify_envelope
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "envelopes.json").read_text())
 NOW_MS = VECTORS["now_ms"]

@@ -12,12 +12,13 @@ from typing import Final
 
 import pytest
 
-from exchange.codec.audit import encode_tree_head
-from exchange.model import Directory, Gateway, Suite
+from exchange.core.identity import OfficeIdentity, generate
+from exchange.core.model import Directory, Gateway, Suite
+from gateway.audit.codec import encode_tree_head
 from gateway.audit.errors import AuditError
 from gateway.audit.merkle import EMPTY_ROOT, MemoryTree, consistency_proof, root_at
 from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_tree_head
-from gateway.witness import (
+from gateway.witness.checks import (
     ForkError,
     InconsistentHistoryError,
     StaleHeadError,
@@ -29,7 +30,6 @@ from gateway.witness import (
     WitnessState,
     check_new_head,
 )
-from keys.identity import OfficeIdentity, generate
 
 NOW: Final = 1_760_000_000_000
 GW: Final = "embassy-gateway"

@@ -14,10 +14,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from exchange import primitives
 from exchange.codec.body import encode_body
 from exchange.codec.envelope import encode_envelope
-from exchange.model import (
+from exchange.core import primitives
+from exchange.core.model import (
     Alert,
     AlertCategory,
     Algorithm,
@@ -33,7 +33,7 @@ from exchange.model import (
     PublicKey,
     Suite,
 )
-from exchange.seal import HEADER_SIGNING_CONTEXT, seal
+from exchange.core.seal import HEADER_SIGNING_CONTEXT, seal
 
 NOW_MS = 1_760_000_000_000
 OFFICES = ("ru-mvd-dushanbe", "tj-mvd-moscow", "tj-labour-moscow")

@@ -1,0 +1,395 @@
+"""Python client SDK for agency systems: typed async and sync clients.
+
+``AsyncClient`` talks grpc.aio to an office node's ExchangeService and
+returns ``exchange.core.api`` types; ``Client`` is the same API for code without
+an event loop (it runs one on a private thread). gRPC errors become
+``RemoteError`` with the status name and the node's one-line reason.
+
+    from exchange.client.sdk import Client
+    with Client.from_lab("lab", "ru-mvd-dushanbe") as c:
+        sent = c.send_alert(["tj-mvd-moscow"], category=AlertCategory.DRUG_TRAFFICKING,
+                            priority=Priority.FLASH, subject="...", text="...")
+        print(c.status(sent.message_id))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar
+
+import grpc
+
+from exchange._pb.liaison.v1 import exchange_pb2, exchange_pb2_grpc
+from exchange.codec import attachment as attach_codec
+from exchange.codec import service as codec
+from exchange.core.api import (
+    AttachmentRef,
+    CaseEntry,
+    Delivery,
+    MessageStatus,
+    OfficeList,
+    SendRequest,
+    SendResult,
+)
+from exchange.core.errors import ConfigError, RemoteError
+from exchange.core.model import (
+    Alert,
+    AlertCategory,
+    CaseMessage,
+    ConsularRequest,
+    ConsularRequestType,
+    Handling,
+    Person,
+    Priority,
+)
+from exchange.runtime.grpcutil import MAX_GRPC_MESSAGE_BYTES
+
+__all__ = ["AsyncClient", "Client", "ClientTls", "lab_endpoint", "remote_error"]
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT_S = 15.0
+UPLOAD_PIECE_BYTES = 1 << 20  # what one UploadChunk message carries
+
+
+class Readable(Protocol):
+    """A binary file object, or anything that reads like one."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    ca: Path
+    cert: Path
+    key: Path
+    server_name: str = ""
+
+
+def lab_endpoint(lab_dir: Path, office: str) -> tuple[str, ClientTls | None]:
+    """The gRPC address (and client TLS files) of ``office`` in a running lab's lab.json."""
+    path = Path(lab_dir) / "lab.json"
+    try:
+        lab = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {path}: is the lab running? ({e})") from e
+    office_entry = next((o for o in lab.get("offices", []) if o.get("id") == office), None)
+    if office_entry is None:
+        names = ", ".join(o.get("id", "?") for o in lab.get("offices", []))
+        raise ConfigError(f"no office {office!r} in {path} (offices: {names})")
+    # The office's own agency certificate when the lab lists one, else the lab-wide one.
+    tls = office_entry.get("client_tls") or lab.get("client_tls")
+    client_tls = ClientTls(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"])) if tls else None
+    return str(office_entry["grpc"]), client_tls
+
+
+def remote_error(e: grpc.aio.AioRpcError | grpc.RpcError) -> RemoteError:
+    """A gRPC failure as RemoteError: status name and the node's one-line reason."""
+    code = e.code() if hasattr(e, "code") else None
+    details = e.details() if hasattr(e, "details") else str(e)
+    return RemoteError(code.name if code else "UNKNOWN", details or "no detail")
+
+
+class AsyncClient:
+    """An agency system's connection to its office node (grpc.aio)."""
+
+    def __init__(
+        self, target: str, *, tls: ClientTls | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
+        ]
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            creds = grpc.ssl_channel_credentials(
+                tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes()
+            )
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        self._stub = exchange_pb2_grpc.ExchangeServiceStub(self._channel)
+        self.timeout = timeout
+
+    @classmethod
+    def from_lab(cls, lab_dir: Path | str, office: str) -> AsyncClient:
+        target, tls = lab_endpoint(Path(lab_dir), office)
+        return cls(target, tls=tls)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as e:
+            raise remote_error(e) from None
+
+    # --- sending -------------------------------------------------------------------
+
+    async def send(self, request: SendRequest) -> SendResult:
+        pb = codec.send_request_to_pb(request)
+        call: Awaitable[exchange_pb2.SendResponse]
+        if isinstance(pb, exchange_pb2.SendAlertRequest):
+            call = self._stub.SendAlert(pb, timeout=self.timeout)
+        elif isinstance(pb, exchange_pb2.SendCaseMessageRequest):
+            call = self._stub.SendCaseMessage(pb, timeout=self.timeout)
+        else:
+            call = self._stub.SendConsularRequest(pb, timeout=self.timeout)
+        return codec.send_result_from_pb(await self._call(call))
+
+    async def send_alert(
+        self,
+        recipients: Sequence[str],
+        *,
+        category: AlertCategory,
+        priority: Priority,
+        subject: str,
+        text: str,
+        persons: Sequence[Person] = (),
+        case_id: str = "",
+        ttl_s: int = 0,
+        handling: Handling = Handling.OFFICIAL,
+        idempotency_key: str = "",
+    ) -> SendResult:
+        alert = Alert(category, priority, subject, text, tuple(persons))
+        return await self.send(
+            SendRequest(alert, tuple(recipients), case_id, "", ttl_s, handling, idempotency_key)
+        )
+
+    async def send_case_message(
+        self,
+        recipients: Sequence[str],
+        *,
+        case_id: str,
+        text: str,
+        thread: str = "",
+        subject: str = "",
+        in_reply_to: str = "",
+        idempotency_key: str = "",
+        attachments: Sequence[str] = (),
+    ) -> SendResult:
+        """``attachments``: ids returned by ``upload_attachment`` (sealed into the message)."""
+        body = CaseMessage(case_id=case_id, text=text, thread=thread, subject=subject)
+        return await self.send(
+            SendRequest(
+                body,
+                tuple(recipients),
+                case_id,
+                in_reply_to,
+                idempotency_key=idempotency_key,
+                attachments=tuple(attachments),
+            )
+        )
+
+    # --- attachments ---------------------------------------------------------------
+
+    async def upload_attachment(
+        self, source: Path | str | Readable, *, name: str = "", media_type: str = "application/octet-stream"
+    ) -> AttachmentRef:
+        """Stream a file (path or binary file object) to the office node, one chunk at a time."""
+        opened = await asyncio.to_thread(Path(source).open, "rb") if isinstance(source, Path | str) else None
+        f: Readable = opened if opened is not None else source  # type: ignore[assignment]
+        name = Path(str(name or getattr(f, "name", "") or "attachment")).name
+
+        async def pieces() -> AsyncIterator[exchange_pb2.UploadChunk]:
+            data = await asyncio.to_thread(f.read, UPLOAD_PIECE_BYTES)
+            yield attach_codec.upload_chunk_to_pb(data, name, media_type)
+            while data:
+                data = await asyncio.to_thread(f.read, UPLOAD_PIECE_BYTES)
+                if data:
+                    yield attach_codec.upload_chunk_to_pb(data)
+
+        try:
+            pb = await self._call(self._stub.UploadAttachment(pieces()))
+        finally:
+            if opened is not None:
+                opened.close()
+        return attach_codec.ref_from_pb(pb)
+
+    async def download_attachment(self, message_id: str, index: int = 0, *, to: Path | str) -> AttachmentRef:
+        """Stream attachment ``index`` of a received message to ``to``; the file appears only
+        complete and verified (written as ``<to>.part`` and renamed at the end)."""
+        target = Path(to)
+        part = target.with_name(target.name + ".part")
+        call = self._stub.DownloadAttachment(attach_codec.download_request_to_pb(message_id, index))
+        ref: AttachmentRef | None = None
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with part.open("wb") as out:
+                async for pb in call:
+                    if pb.HasField("ref"):
+                        ref = attach_codec.ref_from_pb(pb.ref)
+                    if pb.data:
+                        digest.update(pb.data)
+                        size += len(pb.data)
+                        await asyncio.to_thread(out.write, pb.data)
+            checked = _check_download(ref, size, digest.digest(), f"attachment {index} of {message_id}")
+            part.replace(target)
+        except grpc.aio.AioRpcError as e:
+            part.unlink(missing_ok=True)
+            raise remote_error(e) from None
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        finally:
+            call.cancel()
+        return checked
+
+    async def send_consular_request(
+        self,
+        recipients: Sequence[str],
+        *,
+        citizen: Person,
+        request_type: ConsularRequestType,
+        text: str,
+        subject: str = "",
+        case_id: str = "",
+        idempotency_key: str = "",
+    ) -> SendResult:
+        body = ConsularRequest(citizen=citizen, request_type=request_type, text=text, subject=subject)
+        return await self.send(SendRequest(body, tuple(recipients), case_id, idempotency_key=idempotency_key))
+
+    # --- receiving -----------------------------------------------------------------
+
+    async def subscribe(
+        self, after_cursor: int = 0, *, include_read: bool = False
+    ) -> AsyncGenerator[Delivery]:
+        """Deliveries after ``after_cursor``, then live ones; resume with the last cursor seen."""
+        call = self._stub.Subscribe(
+            exchange_pb2.SubscribeRequest(after_cursor=after_cursor, include_read=include_read)
+        )
+        try:
+            async for pb in call:
+                yield codec.delivery_from_pb(pb)
+        except grpc.aio.AioRpcError as e:
+            raise remote_error(e) from None
+        finally:
+            call.cancel()
+
+    async def ack(self, message_id: str) -> None:
+        await self._call(
+            self._stub.Acknowledge(
+                exchange_pb2.AcknowledgeRequest(message_id=message_id), timeout=self.timeout
+            )
+        )
+
+    async def status(self, message_id: str) -> MessageStatus:
+        pb = await self._call(
+            self._stub.GetStatus(exchange_pb2.GetStatusRequest(message_id=message_id), timeout=self.timeout)
+        )
+        return codec.status_from_pb(pb)
+
+    async def offices(self) -> OfficeList:
+        pb = await self._call(self._stub.ListOffices(exchange_pb2.ListOfficesRequest(), timeout=self.timeout))
+        return codec.offices_from_pb(pb)
+
+    async def case(self, case_id: str) -> list[CaseEntry]:
+        pb = await self._call(
+            self._stub.GetCase(exchange_pb2.GetCaseRequest(case_id=case_id), timeout=self.timeout)
+        )
+        return codec.case_from_pb(pb)
+
+
+def _check_download(ref: AttachmentRef | None, size: int, sha256: bytes, what: str) -> AttachmentRef:
+    """Defence in depth: the node checked every chunk; the client checks the whole once more."""
+    if ref is not None and size == ref.size and (not ref.sha256 or sha256 == ref.sha256):
+        return ref
+    raise RemoteError("DATA_LOSS", f"{what} arrived incomplete or altered")
+
+
+class Client:
+    """The same API without an event loop: calls run on a private loop thread."""
+
+    def __init__(
+        self, target: str, *, tls: ClientTls | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="liaison-client", daemon=True)
+        self._thread.start()
+        self._async = self._run(self._make(target, tls, timeout))
+
+    @staticmethod
+    async def _make(target: str, tls: ClientTls | None, deadline_s: float) -> AsyncClient:
+        # Built on the loop thread: grpc.aio channels belong to the loop that creates them.
+        return AsyncClient(target, tls=tls, timeout=deadline_s)
+
+    @classmethod
+    def from_lab(cls, lab_dir: Path | str, office: str) -> Client:
+        target, tls = lab_endpoint(Path(lab_dir), office)
+        return cls(target, tls=tls)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        self._run(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def send(self, request: SendRequest) -> SendResult:
+        return self._run(self._async.send(request))
+
+    def send_alert(self, recipients: Sequence[str], **kw: Any) -> SendResult:
+        return self._run(self._async.send_alert(recipients, **kw))
+
+    def send_case_message(self, recipients: Sequence[str], **kw: Any) -> SendResult:
+        return self._run(self._async.send_case_message(recipients, **kw))
+
+    def send_consular_request(self, recipients: Sequence[str], **kw: Any) -> SendResult:
+        return self._run(self._async.send_consular_request(recipients, **kw))
+
+    def upload_attachment(self, source: Path | str | Readable, **kw: Any) -> AttachmentRef:
+        return self._run(self._async.upload_attachment(source, **kw))
+
+    def download_attachment(self, message_id: str, index: int = 0, *, to: Path | str) -> AttachmentRef:
+        return self._run(self._async.download_attachment(message_id, index, to=to))
+
+    def subscribe(
+        self, after_cursor: int = 0, *, include_read: bool = False, wait_s: float | None = None
+    ) -> Iterator[Delivery]:
+        """Deliveries as a blocking iterator; stops after ``wait_s`` seconds without one (None: never)."""
+        agen = self._async.subscribe(after_cursor, include_read=include_read)
+        try:
+            while True:
+                try:
+                    yield self._run(asyncio.wait_for(agen.__anext__(), timeout=wait_s))
+                except (StopAsyncIteration, TimeoutError):
+                    return
+        finally:
+            self._run(agen.aclose())
+
+    def ack(self, message_id: str) -> None:
+        self._run(self._async.ack(message_id))
+
+    def status(self, message_id: str) -> MessageStatus:
+        return self._run(self._async.status(message_id))
+
+    def offices(self) -> OfficeList:
+        return self._run(self._async.offices())
+
+    def case(self, case_id: str) -> list[CaseEntry]:
+        return self._run(self._async.case(case_id))

@@ -1,0 +1,458 @@
+"""The witness process: follow the gateway's tree heads, check them, co-sign, keep state.
+
+I/O shell around :func:`gateway.witness.checks.check_new_head`. Each round fetches
+the gateway's current signed head, fetches the consistency proof from the
+last co-signed size when the log grew, runs the check, co-signs the exact
+head bytes with the witness's Ed25519 authority key, and persists the new
+state atomically. A :class:`~gateway.witness.checks.WitnessAlarm` is written to the
+state file and logged as ``witness_alarm`` (error level, repeated while it
+stands); from then on the witness refuses to co-sign until an operator
+clears it (``liaison witness clear``). The state file is re-read every round,
+so a clear takes effect without a restart. An unreachable gateway is logged
+and retried with a bounded back-off.
+
+What it does not: decide whether a head is acceptable (the pure core does),
+or hold any key other than the witness's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import signal
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+
+from exchange.client.sdk import ClientTls
+from exchange.core.directory import DirectoryState, SignedDirectory
+from exchange.core.errors import ConfigError, KeystoreError, LiaisonError, NotFoundError, RemoteError
+from exchange.core.identity import IdentityKey
+from exchange.core.model import Algorithm, check_id
+from exchange.runtime.lifecycle import load_directory
+from gateway.audit.codec import encode_signed_tree_head
+from gateway.audit.treehead import SignedTreeHead, sign_cosignature
+from gateway.client import AuditClient
+from gateway.witness.checks import (
+    DEFAULT_TIMESTAMP_TOLERANCE_MS,
+    MissingRecordError,
+    WitnessAlarm,
+    WitnessError,
+    WitnessState,
+    check_new_head,
+    check_record,
+)
+from keys.keystore import open_keystore, passphrase_from, write_private_file
+
+__all__ = [
+    "Alarm",
+    "StateFile",
+    "Witness",
+    "WitnessConfig",
+    "clear_alarm",
+    "load_state",
+    "load_witness_config",
+    "open_witness_key",
+    "save_state",
+    "serve_witness",
+]
+
+log = structlog.get_logger()
+
+STATE_FORMAT: Final = "liaison-witness-state-v1"
+MAX_STATE_BYTES: Final = 1024 * 1024
+ALARM_REPEAT_S: Final = 60.0  # how often a standing alarm is logged again
+DIRECTORY_REFRESH_S: Final = 60.0
+MAX_BACKOFF_S: Final = 30.0
+_UNREACHABLE: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WitnessConfig:
+    witness: str  # the authority id the witness signs as
+    state: Path
+    keys_dir: Path
+    passphrase_file: Path | None
+    endpoint: str
+    directory: Path
+    interval_s: float = 2.0
+    timeout_s: float = 10.0
+    tolerance_ms: int = DEFAULT_TIMESTAMP_TOLERANCE_MS
+    tls: ClientTls | None = None
+    sample: int = 16  # older records re-checked each round, besides every new one
+
+
+def _table(path: Path, data: dict[str, Any], name: str, *, required: bool = True) -> dict[str, Any]:
+    value = data.get(name, None if required else {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: section [{name}] is missing")
+    return value
+
+
+def _text(path: Path, table: dict[str, Any], where: str, key: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ConfigError(f"{path}: [{where}] {key} is missing")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: [{where}] {key} must be a non-empty string")
+    return value
+
+
+def _number(path: Path, table: dict[str, Any], where: str, key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{path}: [{where}] {key} must be a positive number")
+    return float(value)
+
+
+def load_witness_config(path: Path) -> WitnessConfig:
+    """Parse a witness config (TOML); relative paths are resolved against its folder."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    base = path.resolve().parent
+    w = _table(path, data, "witness")
+    keys = _table(path, data, "keys")
+    gw = _table(path, data, "gateway")
+    d = _table(path, data, "directory")
+    try:
+        witness = check_id(_text(path, w, "witness", "id"), "witness")
+    except ValueError as e:
+        raise ConfigError(f"{path}: [witness] id: {e}") from None
+    tls = None
+    if "tls" in data:
+        t = _table(path, data, "tls")
+        tls = ClientTls(
+            ca=base / _text(path, t, "tls", "ca"),
+            cert=base / _text(path, t, "tls", "cert"),
+            key=base / _text(path, t, "tls", "key"),
+        )
+    passphrase = keys.get("passphrase_file")
+    return WitnessConfig(
+        witness=witness,
+        state=base / _text(path, w, "witness", "state", "witness.json"),
+        interval_s=_number(path, w, "witness", "interval_s", 2.0),
+        timeout_s=_number(path, w, "witness", "timeout_s", 10.0),
+        tolerance_ms=int(_number(path, w, "witness", "timestamp_tolerance_s", 60.0) * 1000),
+        sample=int(_number(path, w, "witness", "sample", 16.0)),
+        keys_dir=base / _text(path, keys, "keys", "dir"),
+        passphrase_file=base / _text(path, keys, "keys", "passphrase_file") if passphrase else None,
+        endpoint=_text(path, gw, "gateway", "endpoint"),
+        directory=base / _text(path, d, "directory", "file"),
+        tls=tls,
+    )
+
+
+# --- the state file ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A standing alarm: what the gateway signed that contradicts the co-signed head."""
+
+    kind: str
+    reason: str
+    raised_at_ms: int
+    size: int
+    root: bytes
+    timestamp_ms: int
+    head: bytes = field(repr=False)  # the offending signed tree head, as the gateway served it
+
+
+@dataclass(frozen=True)
+class StateFile:
+    witness: str
+    last: WitnessState | None = None  # the last head co-signed
+    cosigned_at_ms: int | None = None
+    last_head: bytes = field(default=b"", repr=False)  # that head, signed, as evidence
+    alarm: Alarm | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        last = None
+        if self.last is not None:
+            last = {
+                "gateway": self.last.gateway,
+                "size": self.last.size,
+                "root": self.last.root.hex(),
+                "timestamp_ms": self.last.timestamp_ms,
+                "cosigned_at_ms": self.cosigned_at_ms,
+                "head": base64.b64encode(self.last_head).decode(),
+            }
+        alarm = None
+        if self.alarm is not None:
+            a = self.alarm
+            alarm = {
+                "kind": a.kind,
+                "reason": a.reason,
+                "raised_at_ms": a.raised_at_ms,
+                "size": a.size,
+                "root": a.root.hex(),
+                "timestamp_ms": a.timestamp_ms,
+                "head": base64.b64encode(a.head).decode(),
+            }
+        return {"format": STATE_FORMAT, "witness": self.witness, "last": last, "alarm": alarm}
+
+
+def _parse_state(doc: Any, witness: str) -> StateFile:
+    if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+        raise ValueError(f"not a {STATE_FORMAT} file")
+    if doc.get("witness") != witness:
+        raise ValueError(f"belongs to witness {doc.get('witness')!r}, not {witness!r}")
+    state = StateFile(witness)
+    if (last := doc.get("last")) is not None:
+        state = replace(
+            state,
+            last=WitnessState(
+                gateway=str(last["gateway"]),
+                size=int(last["size"]),
+                root=bytes.fromhex(last["root"]),
+                timestamp_ms=int(last["timestamp_ms"]),
+            ),
+            cosigned_at_ms=int(last["cosigned_at_ms"]) if last.get("cosigned_at_ms") is not None else None,
+            last_head=base64.b64decode(last.get("head", ""), validate=True),
+        )
+    if (a := doc.get("alarm")) is not None:
+        state = replace(
+            state,
+            alarm=Alarm(
+                kind=str(a["kind"]),
+                reason=str(a["reason"]),
+                raised_at_ms=int(a["raised_at_ms"]),
+                size=int(a["size"]),
+                root=bytes.fromhex(a["root"]),
+                timestamp_ms=int(a["timestamp_ms"]),
+                head=base64.b64decode(a.get("head", ""), validate=True),
+            ),
+        )
+    return state
+
+
+def load_state(path: Path, witness: str) -> StateFile:
+    """The witness's state; an empty one when the file does not exist yet."""
+    try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise ConfigError(f"witness state {path} is larger than {MAX_STATE_BYTES} bytes")
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return StateFile(witness)
+    except OSError as e:
+        raise ConfigError(f"cannot read witness state {path}: {e.strerror}") from e
+    except ValueError as e:
+        raise ConfigError(f"witness state {path} is not valid JSON") from e
+    try:
+        return _parse_state(doc, witness)
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        raise ConfigError(f"witness state {path} is malformed: {e}") from e
+
+
+def save_state(path: Path, state: StateFile) -> None:
+    """Write the state atomically (temp file, fsync, rename): a crash leaves the old or the new."""
+    try:
+        write_private_file(path, (json.dumps(state.to_json(), indent=2) + "\n").encode())
+    except OSError as e:
+        raise ConfigError(f"cannot write witness state {path}: {e.strerror}") from e
+
+
+def clear_alarm(path: Path, witness: str, *, forget_head: bool = False) -> tuple[StateFile, Path | None]:
+    """Remove a standing alarm (``forget_head``: also the co-signed head, so the next is TOFU).
+
+    The state as it was (with the signed evidence) is kept next to it first;
+    returns the new state and where the old one was kept (None if nothing changed).
+    """
+    state = load_state(path, witness)
+    cleared = StateFile(witness) if forget_head else replace(state, alarm=None)
+    if cleared == state:
+        return state, None
+    kept = path.with_name(f"{path.name}.{now_ms()}.cleared")
+    write_private_file(kept, path.read_bytes())
+    save_state(path, cleared)
+    return cleared, kept
+
+
+# --- the loop ----------------------------------------------------------------------------
+
+
+class Witness:
+    """One witness against one gateway; ``round()`` does one fetch-check-cosign cycle."""
+
+    def __init__(
+        self,
+        cfg: WitnessConfig,
+        client: AuditClient,
+        directory: DirectoryState,
+        key: IdentityKey,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.cfg, self.client, self.directory, self.key, self.clock = cfg, client, directory, key, clock
+        self._directory_checked_ms = 0  # the first round asks the gateway for a newer directory
+        self._rng = random.SystemRandom()  # which older records are re-checked: not predictable
+        self._alarm_logged_ms: int | None = None
+
+    def refresh_directory(self) -> None:
+        """Adopt a newer directory from the gateway if it verifies against the current one."""
+        self._directory_checked_ms = self.clock()
+        data = self.client.directory()
+        try:
+            if SignedDirectory.from_bytes(data).version > self.directory.directory.version:
+                signed = self.directory.apply(data)
+                log.info("witness_directory_updated", version=signed.version)
+        except LiaisonError as e:
+            log.warning("witness_directory_refused", error=str(e))
+
+    def round(self) -> None:
+        """Fetch, check, co-sign, persist. Raises RemoteError when the gateway cannot be reached."""
+        state = load_state(self.cfg.state, self.cfg.witness)
+        if self.clock() - self._directory_checked_ms > DIRECTORY_REFRESH_S * 1000:
+            self.refresh_directory()
+        head = self.client.tree_head()
+        if state.alarm is not None:
+            self._report(state.alarm, head)
+            return
+        self._alarm_logged_ms = None
+        last = state.last
+        proof: list[bytes] = []
+        if (
+            last is not None
+            and head.tree_head.size > last.size > 0
+            and head.tree_head.gateway == last.gateway
+        ):
+            proof = self.client.consistency_proof(last.size, head.tree_head.size)
+        try:
+            new = check_new_head(
+                last, head, proof, self.directory.directory, tolerance_ms=self.cfg.tolerance_ms
+            )
+        except WitnessAlarm as e:
+            self._raise_alarm(e, head, state)
+            return
+        except WitnessError as e:
+            log.warning("witness_refused", size=head.tree_head.size, error=str(e))
+            self._directory_checked_ms = 0  # a rotated gateway key shows up in a newer directory
+            return
+        if new == last and any(c.witness == self.cfg.witness for c in head.cosignatures):
+            return  # nothing new and already co-signed
+        try:
+            self._check_records(head, last.size if last is not None else 0)
+        except WitnessAlarm as e:
+            self._raise_alarm(e, head, state)
+            return
+        self.client.add_cosignature(new.size, sign_cosignature(head, self.cfg.witness, self.key.key))
+        save_state(
+            self.cfg.state,
+            StateFile(
+                self.cfg.witness, new, self.clock(), encode_signed_tree_head(replace(head, cosignatures=()))
+            ),
+        )
+        log.info("witness_cosigned", size=new.size, root=new.root.hex(), timestamp_ms=new.timestamp_ms)
+
+    def _check_records(self, head: SignedTreeHead, cosigned: int) -> None:
+        """The records behind the head are the ones its tree was built from.
+
+        Every record added since the last co-signed size, and a random sample of
+        older ones, must be served and prove into the signed root: stops a gateway
+        that serves edited or deleted records while keeping the tree's hashes.
+        """
+        n = head.tree_head.size
+        older = range(cosigned)
+        indices = sorted({*range(cosigned, n), *self._rng.sample(older, min(len(older), self.cfg.sample))})
+        for index in indices:
+            try:
+                record = self.client.record(index)
+            except NotFoundError as e:
+                raise MissingRecordError(f"record {index} of a signed log of size {n} is missing: {e}") from e
+            except RemoteError as e:
+                if e.status != "NOT_FOUND":
+                    raise
+                raise MissingRecordError(f"record {index} of a signed log of size {n} is missing: {e}") from e
+            proof, _ = self.client.inclusion_proof(index, n)
+            check_record(index, record.entry, head, proof)
+
+    def _raise_alarm(self, e: WitnessAlarm, head: SignedTreeHead, state: StateFile) -> None:
+        """Keep the alarm (with the offending head) in the state file, then report it."""
+        h = head.tree_head
+        alarm = Alarm(
+            e.kind, str(e), self.clock(), h.size, h.root, h.timestamp_ms, encode_signed_tree_head(head)
+        )
+        save_state(self.cfg.state, replace(state, alarm=alarm))
+        self._report(alarm, head)
+
+    def _report(self, alarm: Alarm, head: SignedTreeHead) -> None:
+        now = self.clock()
+        if self._alarm_logged_ms is not None and now - self._alarm_logged_ms < ALARM_REPEAT_S * 1000:
+            return
+        self._alarm_logged_ms = now
+        log.error(
+            "witness_alarm",
+            kind=alarm.kind,
+            reason=alarm.reason,
+            alarm_size=alarm.size,
+            alarm_root=alarm.root.hex(),
+            raised_at_ms=alarm.raised_at_ms,
+            current_size=head.tree_head.size,
+            action="refusing to co-sign until `liaison witness clear`",
+        )
+
+
+def open_witness_key(cfg: WitnessConfig, directory: DirectoryState) -> IdentityKey:
+    """The witness's Ed25519 authority key, checked against the directory's entry for it."""
+    identity = open_keystore(cfg.keys_dir, passphrase_from(cfg.passphrase_file))
+    if identity.owner_id != cfg.witness:
+        raise ConfigError(f"keystore {cfg.keys_dir} belongs to {identity.owner_id}, not {cfg.witness}")
+    key = identity.key(Algorithm.ED25519)
+    authority = directory.directory.authority(cfg.witness)
+    if authority is None:
+        raise ConfigError(f"{cfg.witness} is not an authority of the directory; only authorities witness")
+    if authority.key(key.key_id) is None:
+        raise KeystoreError(f"the directory does not list {cfg.witness}'s Ed25519 key {key.key_id}")
+    return key
+
+
+def serve_witness(cfg: WitnessConfig, stop: threading.Event | None = None) -> None:
+    """Run rounds every ``interval_s`` until SIGTERM/SIGINT (or ``stop``)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    directory = load_directory(cfg.directory)
+    key = open_witness_key(cfg, directory)
+    load_state(cfg.state, cfg.witness)  # a broken state file is a start-up error, not a loop
+    log.info("witness_started", witness=cfg.witness, gateway=cfg.endpoint, interval_s=cfg.interval_s)
+    backoff_cap = min(MAX_BACKOFF_S, 10 * cfg.interval_s)
+    with AuditClient(cfg.endpoint, tls=cfg.tls, timeout=cfg.timeout_s) as client:
+        witness = Witness(cfg, client, directory, key)
+        failures = 0
+        while not stop.is_set():
+            try:
+                witness.round()
+                if failures:
+                    log.info("witness_gateway_reachable", after_failures=failures)
+                failures = 0
+            except RemoteError as e:
+                failures += 1
+                if e.status in _UNREACHABLE:
+                    log.warning("witness_gateway_unreachable", status=e.status, failures=failures)
+                else:
+                    log.warning("witness_gateway_error", error=str(e), failures=failures)
+            except LiaisonError as e:  # a malformed answer or an unwritable state file: report, go on
+                log.error("witness_round_failed", error=str(e))  # noqa: TRY400 - one line, no traceback
+            wait = cfg.interval_s * 2 ** min(failures - 1, 10) if failures else cfg.interval_s
+            stop.wait(min(wait, max(cfg.interval_s, backoff_cap)))
+    log.info("witness_stopped", witness=cfg.witness)

@@ -1,0 +1,156 @@
+"""`liaison witness …`: run a witness, show its state, clear an alarm, write a config for a lab.
+
+A witness is a directory authority (e.g. the other country's embassy) that
+co-signs the gateway's tree heads after checking them; see
+:mod:`gateway.witness.checks`. ``status`` exits 1 while an alarm stands, so it can
+serve as a monitoring probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from exchange.core.errors import ConfigError
+from liaison.logs import configure
+
+__all__ = ["register"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.witness.runner import load_witness_config, serve_witness
+
+    cfg = load_witness_config(Path(args.config))
+    configure(f"witness:{cfg.witness}", args.log_format, args.log_level)
+    serve_witness(cfg)
+    return 0
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def _status(args: argparse.Namespace) -> int:
+    from gateway.witness.runner import load_state, load_witness_config
+
+    cfg = load_witness_config(Path(args.config))
+    doc: dict[str, Any] = load_state(cfg.state, cfg.witness).to_json()
+    doc.pop("format")
+    for part in ("last", "alarm"):
+        if doc[part] is not None:
+            doc[part].pop("head")  # evidence stays in the state file; status shows the summary
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        last, alarm = doc["last"], doc["alarm"]
+        print(f"witness   {cfg.witness}  (gateway {cfg.endpoint}, state {cfg.state})")
+        if last is None:
+            print("co-signed nothing yet")
+        else:
+            print(
+                f"co-signed size {last['size']}  root {last['root']}\n"
+                f"          head of {_when(last['timestamp_ms'])} by {last['gateway']}, "
+                f"co-signed {_when(last['cosigned_at_ms'])}"
+            )
+        if alarm is None:
+            print("alarm     none")
+        else:
+            print(
+                f"ALARM     {alarm['kind']} raised {_when(alarm['raised_at_ms'])}: {alarm['reason']}\n"
+                f"          offending head: size {alarm['size']} root {alarm['root']}\n"
+                "          co-signing is suspended until `liaison witness clear`"
+            )
+    return 1 if doc["alarm"] is not None else 0
+
+
+def _clear(args: argparse.Namespace) -> int:
+    from gateway.witness.runner import clear_alarm, load_state, load_witness_config
+
+    cfg = load_witness_config(Path(args.config))
+    before = load_state(cfg.state, cfg.witness)
+    after, kept = clear_alarm(cfg.state, cfg.witness, forget_head=args.forget_head)
+    if kept is None:
+        print("nothing to clear")
+        return 0
+    what = f"alarm ({before.alarm.kind}) cleared" if before.alarm is not None else "no alarm"
+    tail = (
+        "; co-signed head forgotten: the next head is trusted on first use"
+        if args.forget_head
+        else f"; checks resume from co-signed size {after.last.size if after.last else 0}"
+    )
+    print(f"{what}{tail}\nprevious state (with its signed evidence) kept in {kept}")
+    return 0
+
+
+def _toml(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def _init(args: argparse.Namespace) -> int:
+    if not args.interval > 0:
+        raise ConfigError("--interval must be a positive number of seconds")
+    lab = Path(args.lab).resolve()
+    try:
+        desc = json.loads((lab / "lab.json").read_text())
+        endpoint = str(desc["gateway"]["grpc"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{lab} has no readable lab.json with gateway.grpc (is the lab running?)") from e
+    keys_dir = lab / "keys" / args.authority
+    if not (keys_dir / "keystore.json").exists():
+        raise ConfigError(f"the lab has no keystore for authority {args.authority} ({keys_dir})")
+    out = Path(args.dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "witness.toml"
+    if config.exists() and not args.force:
+        raise ConfigError(f"{config} exists already (use --force to overwrite)")
+    text = (
+        "# Witness config written by `liaison witness init` for the lab in " + str(lab) + "\n"
+        f'[witness]\nid = {_toml(args.authority)}\nstate = "witness.json"\ninterval_s = {args.interval}\n\n'
+        f"[keys]\ndir = {_toml(str(keys_dir))}\npassphrase_file = {_toml(str(lab / 'passphrase'))}\n\n"
+        f"[gateway]\nendpoint = {_toml(endpoint)}\n\n"
+        f"[directory]\nfile = {_toml(str(desc.get('directory') or lab / 'directory.pb'))}\n"
+    )
+    tls = desc.get("operator_tls")
+    if isinstance(tls, dict) and all(isinstance(tls.get(k), str) for k in ("ca", "cert", "key")):
+        text += "\n[tls]\n" + "".join(f"{k} = {_toml(tls[k])}\n" for k in ("ca", "cert", "key"))
+    config.write_text(text)
+    print(config)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("witness", help="co-sign the gateway's tree heads after checking them")
+    inner = parser.add_subparsers(dest="witness_command", required=True, metavar="COMMAND")
+
+    serve = inner.add_parser("serve", help="follow, check and co-sign tree heads (foreground)")
+    serve.add_argument("--config", required=True, help="witness config file (TOML)")
+    serve.add_argument("--log-format", choices=("json", "console"), default="json")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(handler=_serve)
+
+    status = inner.add_parser("status", help="last co-signed head and any alarm (exit 1 on alarm)")
+    status.add_argument("--config", required=True, help="witness config file (TOML)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+    clear = inner.add_parser("clear", help="clear a standing alarm so the witness co-signs again")
+    clear.add_argument("--config", required=True, help="witness config file (TOML)")
+    clear.add_argument(
+        "--forget-head",
+        action="store_true",
+        help="also forget the last co-signed head (the next head is trusted on first use)",
+    )
+    clear.set_defaults(handler=_clear)
+
+    init = inner.add_parser("init", help="write a witness config for a running lab")
+    init.add_argument("--dir", required=True, help="folder for witness.toml (and its state file)")
+    init.add_argument("--lab", required=True, help="the lab folder (holds lab.json)")
+    init.add_argument("--authority", required=True, help="authority id to witness as")
+    init.add_argument("--interval", type=float, default=2.0, help="seconds between rounds")
+    init.add_argument("--force", action="store_true", help="overwrite an existing witness.toml")
+    init.set_defaults(handler=_init)
