@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit protos bench clean browser
+.PHONY: demo test lint typecheck unit protos protos-check protos-image bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ browser:
 
 # Fault tests kill and restart servers on timers: they run after the rest, one at a time,
 # so that the parallel load of the other tests does not stretch their timings.
-test: lint typecheck browser
+test: lint typecheck browser protos-check
 	$(BIN)/pytest -n auto --ignore=tests/faults
 	$(BIN)/pytest tests/faults
 
@@ -39,6 +39,17 @@ unit: $(STAMP)
 
 protos: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
+
+# The wire contract: buf's STANDARD lint, and no breaking change against the committed image.
+BUF_IMAGE := protos/liaison.v1.binpb
+
+protos-check: $(STAMP)
+	$(BIN)/buf lint protos
+	$(BIN)/buf breaking protos --against $(BUF_IMAGE)
+
+# Only after a deliberate change to protos/ (read what protos-check says first).
+protos-image: $(STAMP)
+	$(BIN)/buf build protos -o $(BUF_IMAGE)
 
 bench: $(STAMP)
 	$(BIN)/liaison bench

@@ -1,9 +1,12 @@
 """Client for the gateway's AuditService and DirectoryService (operators, authorities, witnesses).
 
-Synchronous gRPC; returns domain values (audit records with the exact leaf
-bytes, signed tree heads, proofs as lists of hashes). Every gRPC failure
-becomes ``RemoteError``; a missing record or tree head becomes ``NotFoundError``.
-It checks nothing itself: verification is the caller's (``gateway.audit.verify``).
+Synchronous gRPC; takes and returns domain values (``AuditFilter``, audit
+records with the exact leaf bytes, signed tree heads, proofs as lists of
+hashes): ``gateway.audit.codec`` builds and reads every message. Every gRPC
+failure becomes ``RemoteError``; a missing record or tree head becomes
+``NotFoundError``; an answer (or a signed directory to publish) that does not
+parse becomes ``CodecError``. It checks nothing itself: verification is the
+caller's (``gateway.audit.verify``).
 """
 
 from __future__ import annotations
@@ -14,19 +17,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import grpc
 
-from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
+from exchange._pb.liaison.v1 import audit_pb2_grpc
 from exchange.client.sdk import ClientTls, remote_error
 from exchange.core.errors import ConfigError, NotFoundError, RemoteError
-from gateway.audit.codec import cosignature_to_pb, decode_record, signed_tree_head_from_pb, stats_from_pb
+from gateway.audit import codec
 from gateway.audit.record import AuditRecord
-from gateway.audit.store import StatsRow
+from gateway.audit.store import AuditFilter, StatsRow
 from gateway.audit.treehead import Cosignature, SignedTreeHead
 
-__all__ = ["AuditClient", "LoggedRecord"]
+# AuditFilter is re-exported: it is what ``query`` and ``all_records`` take.
+__all__ = ["AuditClient", "AuditFilter", "LoggedRecord"]
 
 T = TypeVar("T")
 
@@ -83,8 +87,8 @@ class AuditClient:
 
     def tree_head(self, size: int = 0) -> SignedTreeHead:
         """The signed head of ``size`` (0 = current), with the witnesses' co-signatures."""
-        req = audit_pb2.GetTreeHeadRequest(tree_size=size)
-        return signed_tree_head_from_pb(
+        req = codec.tree_head_request_to_pb(size)
+        return codec.tree_head_response_from_pb(
             self._call(lambda: self._audit.GetTreeHead(req, timeout=self.timeout))
         )
 
@@ -107,7 +111,7 @@ class AuditClient:
         size = self.size()
         if not 0 <= index < size:
             raise NotFoundError(f"no audit record at index {index} (the log has {size} records)")
-        call = self._audit.Tail(audit_pb2.TailRequest(from_index=index), timeout=self.timeout)
+        call = self._audit.Tail(codec.tail_request_to_pb(index), timeout=self.timeout)
         try:
             pb = next(iter(call))
         except grpc.RpcError as e:
@@ -116,9 +120,10 @@ class AuditClient:
             raise NotFoundError(f"no audit record at index {index}") from None
         finally:
             call.cancel()
-        if pb.index != index:
-            raise NotFoundError(f"gateway answered record {pb.index} for index {index}")
-        return LoggedRecord(pb.index, pb.entry, decode_record(pb.entry))
+        logged = LoggedRecord(*codec.tail_response_from_pb(pb))
+        if logged.index != index:
+            raise NotFoundError(f"gateway answered record {logged.index} for index {index}")
+        return logged
 
     def tail(self, from_index: int = 0, *, idle_s: float | None = None) -> Iterator[LoggedRecord]:
         """Records from ``from_index`` on, live as they are appended (AuditService.Tail).
@@ -126,7 +131,7 @@ class AuditClient:
         Ends after ``idle_s`` seconds without a new record (never, when None).
         Time spent by the caller between records does not count as idle.
         """
-        call = self._audit.Tail(audit_pb2.TailRequest(from_index=from_index))
+        call = self._audit.Tail(codec.tail_request_to_pb(from_index))
         expired = threading.Event()
         timer: threading.Timer | None = None
 
@@ -149,7 +154,7 @@ class AuditClient:
             arm()
             for pb in call:
                 disarm()
-                yield LoggedRecord(pb.index, pb.entry, decode_record(pb.entry))
+                yield LoggedRecord(*codec.tail_response_from_pb(pb))
                 arm()
         except grpc.RpcError as e:
             if not expired.is_set():
@@ -159,46 +164,63 @@ class AuditClient:
             call.cancel()
 
     def stats(self, from_ms: int = 0, to_ms: int = 0) -> list[StatsRow]:
-        req = audit_pb2.StatsRequest(from_ms=from_ms, to_ms=to_ms)
-        return stats_from_pb(self._call(lambda: self._audit.Stats(req, timeout=self.timeout)))
+        req = codec.stats_request_to_pb(from_ms, to_ms)
+        return codec.stats_from_pb(self._call(lambda: self._audit.Stats(req, timeout=self.timeout)))
 
     def add_cosignature(self, size: int, cosignature: Cosignature) -> None:
-        req = audit_pb2.AddCosignatureRequest(tree_size=size, cosignature=cosignature_to_pb(cosignature))
+        req = codec.add_cosignature_request_to_pb(size, cosignature)
         self._call(lambda: self._audit.AddCosignature(req, timeout=self.timeout))
 
     def query(
-        self, request: audit_pb2.QueryRequest | None = None, **filters: object
+        self,
+        filters: AuditFilter | None = None,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        oldest_first: bool = False,
     ) -> tuple[list[LoggedRecord], str]:
-        req = request or audit_pb2.QueryRequest(**filters)  # type: ignore[arg-type]
-        pb = self._call(lambda: self._audit.Query(req, timeout=self.timeout))
-        return [
-            LoggedRecord(r.index, r.entry, decode_record(r.entry)) for r in pb.records
-        ], pb.next_page_token
+        """One page of records matching ``filters`` (newest first unless ``oldest_first``), and the
+        next page's token ("" after the last page). ``page_size`` 0 is the gateway's default."""
+        req = codec.query_request_to_pb(
+            filters, page_size=page_size, page_token=page_token, oldest_first=oldest_first
+        )
+        records, token = codec.query_response_from_pb(
+            self._call(lambda: self._audit.Query(req, timeout=self.timeout))
+        )
+        return [LoggedRecord(*r) for r in records], token
 
-    def all_records(self, **filters: Any) -> Iterator[LoggedRecord]:
+    def all_records(self, filters: AuditFilter | None = None) -> Iterator[LoggedRecord]:
+        """Every record matching ``filters``, oldest first, page by page."""
         token = ""
         while True:
-            records, token = self.query(page_size=500, oldest_first=True, page_token=token, **filters)
+            records, token = self.query(filters, page_size=500, oldest_first=True, page_token=token)
             yield from records
             if not token:
                 return
 
     def inclusion_proof(self, index: int, size: int) -> tuple[list[bytes], bytes]:
-        req = audit_pb2.InclusionProofRequest(index=index, tree_size=size)
-        pb = self._call(lambda: self._audit.GetInclusionProof(req, timeout=self.timeout))
-        return list(pb.proof), pb.root
+        req = codec.inclusion_proof_request_to_pb(index, size)
+        return codec.inclusion_proof_response_from_pb(
+            self._call(lambda: self._audit.GetInclusionProof(req, timeout=self.timeout))
+        )
 
     def consistency_proof(self, m: int, n: int) -> list[bytes]:
-        req = audit_pb2.ConsistencyProofRequest(from_size=m, to_size=n)
-        pb = self._call(lambda: self._audit.GetConsistencyProof(req, timeout=self.timeout))
-        return list(pb.proof)
+        req = codec.consistency_proof_request_to_pb(m, n)
+        return codec.consistency_proof_response_from_pb(
+            self._call(lambda: self._audit.GetConsistencyProof(req, timeout=self.timeout))
+        )
 
     def directory(self) -> bytes:
-        pb = self._call(
-            lambda: self._directory.GetDirectory(audit_pb2.GetDirectoryRequest(), timeout=self.timeout)
+        """The gateway's current signed directory, as bytes."""
+        req = codec.directory_request_to_pb()
+        return codec.directory_response_from_pb(
+            self._call(lambda: self._directory.GetDirectory(req, timeout=self.timeout))
         )
-        return pb.SerializeToString()
 
     def publish_directory(self, signed: bytes) -> int:
-        req = directory_pb2.SignedDirectory.FromString(signed)
-        return self._call(lambda: self._directory.PublishDirectory(req, timeout=self.timeout)).version
+        """Publish a signed directory update; the version adopted. ``CodecError`` (before anything
+        is sent) when ``signed`` is not a signed directory's bytes."""
+        req = codec.publish_directory_request_to_pb(signed)
+        return codec.publish_directory_response_from_pb(
+            self._call(lambda: self._directory.PublishDirectory(req, timeout=self.timeout))
+        )

@@ -4,6 +4,8 @@
 returns ``exchange.core.api`` types; ``Client`` is the same API for code without
 an event loop (it runs one on a private thread). gRPC errors become
 ``RemoteError`` with the status name and the node's one-line reason.
+Requests and responses are built and read by ``exchange.codec``; this module
+uses only the generated stub.
 
     from exchange.client.sdk import Client
     with Client.from_lab("lab", "ru-mvd-dushanbe") as c:
@@ -26,7 +28,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 import grpc
 
-from exchange._pb.liaison.v1 import exchange_pb2, exchange_pb2_grpc
+from exchange._pb.liaison.v1 import exchange_pb2_grpc
 from exchange.codec import attachment as attach_codec
 from exchange.codec import service as codec
 from exchange.core.api import (
@@ -55,7 +57,7 @@ __all__ = ["AsyncClient", "Client", "ClientTls", "lab_endpoint", "remote_error"]
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 15.0
-UPLOAD_PIECE_BYTES = 1 << 20  # what one UploadChunk message carries
+UPLOAD_PIECE_BYTES = 1 << 20  # what one UploadAttachmentRequest message carries
 
 
 class Readable(Protocol):
@@ -141,14 +143,16 @@ class AsyncClient:
     # --- sending -------------------------------------------------------------------
 
     async def send(self, request: SendRequest) -> SendResult:
-        pb = codec.send_request_to_pb(request)
-        call: Awaitable[exchange_pb2.SendResponse]
-        if isinstance(pb, exchange_pb2.SendAlertRequest):
-            call = self._stub.SendAlert(pb, timeout=self.timeout)
-        elif isinstance(pb, exchange_pb2.SendCaseMessageRequest):
+        body = request.body
+        call: Awaitable[codec.SendResponsePb]
+        if isinstance(body, Alert):
+            call = self._stub.SendAlert(codec.send_alert_request_to_pb(request, body), timeout=self.timeout)
+        elif isinstance(body, CaseMessage):
+            pb = codec.send_case_message_request_to_pb(request, body)
             call = self._stub.SendCaseMessage(pb, timeout=self.timeout)
         else:
-            call = self._stub.SendConsularRequest(pb, timeout=self.timeout)
+            pb_c = codec.send_consular_request_request_to_pb(request, body)
+            call = self._stub.SendConsularRequest(pb_c, timeout=self.timeout)
         return codec.send_result_from_pb(await self._call(call))
 
     async def send_alert(
@@ -205,7 +209,7 @@ class AsyncClient:
         f: Readable = opened if opened is not None else source  # type: ignore[assignment]
         name = Path(str(name or getattr(f, "name", "") or "attachment")).name
 
-        async def pieces() -> AsyncIterator[exchange_pb2.UploadChunk]:
+        async def pieces() -> AsyncIterator[Any]:
             data = await asyncio.to_thread(f.read, UPLOAD_PIECE_BYTES)
             yield attach_codec.upload_chunk_to_pb(data, name, media_type)
             while data:
@@ -218,7 +222,7 @@ class AsyncClient:
         finally:
             if opened is not None:
                 opened.close()
-        return attach_codec.ref_from_pb(pb)
+        return attach_codec.upload_response_from_pb(pb)
 
     async def download_attachment(self, message_id: str, index: int = 0, *, to: Path | str) -> AttachmentRef:
         """Stream attachment ``index`` of a received message to ``to``; the file appears only
@@ -232,12 +236,12 @@ class AsyncClient:
         try:
             with part.open("wb") as out:
                 async for pb in call:
-                    if pb.HasField("ref"):
-                        ref = attach_codec.ref_from_pb(pb.ref)
-                    if pb.data:
-                        digest.update(pb.data)
-                        size += len(pb.data)
-                        await asyncio.to_thread(out.write, pb.data)
+                    piece_ref, data = attach_codec.download_chunk_from_pb(pb)
+                    ref = piece_ref or ref
+                    if data:
+                        digest.update(data)
+                        size += len(data)
+                        await asyncio.to_thread(out.write, data)
             checked = _check_download(ref, size, digest.digest(), f"attachment {index} of {message_id}")
             part.replace(target)
         except grpc.aio.AioRpcError as e:
@@ -270,12 +274,10 @@ class AsyncClient:
         self, after_cursor: int = 0, *, include_read: bool = False
     ) -> AsyncGenerator[Delivery]:
         """Deliveries after ``after_cursor``, then live ones; resume with the last cursor seen."""
-        call = self._stub.Subscribe(
-            exchange_pb2.SubscribeRequest(after_cursor=after_cursor, include_read=include_read)
-        )
+        call = self._stub.Subscribe(codec.subscribe_request_to_pb(after_cursor, include_read))
         try:
             async for pb in call:
-                yield codec.delivery_from_pb(pb)
+                yield codec.subscribe_response_from_pb(pb)
         except grpc.aio.AioRpcError as e:
             raise remote_error(e) from None
         finally:
@@ -283,25 +285,21 @@ class AsyncClient:
 
     async def ack(self, message_id: str) -> None:
         await self._call(
-            self._stub.Acknowledge(
-                exchange_pb2.AcknowledgeRequest(message_id=message_id), timeout=self.timeout
-            )
+            self._stub.Acknowledge(codec.acknowledge_request_to_pb(message_id), timeout=self.timeout)
         )
 
     async def status(self, message_id: str) -> MessageStatus:
         pb = await self._call(
-            self._stub.GetStatus(exchange_pb2.GetStatusRequest(message_id=message_id), timeout=self.timeout)
+            self._stub.GetStatus(codec.status_request_to_pb(message_id), timeout=self.timeout)
         )
         return codec.status_from_pb(pb)
 
     async def offices(self) -> OfficeList:
-        pb = await self._call(self._stub.ListOffices(exchange_pb2.ListOfficesRequest(), timeout=self.timeout))
+        pb = await self._call(self._stub.ListOffices(codec.offices_request_to_pb(), timeout=self.timeout))
         return codec.offices_from_pb(pb)
 
     async def case(self, case_id: str) -> list[CaseEntry]:
-        pb = await self._call(
-            self._stub.GetCase(exchange_pb2.GetCaseRequest(case_id=case_id), timeout=self.timeout)
-        )
+        pb = await self._call(self._stub.GetCase(codec.case_request_to_pb(case_id), timeout=self.timeout))
         return codec.case_from_pb(pb)
 
 

@@ -68,8 +68,8 @@ _E = TypeVar("_E", model.Algorithm, model.KeyStatus, model.Kind, model.Suite)
 def _enum(cls: type[_E], value: int, what: str) -> _E:
     try:
         return cls(value)
-    except ValueError:
-        raise CodecError(f"directory: {what} has unknown value {value}") from None
+    except ValueError as e:
+        raise CodecError(f"directory: {what} has unknown value {value}") from e
 
 
 # --- encode -----------------------------------------------------------------------

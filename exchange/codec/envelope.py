@@ -85,8 +85,8 @@ def decode_enum(cls: type[_E], value: int, what: str) -> _E:
     """A domain enum from a wire number; 0 (unspecified) and unknown numbers are CodecError."""
     try:
         return cls(value)
-    except ValueError:
-        raise CodecError(f"unknown {what} value {value}") from None
+    except ValueError as e:
+        raise CodecError(f"unknown {what} value {value}") from e
 
 
 def parse_limited(message: _M, data: bytes, limit: int, what: str) -> _M:

@@ -16,9 +16,10 @@ from typing import Any, Final, TypeVar
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from exchange.codec.health import HEALTH_SERVICE, NOT_SERVING, REFLECTION_SERVICE
 from exchange.core.errors import AccessDeniedError, ClientBusyError, LiaisonError
 
 __all__ = [
@@ -175,11 +176,9 @@ def new_server(
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable_server_reflection((*service_names, HEALTH_SERVICE, REFLECTION_SERVICE), server)
     creds = _credentials(tls)
     port = server.add_secure_port(listen, creds) if creds else server.add_insecure_port(listen)
     for name in (*service_names, ""):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        health_servicer.set(name, NOT_SERVING)
     return server, health_servicer, port

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import structlog
-from grpc_health.v1 import health_pb2
 
+from exchange.codec.health import serving_status
 from exchange.core.directory import DirectoryState
 from exchange.core.errors import ConfigError
 from exchange.core.expiry import WARN_DAYS, ExpiryItem, expiry_report
@@ -86,7 +86,7 @@ async def probe(
 
 
 def _set(servicer: Any, services: Sequence[str], serving: bool) -> None:
-    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    status = serving_status(serving)
     for name in (*services, ""):
         servicer.set(name, status)
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health
 
+from exchange.codec.health import SERVING
 from exchange.core.directory import DirectoryState, SignedDirectory, TrustAnchor
 from exchange.core.errors import ConfigError, LiaisonError
 from exchange.nats.transport import Transport
@@ -109,7 +110,7 @@ async def run_node(
                 await asyncio.wait({running, became_ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 if became_ready.done() and not running.done() and not stopped.done():
                     for name in (*services, ""):
-                        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+                        health_servicer.set(name, SERVING)
                     log.info(f"{role}_serving", **fields)
                     await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 if running.done():

@@ -1,46 +1,92 @@
-"""Audit records and tree heads to and from their wire bytes.
+"""Audit records, tree heads and the gateway's RPC messages to and from domain values.
 
 The bytes of an encoded record are the Merkle leaf input; decoding keeps no
-link back, so callers store the bytes they hashed.
+link back, so callers store the bytes they hashed. The AuditService and
+DirectoryService requests and responses are built and read here for both
+ends (``gateway.service`` serves them, ``gateway.client`` calls them), so
+neither builds or reads a protobuf message itself. Every decoder maps a
+malformed message or an unknown enum number to ``CodecError``. It verifies
+nothing: signatures and proofs are ``gateway.audit.verify``'s.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 from google.protobuf.message import DecodeError
 
-from exchange._pb.liaison.v1 import audit_pb2, envelope_pb2
+from exchange._pb.liaison.v1 import audit_pb2, directory_pb2, envelope_pb2
+from exchange.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
 from exchange.codec.envelope import parse_limited, signatures_from_pb, signatures_to_pb
 from exchange.core.envelope import Signature
 from exchange.core.errors import CodecError, OversizeError
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
 from gateway.audit.record import AuditRecord, Verdict
-from gateway.audit.store import StatsRow
+from gateway.audit.store import AuditFilter, AuditPage, StatsRow, StoredEntry
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead
 
 __all__ = [
+    "AUDIT_SERVICE",
+    "DIRECTORY_SERVICE",
     "MAX_RECORD_BYTES",
+    "Logged",
+    "QueryParams",
+    "add_cosignature_request_from_pb",
+    "add_cosignature_request_to_pb",
+    "add_cosignature_response_to_pb",
+    "consistency_proof_request_from_pb",
+    "consistency_proof_request_to_pb",
+    "consistency_proof_response_from_pb",
+    "consistency_proof_response_to_pb",
     "cosignature_from_pb",
     "cosignature_to_pb",
     "decode_record",
     "decode_signature",
     "decode_signed_tree_head",
+    "directory_request_to_pb",
+    "directory_response_from_pb",
+    "directory_response_to_pb",
     "encode_record",
     "encode_signature",
     "encode_signed_tree_head",
     "encode_tree_head",
+    "inclusion_proof_request_from_pb",
+    "inclusion_proof_request_to_pb",
+    "inclusion_proof_response_from_pb",
+    "inclusion_proof_response_to_pb",
+    "logged_record_to_pb",
+    "publish_directory_request_from_pb",
+    "publish_directory_request_to_pb",
+    "publish_directory_response_from_pb",
+    "publish_directory_response_to_pb",
+    "query_request_from_pb",
+    "query_request_to_pb",
+    "query_response_from_pb",
+    "query_response_to_pb",
     "record_from_pb",
     "record_to_pb",
     "signed_tree_head_from_pb",
     "signed_tree_head_to_pb",
     "stats_from_pb",
+    "stats_request_from_pb",
+    "stats_request_to_pb",
     "stats_to_pb",
+    "tail_request_from_pb",
+    "tail_request_to_pb",
+    "tail_response_from_pb",
+    "tail_response_to_pb",
+    "tree_head_request_from_pb",
+    "tree_head_request_to_pb",
+    "tree_head_response_from_pb",
+    "tree_head_response_to_pb",
 ]
 
 MAX_RECORD_BYTES: Final = 64 * 1024
+# Full gRPC names ("liaison.v1.AuditService"), for health, reflection and access rules.
+AUDIT_SERVICE: Final = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
+DIRECTORY_SERVICE: Final = audit_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name
 _E = TypeVar("_E", bound=enum.IntEnum)
 RECORD_VERSION: Final = 1
 
@@ -210,8 +256,8 @@ def stats_from_pb(m: audit_pb2.StatsResponse) -> list[StatsRow]:
     def label(cls: type[_E], value: int) -> str:
         try:
             return cls(value).name.lower().replace("_", "-") if value else ""
-        except ValueError:  # a gateway newer than this client, or a broken one
-            raise CodecError(f"stats row has unknown {cls.__name__} value {value}") from None
+        except ValueError as e:  # a gateway newer than this client, or a broken one
+            raise CodecError(f"stats row has unknown {cls.__name__} value {value}") from e
 
     return [
         StatsRow(
@@ -224,3 +270,233 @@ def stats_from_pb(m: audit_pb2.StatsResponse) -> list[StatsRow]:
         )
         for r in m.rows
     ]
+
+
+# --- AuditService requests and responses -------------------------------------------
+
+# (index, exact leaf bytes, the record they decode to): one logged record.
+Logged = tuple[int, bytes, AuditRecord]
+
+
+class QueryParams(NamedTuple):
+    """What one AuditService.Query asks: filters and paging (``page_size`` 0 = the server's default)."""
+
+    filters: AuditFilter
+    page_size: int
+    page_token: str | None
+    oldest_first: bool
+
+
+def _filter_enum(cls: type[_E], value: str | enum.Enum | None) -> int:
+    """A filter value (label as stored, or the enum) as its wire number; None is 0 (any)."""
+    if value is None:
+        return 0
+    try:
+        return int(cls(value.value) if isinstance(value, enum.Enum) else cls[value.upper().replace("-", "_")])
+    except (KeyError, ValueError) as e:
+        raise CodecError(f"unknown {cls.__name__} {value!r} in the audit filter") from e
+
+
+def _enum_or_any(cls: type[_E], value: int) -> _E | None:
+    """A filter value from its wire number (0 = any); the store matches enums by label."""
+    if not value:
+        return None
+    try:
+        return cls(value)
+    except ValueError as e:
+        raise CodecError(f"unknown {cls.__name__} {value}") from e
+
+
+def query_request_to_pb(
+    filters: AuditFilter | None, *, page_size: int = 0, page_token: str = "", oldest_first: bool = False
+) -> audit_pb2.QueryRequest:
+    f = filters or AuditFilter()
+    return audit_pb2.QueryRequest(
+        from_ms=f.since_ms or 0,
+        to_ms=f.until_ms or 0,
+        sender=f.sender or "",
+        recipient=f.recipient or "",
+        kind=_filter_enum(Kind, f.kind),  # type: ignore[arg-type]
+        priority=_filter_enum(Priority, f.priority),  # type: ignore[arg-type]
+        verdict=_filter_enum(Verdict, f.verdict),  # type: ignore[arg-type]
+        reason=_filter_enum(Reason, f.reason),  # type: ignore[arg-type]
+        case_id=f.case_id or "",
+        message_id=f.message_id or "",
+        page_size=page_size,
+        page_token=page_token,
+        oldest_first=oldest_first,
+    )
+
+
+def query_request_from_pb(r: audit_pb2.QueryRequest) -> QueryParams:
+    filters = AuditFilter(
+        since_ms=r.from_ms or None,
+        until_ms=r.to_ms or None,
+        verdict=_enum_or_any(Verdict, r.verdict),
+        reason=_enum_or_any(Reason, r.reason),
+        message_id=r.message_id or None,
+        sender=r.sender or None,
+        recipient=r.recipient or None,
+        kind=_enum_or_any(Kind, r.kind),
+        priority=_enum_or_any(Priority, r.priority),
+        case_id=r.case_id or None,
+    )
+    return QueryParams(filters, r.page_size, r.page_token or None, r.oldest_first)
+
+
+def logged_record_to_pb(stored: StoredEntry) -> audit_pb2.LoggedRecord:
+    return audit_pb2.LoggedRecord(
+        index=stored.index, entry=stored.entry, record=record_to_pb(decode_record(stored.entry))
+    )
+
+
+def _logged_from_pb(m: audit_pb2.LoggedRecord) -> Logged:
+    """The exact leaf bytes are the truth; the record is decoded from them, not from ``m.record``."""
+    return m.index, m.entry, decode_record(m.entry)
+
+
+def query_response_to_pb(page: AuditPage) -> audit_pb2.QueryResponse:
+    return audit_pb2.QueryResponse(
+        records=[logged_record_to_pb(r) for r in page.records], next_page_token=page.next_page_token or ""
+    )
+
+
+def query_response_from_pb(m: audit_pb2.QueryResponse) -> tuple[list[Logged], str]:
+    """(the page's records, the token of the next page or "")."""
+    return [_logged_from_pb(r) for r in m.records], m.next_page_token
+
+
+def tail_request_to_pb(from_index: int) -> audit_pb2.TailRequest:
+    return audit_pb2.TailRequest(from_index=from_index)
+
+
+def tail_request_from_pb(m: audit_pb2.TailRequest) -> int:
+    return m.from_index
+
+
+def tail_response_to_pb(stored: StoredEntry) -> audit_pb2.TailResponse:
+    return audit_pb2.TailResponse(logged_record=logged_record_to_pb(stored))
+
+
+def tail_response_from_pb(m: audit_pb2.TailResponse) -> Logged:
+    if not m.HasField("logged_record"):
+        raise CodecError("the tail answered without a record")
+    return _logged_from_pb(m.logged_record)
+
+
+def tree_head_request_to_pb(size: int) -> audit_pb2.GetTreeHeadRequest:
+    return audit_pb2.GetTreeHeadRequest(tree_size=size)
+
+
+def tree_head_request_from_pb(m: audit_pb2.GetTreeHeadRequest) -> int:
+    """The size asked for (0 = the current size)."""
+    return m.tree_size
+
+
+def tree_head_response_to_pb(s: SignedTreeHead) -> audit_pb2.GetTreeHeadResponse:
+    return audit_pb2.GetTreeHeadResponse(signed_tree_head=signed_tree_head_to_pb(s))
+
+
+def tree_head_response_from_pb(m: audit_pb2.GetTreeHeadResponse) -> SignedTreeHead:
+    if not m.HasField("signed_tree_head"):
+        raise CodecError("the gateway answered without a signed tree head")
+    return signed_tree_head_from_pb(m.signed_tree_head)
+
+
+def inclusion_proof_request_to_pb(index: int, size: int) -> audit_pb2.GetInclusionProofRequest:
+    return audit_pb2.GetInclusionProofRequest(index=index, tree_size=size)
+
+
+def inclusion_proof_request_from_pb(m: audit_pb2.GetInclusionProofRequest) -> tuple[int, int]:
+    """(leaf index, tree size; 0 = the current size)."""
+    return m.index, m.tree_size
+
+
+def inclusion_proof_response_to_pb(
+    index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> audit_pb2.GetInclusionProofResponse:
+    return audit_pb2.GetInclusionProofResponse(index=index, tree_size=size, proof=proof, root=root)
+
+
+def inclusion_proof_response_from_pb(m: audit_pb2.GetInclusionProofResponse) -> tuple[list[bytes], bytes]:
+    """(the audit path, the root it leads to)."""
+    return list(m.proof), m.root
+
+
+def consistency_proof_request_to_pb(m: int, n: int) -> audit_pb2.GetConsistencyProofRequest:
+    return audit_pb2.GetConsistencyProofRequest(from_size=m, to_size=n)
+
+
+def consistency_proof_request_from_pb(r: audit_pb2.GetConsistencyProofRequest) -> tuple[int, int]:
+    return r.from_size, r.to_size
+
+
+def consistency_proof_response_to_pb(proof: Sequence[bytes]) -> audit_pb2.GetConsistencyProofResponse:
+    return audit_pb2.GetConsistencyProofResponse(proof=proof)
+
+
+def consistency_proof_response_from_pb(m: audit_pb2.GetConsistencyProofResponse) -> list[bytes]:
+    return list(m.proof)
+
+
+def stats_request_to_pb(from_ms: int, to_ms: int) -> audit_pb2.StatsRequest:
+    return audit_pb2.StatsRequest(from_ms=from_ms, to_ms=to_ms)
+
+
+def stats_request_from_pb(m: audit_pb2.StatsRequest) -> tuple[int | None, int | None]:
+    """(from ms, to ms); None where the request left the bound open."""
+    return m.from_ms or None, m.to_ms or None
+
+
+def add_cosignature_request_to_pb(size: int, cosignature: Cosignature) -> audit_pb2.AddCosignatureRequest:
+    return audit_pb2.AddCosignatureRequest(tree_size=size, cosignature=cosignature_to_pb(cosignature))
+
+
+def add_cosignature_request_from_pb(m: audit_pb2.AddCosignatureRequest) -> tuple[int, Cosignature]:
+    return m.tree_size, cosignature_from_pb(m.cosignature)
+
+
+def add_cosignature_response_to_pb() -> audit_pb2.AddCosignatureResponse:
+    return audit_pb2.AddCosignatureResponse()
+
+
+# --- DirectoryService requests and responses ---------------------------------------
+# The signed directory travels as the exact SignedDirectory bytes the authorities
+# produced; its signatures cover the inner directory bytes, which parsing keeps.
+
+
+def _signed_directory_pb(signed: bytes) -> directory_pb2.SignedDirectory:
+    return parse_limited(
+        directory_pb2.SignedDirectory(), signed, MAX_SIGNED_DIRECTORY_BYTES, "signed directory"
+    )
+
+
+def directory_request_to_pb() -> audit_pb2.GetDirectoryRequest:
+    return audit_pb2.GetDirectoryRequest()
+
+
+def directory_response_to_pb(signed: bytes) -> audit_pb2.GetDirectoryResponse:
+    return audit_pb2.GetDirectoryResponse(signed_directory=_signed_directory_pb(signed))
+
+
+def directory_response_from_pb(m: audit_pb2.GetDirectoryResponse) -> bytes:
+    """The signed directory as bytes (``exchange.core.directory.SignedDirectory.from_bytes`` reads them)."""
+    return m.signed_directory.SerializeToString()
+
+
+def publish_directory_request_to_pb(signed: bytes) -> audit_pb2.PublishDirectoryRequest:
+    """``CodecError`` (or ``OversizeError``) when ``signed`` is not a signed directory's bytes."""
+    return audit_pb2.PublishDirectoryRequest(signed_directory=_signed_directory_pb(signed))
+
+
+def publish_directory_request_from_pb(m: audit_pb2.PublishDirectoryRequest) -> bytes:
+    return m.signed_directory.SerializeToString()
+
+
+def publish_directory_response_to_pb(version: int) -> audit_pb2.PublishDirectoryResponse:
+    return audit_pb2.PublishDirectoryResponse(version=version)
+
+
+def publish_directory_response_from_pb(m: audit_pb2.PublishDirectoryResponse) -> int:
+    """The version the gateway adopted."""
+    return m.version

@@ -96,11 +96,12 @@ def _label(value: Any) -> str:
     return value.name.lower().replace("_", "-") if value is not None else ""
 
 
-def _enum_arg(cls: Any, text: str | None, what: str) -> int:
+def _enum_arg(cls: Any, text: str | None, what: str) -> Any:
+    """The enum member ``text`` names ("case-message"); None for no text (any)."""
     if not text:
-        return 0
+        return None
     try:
-        return int(cls[text.upper().replace("-", "_")])
+        return cls[text.upper().replace("-", "_")]
     except KeyError:
         names = ", ".join(_label(v) for v in cls)
         raise ConfigError(f"unknown {what} {text!r} ({names})") from None
@@ -187,25 +188,26 @@ def _print_record(args: argparse.Namespace, r: LoggedRecord) -> None:
 def _query(args: argparse.Namespace) -> int:
     from exchange.core.model import Kind, Priority, Reason
     from gateway.audit.record import Verdict
+    from gateway.client import AuditFilter
 
-    filters: dict[str, Any] = {
-        "from_ms": _ms(args.since),
-        "to_ms": _ms(args.until),
-        "sender": args.sender or "",
-        "recipient": args.recipient or "",
-        "kind": _enum_arg(Kind, args.kind, "kind"),
-        "priority": _enum_arg(Priority, args.priority, "priority"),
-        "verdict": _enum_arg(Verdict, args.verdict, "verdict"),
-        "reason": _enum_arg(Reason, args.reason, "reason"),
-        "case_id": args.case or "",
-        "message_id": args.message or "",
-    }
+    filters = AuditFilter(
+        since_ms=_ms(args.since) or None,
+        until_ms=_ms(args.until) or None,
+        sender=args.sender or None,
+        recipient=args.recipient or None,
+        kind=_enum_arg(Kind, args.kind, "kind"),
+        priority=_enum_arg(Priority, args.priority, "priority"),
+        verdict=_enum_arg(Verdict, args.verdict, "verdict"),
+        reason=_enum_arg(Reason, args.reason, "reason"),
+        case_id=args.case or None,
+        message_id=args.message or None,
+    )
     count, token = 0, ""
     with _client(args) as client:
         while True:
             want = min(args.page_size, args.limit - count) if args.limit else args.page_size
             records, token = client.query(
-                page_size=want, page_token=token, oldest_first=args.oldest_first, **filters
+                filters, page_size=want, page_token=token, oldest_first=args.oldest_first
             )
             for r in records:
                 _print_record(args, r)

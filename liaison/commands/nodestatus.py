@@ -21,11 +21,19 @@ from pathlib import Path
 from typing import Any, Final
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.client.sdk import ClientTls
+from exchange.codec.health import (
+    HEALTH_SERVICE,
+    REFLECTION_SERVICE,
+    health_check_request,
+    health_status_name,
+    list_services_request,
+    listed_services,
+)
 from exchange.core.errors import ConfigError
 
 __all__ = ["KEY_FIGURES", "NodeStatus", "check_node", "lab_node", "render", "summarize"]
@@ -51,7 +59,7 @@ KEY_FIGURES: Final[tuple[tuple[str, str, str], ...]] = (
     ("key days to expiry (min)", "liaison_key_days_to_expiry", "min"),
     ("certificate days to expiry (min)", "liaison_certificate_days_to_expiry", "min"),
 )
-_SKIP_SERVICES: Final = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
+_SKIP_SERVICES: Final = frozenset({HEALTH_SERVICE, REFLECTION_SERVICE})
 
 
 @dataclass(frozen=True)
@@ -109,11 +117,8 @@ def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
 
 def _services(channel: grpc.Channel, timeout: float) -> list[str]:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    request = reflection_pb2.ServerReflectionRequest(list_services="")
-    for reply in stub.ServerReflectionInfo(iter([request]), timeout=timeout):
-        return sorted(
-            s.name for s in reply.list_services_response.service if s.name and s.name not in _SKIP_SERVICES
-        )
+    for reply in stub.ServerReflectionInfo(iter([list_services_request()]), timeout=timeout):
+        return sorted(name for name in listed_services(reply) if name not in _SKIP_SERVICES)
     return []
 
 
@@ -122,8 +127,7 @@ def _health(channel: grpc.Channel, timeout: float, services: Iterable[str]) -> d
     result: dict[str, str] = {}
     for name in ("", *services):
         try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=timeout)
-            result[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            result[name] = health_status_name(stub.Check(health_check_request(name), timeout=timeout))
         except grpc.RpcError as e:
             code = e.code() if hasattr(e, "code") else None
             if code is grpc.StatusCode.NOT_FOUND:

@@ -39,7 +39,7 @@ from exchange.nats.transport import connect, out_subject
 from gateway.audit.codec import decode_record
 from gateway.audit.record import Verdict
 from gateway.audit.verify import verify_log
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from keys.keystore import open_keystore, passphrase_from
 from liaison.lab.lab import Lab
 from liaison.logs import configure
@@ -232,11 +232,11 @@ def _scenario(lab: Lab, report: _Report) -> None:
         asyncio.run(_publish_raw(lab, moscow_mvd, encode_frame(bad), bad_id))
 
         def refused() -> bool:
-            records, _ = audit.query(message_id=bad_id)
+            records, _ = audit.query(AuditFilter(message_id=bad_id))
             return any(r.record.verdict is Verdict.REJECTED for r in records)
 
         report.check(_wait_for(refused), "gateway refused and audited it", "digest-mismatch")
-        records, _ = audit.query(message_id=bad_id)
+        records, _ = audit.query(AuditFilter(message_id=bad_id))
         if records:
             r = records[0].record
             why = r.reason.label if r.reason else ""

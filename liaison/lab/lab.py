@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from exchange.client.sdk import ClientTls
+from exchange.codec.health import health_check_request, is_serving
 from exchange.core.errors import ConfigError
 from exchange.nats.permissions import inbox_prefix, render_tls_authorization
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
@@ -107,8 +108,7 @@ class NodeProcess:
                 if not self.running:
                     raise ConfigError(f"{self.name} exited during start-up:\n{self.log_tail()}")
                 try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    if is_serving(stub.Check(health_check_request(""), timeout=1.0)):
                         return
                 except grpc.RpcError:
                     pass

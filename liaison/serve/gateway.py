@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import structlog
 
-from exchange._pb.liaison.v1 import audit_pb2_grpc
 from exchange.nats.transport import Transport, connect
 from exchange.office.metrics import metrics_endpoint, node_watchers, run_with
 from exchange.runtime.config import GatewayConfig
@@ -58,12 +57,8 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
         tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         server, health, port = new_server(cfg.grpc_listen, [AUDIT_SERVICE, DIRECTORY_SERVICE], tls)
         secure = cfg.tls is not None
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(
-            AuditServicer(node, AUDIT_ACCESS if secure else None), server
-        )
-        audit_pb2_grpc.add_DirectoryServiceServicer_to_server(
-            DirectoryServicer(node, DIRECTORY_ACCESS if secure else None), server
-        )
+        AuditServicer(node, AUDIT_ACCESS if secure else None).add_to_server(server)
+        DirectoryServicer(node, DIRECTORY_ACCESS if secure else None).add_to_server(server)
         # The read-only web console, when configured, shares this loop and closes before the store.
         console = await start_console_from_config(node, cfg.console) if cfg.console else None
         services = [AUDIT_SERVICE, DIRECTORY_SERVICE]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import structlog
 
-from exchange._pb.liaison.v1 import exchange_pb2_grpc
 from exchange.nats.transport import Transport, connect
 from exchange.office.metrics import metrics_endpoint, node_watchers, out_queue_depth, run_with, sample_office
 from exchange.office.node import OfficeNode
@@ -37,7 +36,7 @@ async def serve_office(cfg: OfficeConfig) -> None:
         tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         server, health, port = new_server(cfg.grpc_listen, [SERVICE_NAME], tls)
         access = agency_access(cfg.tls.clients) if cfg.tls else None
-        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(node, access), server)
+        ExchangeServicer(node, access).add_to_server(server)
         certs = {"grpc": cfg.tls.cert if cfg.tls else None, "nats": cfg.nats.cert}
 
         async def run(transport: Transport) -> None:

@@ -34,7 +34,7 @@ from exchange.nats.transport import Transport, connect
 from gateway.audit.record import Verdict
 from gateway.audit.treehead import SignedTreeHead
 from gateway.audit.verify import verify_log
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from liaison.lab.lab import Lab
 from tests.integration.labutil import wait_for
 
@@ -281,7 +281,9 @@ def audit_verdicts(lab: Lab, ids: list[str]) -> dict[str, Counter[Verdict]]:
     out: dict[str, Counter[Verdict]] = {}
     with AuditClient.from_lab(lab.root) as audit:
         for message_id in ids:
-            out[message_id] = Counter(r.record.verdict for r in audit.all_records(message_id=message_id))
+            out[message_id] = Counter(
+                r.record.verdict for r in audit.all_records(AuditFilter(message_id=message_id))
+            )
     return out
 
 

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from exchange.client.sdk import Client
 from gateway.audit.record import Verdict
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, wait_for
 
@@ -99,7 +99,9 @@ def test_full_audit_disk_stops_accepting_then_resumes(lab_on_small_disk: tuple[L
     wait_for(lambda: _serving(lab), timeout=30, what="the gateway to serve again")
     with AuditClient.from_lab(lab.root) as audit:
         accepted = [
-            r for r in audit.all_records(verdict=int(Verdict.ACCEPTED)) if r.record.message_id in set(sent)
+            r
+            for r in audit.all_records(AuditFilter(verdict=Verdict.ACCEPTED))
+            if r.record.message_id in set(sent)
         ]
     assert sorted(r.record.message_id for r in accepted) == sorted(sent), "each audited exactly once"
     print(f"\n[disk full] sent={len(sent)} delivered={len(set(delivered))} audited={len(accepted)}")

@@ -29,7 +29,7 @@ import pytest
 from exchange.core.model import Reason
 from exchange.nats.transport import IN_STREAM, OUT_STREAM, Transport, in_subject
 from gateway.audit.record import Verdict
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from liaison.lab.lab import Lab
 from tests.faults.faultutil import (
     Inboxes,
@@ -291,7 +291,7 @@ def _replays_refused(lab: Lab, ids: list[str], *, after_seq: int) -> int:
                 r.record.verdict is Verdict.REJECTED
                 and r.record.reason is Reason.REPLAY
                 and r.record.source_seq > after_seq
-                for r in audit.all_records(message_id=m)
+                for r in audit.all_records(AuditFilter(message_id=m))
             )
             for m in ids
         )

@@ -26,7 +26,7 @@ from gateway.audit.codec import decode_signed_tree_head, encode_signed_tree_head
 from gateway.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gateway.audit.record import Verdict
 from gateway.audit.treehead import sign_cosignature
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from liaison.cli import main
 from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, identity, wait_for
@@ -60,7 +60,7 @@ def audit(lab: Lab) -> Iterator[AuditClient]:
 
 
 def _logged(audit: AuditClient, message_id: str, verdict: Verdict) -> bool:
-    records, _ = audit.query(message_id=message_id)
+    records, _ = audit.query(AuditFilter(message_id=message_id))
     return any(r.record.verdict is verdict for r in records)
 
 

@@ -34,7 +34,7 @@ from exchange.core.errors import TransportError
 from exchange.core.model import ReceiptState
 from exchange.nats.transport import connect
 from gateway.audit.record import Verdict
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from liaison.lab.cluster import RenderedNatsServer, jsz
 from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, wait_for
@@ -92,7 +92,9 @@ def test_offline_recipient_receives_everything_in_order(lab: Lab) -> None:
     assert order == ids, "all delivered, once each, in the sender's order"
     with AuditClient.from_lab(lab.root) as audit_client:
         accepted = sum(
-            r.record.verdict is Verdict.ACCEPTED for m in ids for r in audit_client.query(message_id=m)[0]
+            r.record.verdict is Verdict.ACCEPTED
+            for m in ids
+            for r in audit_client.query(AuditFilter(message_id=m))[0]
         )
     assert accepted == len(ids)
 

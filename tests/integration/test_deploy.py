@@ -30,7 +30,7 @@ import pytest
 from exchange.client.sdk import ClientTls
 from exchange.core.errors import TransportError
 from exchange.nats.transport import connect
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from keys import pki
 from keys.inventory import load_site_inventory
 from liaison.bundles.check import Result, check_bundle
@@ -322,7 +322,7 @@ def test_rendered_deployment_delivers_between_offices_through_leaf_nodes(running
         op = bundles / "_private" / "operator"
         gw = manifests["embassy-gateway"]["listen"][0]["address"]
         with AuditClient(gw, tls=ClientTls(op / "ca.crt", op / "operator.crt", op / "operator.key")) as audit:
-            records, _ = audit.query(message_id=sent.message_id, oldest_first=True)
+            records, _ = audit.query(AuditFilter(message_id=sent.message_id), oldest_first=True)
         assert records, "the gateway did not audit the message"
         monitor = manifests["hub-1"]["listen"][3]["address"]
         jsz = http_json(f"http://{monitor}/jsz?accounts=true&streams=true&config=true")

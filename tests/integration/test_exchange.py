@@ -31,7 +31,7 @@ from exchange.core.model import (
     ReceiptState,
 )
 from gateway.audit.record import Verdict
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, directory, inject, sealed, wait_for, with_limits
 
@@ -110,7 +110,7 @@ def test_each_body_type_reaches_read(kind: str, clients: dict[str, Client], audi
         ReceiptState.DELIVERED,
         ReceiptState.READ,
     }
-    records, _ = audit.query(message_id=sent.message_id, oldest_first=True)
+    records, _ = audit.query(AuditFilter(message_id=sent.message_id), oldest_first=True)
     assert [r.record.verdict for r in records] == [Verdict.ACCEPTED, Verdict.RECEIPT, Verdict.RECEIPT]
     assert [r.record.receipt_state for r in records[1:]] == [ReceiptState.DELIVERED, ReceiptState.READ]
 
@@ -188,7 +188,7 @@ def test_policy_rejection_is_signed_and_audited(clients: dict[str, Client], audi
         [RU], category=AlertCategory.OTHER, priority=Priority.ROUTINE, subject="x", text="y"
     )
     assert _rejected(clients[MIG], sent.message_id) == "policy-denied"
-    records, _ = audit.query(message_id=sent.message_id)
+    records, _ = audit.query(AuditFilter(message_id=sent.message_id))
     assert [(r.record.verdict, r.record.reason and r.record.reason.label) for r in records] == [
         (Verdict.REJECTED, "policy-denied")
     ]
@@ -235,7 +235,7 @@ def test_gateway_refusals_reach_status_and_audit(
     message_id = envelope.header.context.message_id
     inject(lab, TJ, envelope, message_id)
     assert _rejected(clients[TJ], message_id) == reason
-    records, _ = audit.query(message_id=message_id)
+    records, _ = audit.query(AuditFilter(message_id=message_id))
     assert len(records) == 1
     assert records[0].record.verdict is Verdict.REJECTED
     assert records[0].record.reason is not None
@@ -262,10 +262,12 @@ def test_replay_after_the_duplicate_window_is_refused(
     inject(lab, TJ, envelope, message_id)
     receive(clients[RU], {message_id})
     inject(lab, TJ, envelope, f"{message_id}-again-{new_message_id(int(time.time() * 1000))}")
-    wait_for(lambda: len(audit.query(message_id=message_id)[0]) >= 4, what="replay audited")
-    verdicts = sorted(r.record.verdict.label for r in audit.query(message_id=message_id)[0])
+    wait_for(lambda: len(audit.query(AuditFilter(message_id=message_id))[0]) >= 4, what="replay audited")
+    verdicts = sorted(r.record.verdict.label for r in audit.query(AuditFilter(message_id=message_id))[0])
     assert verdicts == ["accepted", "receipt", "receipt", "rejected"]
-    rejected = [r for r in audit.query(message_id=message_id)[0] if r.record.verdict is Verdict.REJECTED]
+    rejected = [
+        r for r in audit.query(AuditFilter(message_id=message_id))[0] if r.record.verdict is Verdict.REJECTED
+    ]
     assert rejected[0].record.reason is not None
     assert rejected[0].record.reason.label == "replay"
     # The recipient still holds it exactly once.
@@ -274,7 +276,7 @@ def test_replay_after_the_duplicate_window_is_refused(
 
 def test_malformed_frame_is_audited(lab: Lab, audit: AuditClient) -> None:
     def malformed_from_tj() -> list[object]:
-        records, _ = audit.query(verdict=int(Verdict.REJECTED), sender=TJ, page_size=100)
+        records, _ = audit.query(AuditFilter(verdict=Verdict.REJECTED, sender=TJ), page_size=100)
         return [r for r in records if r.record.reason and r.record.reason.label == "malformed"]
 
     before = len(malformed_from_tj())

@@ -28,7 +28,7 @@ from exchange.core.model import CaseMessage, Directory, Suite
 from exchange.core.seal import seal
 from exchange.nats.transport import connect
 from gateway.audit.record import Verdict
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from liaison.commands import directory as cmd_directory
 from liaison.commands import keys as cmd_keys
 from liaison.lab.lab import Lab
@@ -208,7 +208,7 @@ def test_revocation_end_to_end(lab: Lab, audit: AuditClient, tmp_path: Path) -> 
         # The office itself cannot send any more: its only Ed25519 key is revoked.
         with pytest.raises(RemoteError):
             tj.send_case_message([RU], case_id="CASE-LIFECYCLE", text="after revocation")
-    records, _ = audit.query(message_id=message_id)
+    records, _ = audit.query(AuditFilter(message_id=message_id))
     assert [(r.record.verdict, r.record.reason and r.record.reason.label) for r in records] == [
         (Verdict.REJECTED, "key-revoked")
     ]
@@ -314,5 +314,5 @@ def test_rotation_end_to_end(lab: Lab, audit: AuditClient, tmp_path: Path) -> No
     inject(lab, MIG, in_flight, in_flight.header.context.message_id)
     with Client.from_lab(lab.root, RU) as ru:
         receive(ru, {in_flight.header.context.message_id})
-    records, _ = audit.query(message_id=message_id)
+    records, _ = audit.query(AuditFilter(message_id=message_id))
     assert records[-1].record.verdict is Verdict.ACCEPTED

@@ -18,7 +18,7 @@ from exchange.core.model import AlertCategory, Priority, ReceiptState
 from exchange.nats.transport import IN_STREAM, OUT_STREAM, Transport
 from gateway.audit.record import Verdict
 from gateway.audit.verify import verify_log
-from gateway.client import AuditClient
+from gateway.client import AuditClient, AuditFilter
 from liaison.lab.lab import Lab
 from tests.faults.faultutil import on_nats
 from tests.integration.labutil import INVENTORY, wait_for
@@ -50,7 +50,7 @@ def _audited(lab: Lab, ids: list[str]) -> int:
         return sum(
             1
             for message_id in ids
-            for r in audit.query(message_id=message_id)[0]
+            for r in audit.query(AuditFilter(message_id=message_id))[0]
             if r.record.verdict is Verdict.ACCEPTED
         )
 
@@ -135,7 +135,7 @@ def test_frames_redelivered_as_first_deliveries_are_resumed_not_refused(lab: Lab
 
     def audited() -> int:
         with AuditClient.from_lab(lab.root) as audit:
-            records = [r for i in ids for r in audit.query(message_id=i)[0]]
+            records = [r for i in ids for r in audit.query(AuditFilter(message_id=i))[0]]
         return sum(r.record.verdict is Verdict.ACCEPTED for r in records)
 
     wait_for(lambda: audited() == len(ids), what="every frame audited (routing still failing)")
@@ -152,7 +152,7 @@ def test_frames_redelivered_as_first_deliveries_are_resumed_not_refused(lab: Lab
     order = _collect(lab, TJ, set(ids))
     assert sorted(order) == sorted(ids), "resumed frames must be routed, each once"
     with AuditClient.from_lab(lab.root) as audit:
-        verdicts = [r.record.verdict for i in ids for r in audit.query(message_id=i)[0]]
+        verdicts = [r.record.verdict for i in ids for r in audit.query(AuditFilter(message_id=i))[0]]
     assert verdicts.count(Verdict.ACCEPTED) == len(ids), "audited once"
     assert Verdict.REJECTED not in verdicts, "a redelivered frame was refused as a replay"
     with Client.from_lab(lab.root, RU) as ru:

@@ -253,7 +253,7 @@ def test_oversized_grpc_message_is_refused_and_the_node_keeps_serving(lab: Lab) 
         call = channel.unary_unary(
             "/liaison.v1.ExchangeService/SendCaseMessage",
             request_serializer=exchange_pb2.SendCaseMessageRequest.SerializeToString,
-            response_deserializer=exchange_pb2.SendResponse.FromString,
+            response_deserializer=exchange_pb2.SendCaseMessageResponse.FromString,
         )
         with pytest.raises(grpc.RpcError) as info:
             call(request, timeout=30)

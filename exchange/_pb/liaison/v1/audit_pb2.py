@@ -27,15 +27,15 @@ from exchange._pb.liaison.v1 import directory_pb2 as liaison_dot_v1_dot_director
 from exchange._pb.liaison.v1 import envelope_pb2 as liaison_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16liaison/v1/audit.proto\x12\nliaison.v1\x1a\x15liaison/v1/body.proto\x1a\x1aliaison/v1/directory.proto\x1a\x19liaison/v1/envelope.proto\"\x91\x04\n\x0b\x41uditRecord\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12$\n\x07verdict\x18\x03 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x04 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x0e\n\x06sender\x18\x06 \x01(\t\x12\x12\n\nrecipients\x18\x07 \x03(\t\x12\x1e\n\x04kind\x18\x08 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\t \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07\x63\x61se_id\x18\n \x01(\t\x12\x12\n\ncreated_ms\x18\x0b \x01(\x03\x12\x12\n\nexpires_ms\x18\x0c \x01(\x03\x12\x15\n\renvelope_size\x18\r \x01(\x04\x12\x15\n\rheader_digest\x18\x0e \x01(\x0c\x12\x19\n\x11\x63iphertext_digest\x18\x0f \x01(\x0c\x12/\n\rreceipt_state\x18\x10 \x01(\x0e\x32\x18.liaison.v1.ReceiptState\x12\x16\n\x0ereceipt_signer\x18\x11 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x12 \x01(\t\x12 \n\x05suite\x18\x13 \x01(\x0e\x32\x11.liaison.v1.Suite\x12\x12\n\nsource_seq\x18\x14 \x01(\x04\"M\n\x08TreeHead\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0f\n\x07gateway\x18\x04 \x01(\t\"}\n\x0eSignedTreeHead\x12\x11\n\ttree_head\x18\x01 \x01(\x0c\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature\x12-\n\x0c\x63osignatures\x18\x03 \x03(\x0b\x32\x17.liaison.v1.Cosignature\"H\n\x0b\x43osignature\x12\x0f\n\x07witness\x18\x01 \x01(\t\x12(\n\tsignature\x18\x02 \x01(\x0b\x32\x15.liaison.v1.Signature\"\xce\x02\n\x0cQueryRequest\x12\x0f\n\x07\x66rom_ms\x18\x01 \x01(\x03\x12\r\n\x05to_ms\x18\x02 \x01(\x03\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x1e\n\x04kind\x18\x05 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.liaison.v1.Priority\x12$\n\x07verdict\x18\x07 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x08 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x0f\n\x07\x63\x61se_id\x18\t \x01(\t\x12\x12\n\nmessage_id\x18\n \x01(\t\x12\x11\n\tpage_size\x18\x0b \x01(\r\x12\x12\n\npage_token\x18\x0c \x01(\t\x12\x14\n\x0coldest_first\x18\r \x01(\x08\"U\n\x0cLoggedRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\'\n\x06record\x18\x03 \x01(\x0b\x32\x17.liaison.v1.AuditRecord\"S\n\rQueryResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.liaison.v1.LoggedRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0bTailRequest\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\"\'\n\x12GetTreeHeadRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\"9\n\x15InclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"W\n\x16InclusionProofResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\x12\x0c\n\x04root\x18\x04 \x01(\x0c\"=\n\x17\x43onsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\")\n\x18\x43onsistencyProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\".\n\x0cStatsRequest\x12\x0f\n\x07\x66rom_ms\x18\x01 \x01(\x03\x12\r\n\x05to_ms\x18\x02 \x01(\x03\"\xaf\x01\n\x08StatsRow\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x1e\n\x04kind\x18\x03 \x01(\x0e\x32\x10.liaison.v1.Kind\x12$\n\x07verdict\x18\x04 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x05 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\r\n\x05\x63ount\x18\x06 \x01(\x04\"3\n\rStatsResponse\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.liaison.v1.StatsRow\"X\n\x15\x41\x64\x64\x43osignatureRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12,\n\x0b\x63osignature\x18\x02 \x01(\x0b\x32\x17.liaison.v1.Cosignature\"\x18\n\x16\x41\x64\x64\x43osignatureResponse\",\n\x13GetDirectoryRequest\x12\x15\n\rknown_version\x18\x01 \x01(\x04\"+\n\x18PublishDirectoryResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04*c\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10VERDICT_ACCEPTED\x10\x01\x12\x14\n\x10VERDICT_REJECTED\x10\x02\x12\x13\n\x0fVERDICT_RECEIPT\x10\x03\x32\xa9\x04\n\x0c\x41uditService\x12<\n\x05Query\x12\x18.liaison.v1.QueryRequest\x1a\x19.liaison.v1.QueryResponse\x12;\n\x04Tail\x12\x17.liaison.v1.TailRequest\x1a\x18.liaison.v1.LoggedRecord0\x01\x12I\n\x0bGetTreeHead\x12\x1e.liaison.v1.GetTreeHeadRequest\x1a\x1a.liaison.v1.SignedTreeHead\x12Z\n\x11GetInclusionProof\x12!.liaison.v1.InclusionProofRequest\x1a\".liaison.v1.InclusionProofResponse\x12`\n\x13GetConsistencyProof\x12#.liaison.v1.ConsistencyProofRequest\x1a$.liaison.v1.ConsistencyProofResponse\x12<\n\x05Stats\x12\x18.liaison.v1.StatsRequest\x1a\x19.liaison.v1.StatsResponse\x12W\n\x0e\x41\x64\x64\x43osignature\x12!.liaison.v1.AddCosignatureRequest\x1a\".liaison.v1.AddCosignatureResponse2\xb7\x01\n\x10\x44irectoryService\x12L\n\x0cGetDirectory\x12\x1f.liaison.v1.GetDirectoryRequest\x1a\x1b.liaison.v1.SignedDirectory\x12U\n\x10PublishDirectory\x12\x1b.liaison.v1.SignedDirectory\x1a$.liaison.v1.PublishDirectoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16liaison/v1/audit.proto\x12\nliaison.v1\x1a\x15liaison/v1/body.proto\x1a\x1aliaison/v1/directory.proto\x1a\x19liaison/v1/envelope.proto\"\x91\x04\n\x0b\x41uditRecord\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12$\n\x07verdict\x18\x03 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x04 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x12\n\nmessage_id\x18\x05 \x01(\t\x12\x0e\n\x06sender\x18\x06 \x01(\t\x12\x12\n\nrecipients\x18\x07 \x03(\t\x12\x1e\n\x04kind\x18\x08 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\t \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07\x63\x61se_id\x18\n \x01(\t\x12\x12\n\ncreated_ms\x18\x0b \x01(\x03\x12\x12\n\nexpires_ms\x18\x0c \x01(\x03\x12\x15\n\renvelope_size\x18\r \x01(\x04\x12\x15\n\rheader_digest\x18\x0e \x01(\x0c\x12\x19\n\x11\x63iphertext_digest\x18\x0f \x01(\x0c\x12/\n\rreceipt_state\x18\x10 \x01(\x0e\x32\x18.liaison.v1.ReceiptState\x12\x16\n\x0ereceipt_signer\x18\x11 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x12 \x01(\t\x12 \n\x05suite\x18\x13 \x01(\x0e\x32\x11.liaison.v1.Suite\x12\x12\n\nsource_seq\x18\x14 \x01(\x04\"M\n\x08TreeHead\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0c\n\x04root\x18\x02 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12\x0f\n\x07gateway\x18\x04 \x01(\t\"}\n\x0eSignedTreeHead\x12\x11\n\ttree_head\x18\x01 \x01(\x0c\x12)\n\nsignatures\x18\x02 \x03(\x0b\x32\x15.liaison.v1.Signature\x12-\n\x0c\x63osignatures\x18\x03 \x03(\x0b\x32\x17.liaison.v1.Cosignature\"H\n\x0b\x43osignature\x12\x0f\n\x07witness\x18\x01 \x01(\t\x12(\n\tsignature\x18\x02 \x01(\x0b\x32\x15.liaison.v1.Signature\"\xce\x02\n\x0cQueryRequest\x12\x0f\n\x07\x66rom_ms\x18\x01 \x01(\x03\x12\r\n\x05to_ms\x18\x02 \x01(\x03\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x1e\n\x04kind\x18\x05 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.liaison.v1.Priority\x12$\n\x07verdict\x18\x07 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x08 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x0f\n\x07\x63\x61se_id\x18\t \x01(\t\x12\x12\n\nmessage_id\x18\n \x01(\t\x12\x11\n\tpage_size\x18\x0b \x01(\r\x12\x12\n\npage_token\x18\x0c \x01(\t\x12\x14\n\x0coldest_first\x18\r \x01(\x08\"U\n\x0cLoggedRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\'\n\x06record\x18\x03 \x01(\x0b\x32\x17.liaison.v1.AuditRecord\"S\n\rQueryResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.liaison.v1.LoggedRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0bTailRequest\x12\x12\n\nfrom_index\x18\x01 \x01(\x04\"?\n\x0cTailResponse\x12/\n\rlogged_record\x18\x01 \x01(\x0b\x32\x18.liaison.v1.LoggedRecord\"\'\n\x12GetTreeHeadRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\"K\n\x13GetTreeHeadResponse\x12\x34\n\x10signed_tree_head\x18\x01 \x01(\x0b\x32\x1a.liaison.v1.SignedTreeHead\"<\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"Z\n\x19GetInclusionProofResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\x12\x0c\n\x04root\x18\x04 \x01(\x0c\"@\n\x1aGetConsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\",\n\x1bGetConsistencyProofResponse\x12\r\n\x05proof\x18\x01 \x03(\x0c\".\n\x0cStatsRequest\x12\x0f\n\x07\x66rom_ms\x18\x01 \x01(\x03\x12\r\n\x05to_ms\x18\x02 \x01(\x03\"\xaf\x01\n\x08StatsRow\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x1e\n\x04kind\x18\x03 \x01(\x0e\x32\x10.liaison.v1.Kind\x12$\n\x07verdict\x18\x04 \x01(\x0e\x32\x13.liaison.v1.Verdict\x12+\n\x06reason\x18\x05 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\r\n\x05\x63ount\x18\x06 \x01(\x04\"3\n\rStatsResponse\x12\"\n\x04rows\x18\x01 \x03(\x0b\x32\x14.liaison.v1.StatsRow\"X\n\x15\x41\x64\x64\x43osignatureRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12,\n\x0b\x63osignature\x18\x02 \x01(\x0b\x32\x17.liaison.v1.Cosignature\"\x18\n\x16\x41\x64\x64\x43osignatureResponse\",\n\x13GetDirectoryRequest\x12\x15\n\rknown_version\x18\x01 \x01(\x04\"M\n\x14GetDirectoryResponse\x12\x35\n\x10signed_directory\x18\x01 \x01(\x0b\x32\x1b.liaison.v1.SignedDirectory\"P\n\x17PublishDirectoryRequest\x12\x35\n\x10signed_directory\x18\x01 \x01(\x0b\x32\x1b.liaison.v1.SignedDirectory\"+\n\x18PublishDirectoryResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04*c\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10VERDICT_ACCEPTED\x10\x01\x12\x14\n\x10VERDICT_REJECTED\x10\x02\x12\x13\n\x0fVERDICT_RECEIPT\x10\x03\x32\xba\x04\n\x0c\x41uditService\x12<\n\x05Query\x12\x18.liaison.v1.QueryRequest\x1a\x19.liaison.v1.QueryResponse\x12;\n\x04Tail\x12\x17.liaison.v1.TailRequest\x1a\x18.liaison.v1.TailResponse0\x01\x12N\n\x0bGetTreeHead\x12\x1e.liaison.v1.GetTreeHeadRequest\x1a\x1f.liaison.v1.GetTreeHeadResponse\x12`\n\x11GetInclusionProof\x12$.liaison.v1.GetInclusionProofRequest\x1a%.liaison.v1.GetInclusionProofResponse\x12\x66\n\x13GetConsistencyProof\x12&.liaison.v1.GetConsistencyProofRequest\x1a\'.liaison.v1.GetConsistencyProofResponse\x12<\n\x05Stats\x12\x18.liaison.v1.StatsRequest\x1a\x19.liaison.v1.StatsResponse\x12W\n\x0e\x41\x64\x64\x43osignature\x12!.liaison.v1.AddCosignatureRequest\x1a\".liaison.v1.AddCosignatureResponse2\xc4\x01\n\x10\x44irectoryService\x12Q\n\x0cGetDirectory\x12\x1f.liaison.v1.GetDirectoryRequest\x1a .liaison.v1.GetDirectoryResponse\x12]\n\x10PublishDirectory\x12#.liaison.v1.PublishDirectoryRequest\x1a$.liaison.v1.PublishDirectoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'liaison.v1.audit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=2253
-  _globals['_VERDICT']._serialized_end=2352
+  _globals['_VERDICT']._serialized_start=2568
+  _globals['_VERDICT']._serialized_end=2667
   _globals['_AUDITRECORD']._serialized_start=117
   _globals['_AUDITRECORD']._serialized_end=646
   _globals['_TREEHEAD']._serialized_start=648
@@ -52,32 +52,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYRESPONSE']._serialized_end=1435
   _globals['_TAILREQUEST']._serialized_start=1437
   _globals['_TAILREQUEST']._serialized_end=1470
-  _globals['_GETTREEHEADREQUEST']._serialized_start=1472
-  _globals['_GETTREEHEADREQUEST']._serialized_end=1511
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=1513
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=1570
-  _globals['_INCLUSIONPROOFRESPONSE']._serialized_start=1572
-  _globals['_INCLUSIONPROOFRESPONSE']._serialized_end=1659
-  _globals['_CONSISTENCYPROOFREQUEST']._serialized_start=1661
-  _globals['_CONSISTENCYPROOFREQUEST']._serialized_end=1722
-  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_start=1724
-  _globals['_CONSISTENCYPROOFRESPONSE']._serialized_end=1765
-  _globals['_STATSREQUEST']._serialized_start=1767
-  _globals['_STATSREQUEST']._serialized_end=1813
-  _globals['_STATSROW']._serialized_start=1816
-  _globals['_STATSROW']._serialized_end=1991
-  _globals['_STATSRESPONSE']._serialized_start=1993
-  _globals['_STATSRESPONSE']._serialized_end=2044
-  _globals['_ADDCOSIGNATUREREQUEST']._serialized_start=2046
-  _globals['_ADDCOSIGNATUREREQUEST']._serialized_end=2134
-  _globals['_ADDCOSIGNATURERESPONSE']._serialized_start=2136
-  _globals['_ADDCOSIGNATURERESPONSE']._serialized_end=2160
-  _globals['_GETDIRECTORYREQUEST']._serialized_start=2162
-  _globals['_GETDIRECTORYREQUEST']._serialized_end=2206
-  _globals['_PUBLISHDIRECTORYRESPONSE']._serialized_start=2208
-  _globals['_PUBLISHDIRECTORYRESPONSE']._serialized_end=2251
-  _globals['_AUDITSERVICE']._serialized_start=2355
-  _globals['_AUDITSERVICE']._serialized_end=2908
-  _globals['_DIRECTORYSERVICE']._serialized_start=2911
-  _globals['_DIRECTORYSERVICE']._serialized_end=3094
+  _globals['_TAILRESPONSE']._serialized_start=1472
+  _globals['_TAILRESPONSE']._serialized_end=1535
+  _globals['_GETTREEHEADREQUEST']._serialized_start=1537
+  _globals['_GETTREEHEADREQUEST']._serialized_end=1576
+  _globals['_GETTREEHEADRESPONSE']._serialized_start=1578
+  _globals['_GETTREEHEADRESPONSE']._serialized_end=1653
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1655
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1715
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=1717
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=1807
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1809
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1873
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=1875
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=1919
+  _globals['_STATSREQUEST']._serialized_start=1921
+  _globals['_STATSREQUEST']._serialized_end=1967
+  _globals['_STATSROW']._serialized_start=1970
+  _globals['_STATSROW']._serialized_end=2145
+  _globals['_STATSRESPONSE']._serialized_start=2147
+  _globals['_STATSRESPONSE']._serialized_end=2198
+  _globals['_ADDCOSIGNATUREREQUEST']._serialized_start=2200
+  _globals['_ADDCOSIGNATUREREQUEST']._serialized_end=2288
+  _globals['_ADDCOSIGNATURERESPONSE']._serialized_start=2290
+  _globals['_ADDCOSIGNATURERESPONSE']._serialized_end=2314
+  _globals['_GETDIRECTORYREQUEST']._serialized_start=2316
+  _globals['_GETDIRECTORYREQUEST']._serialized_end=2360
+  _globals['_GETDIRECTORYRESPONSE']._serialized_start=2362
+  _globals['_GETDIRECTORYRESPONSE']._serialized_end=2439
+  _globals['_PUBLISHDIRECTORYREQUEST']._serialized_start=2441
+  _globals['_PUBLISHDIRECTORYREQUEST']._serialized_end=2521
+  _globals['_PUBLISHDIRECTORYRESPONSE']._serialized_start=2523
+  _globals['_PUBLISHDIRECTORYRESPONSE']._serialized_end=2566
+  _globals['_AUDITSERVICE']._serialized_start=2670
+  _globals['_AUDITSERVICE']._serialized_end=3240
+  _globals['_DIRECTORYSERVICE']._serialized_start=3243
+  _globals['_DIRECTORYSERVICE']._serialized_end=3439
 # @@protoc_insertion_point(module_scope)

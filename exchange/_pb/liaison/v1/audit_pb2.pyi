@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from exchange._pb.liaison.v1 import body_pb2 as _body_pb2
+from exchange._pb.liaison.v1 import directory_pb2 as _directory_pb2
 from exchange._pb.liaison.v1 import envelope_pb2 as _envelope_pb2
 import builtins as _builtins
 import sys
@@ -328,6 +329,28 @@ class TailRequest(_message.Message):
 Global___TailRequest: _TypeAlias = TailRequest  # noqa: Y015
 
 @_typing.final
+class TailResponse(_message.Message):
+    """One record of the log, in index order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOGGED_RECORD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def logged_record(self) -> Global___LoggedRecord: ...
+    def __init__(
+        self,
+        *,
+        logged_record: Global___LoggedRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["logged_record", b"logged_record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logged_record", b"logged_record"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TailResponse: _TypeAlias = TailResponse  # noqa: Y015
+
+@_typing.final
 class GetTreeHeadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -348,7 +371,27 @@ class GetTreeHeadRequest(_message.Message):
 Global___GetTreeHeadRequest: _TypeAlias = GetTreeHeadRequest  # noqa: Y015
 
 @_typing.final
-class InclusionProofRequest(_message.Message):
+class GetTreeHeadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_TREE_HEAD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signed_tree_head(self) -> Global___SignedTreeHead: ...
+    def __init__(
+        self,
+        *,
+        signed_tree_head: Global___SignedTreeHead | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed_tree_head", b"signed_tree_head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signed_tree_head", b"signed_tree_head"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTreeHeadResponse: _TypeAlias = GetTreeHeadResponse  # noqa: Y015
+
+@_typing.final
+class GetInclusionProofRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INDEX_FIELD_NUMBER: _builtins.int
@@ -367,10 +410,10 @@ class InclusionProofRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___InclusionProofRequest: _TypeAlias = InclusionProofRequest  # noqa: Y015
+Global___GetInclusionProofRequest: _TypeAlias = GetInclusionProofRequest  # noqa: Y015
 
 @_typing.final
-class InclusionProofResponse(_message.Message):
+class GetInclusionProofResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INDEX_FIELD_NUMBER: _builtins.int
@@ -396,10 +439,10 @@ class InclusionProofResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___InclusionProofResponse: _TypeAlias = InclusionProofResponse  # noqa: Y015
+Global___GetInclusionProofResponse: _TypeAlias = GetInclusionProofResponse  # noqa: Y015
 
 @_typing.final
-class ConsistencyProofRequest(_message.Message):
+class GetConsistencyProofRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FROM_SIZE_FIELD_NUMBER: _builtins.int
@@ -418,10 +461,10 @@ class ConsistencyProofRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ConsistencyProofRequest: _TypeAlias = ConsistencyProofRequest  # noqa: Y015
+Global___GetConsistencyProofRequest: _TypeAlias = GetConsistencyProofRequest  # noqa: Y015
 
 @_typing.final
-class ConsistencyProofResponse(_message.Message):
+class GetConsistencyProofResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROOF_FIELD_NUMBER: _builtins.int
@@ -438,7 +481,7 @@ class ConsistencyProofResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ConsistencyProofResponse: _TypeAlias = ConsistencyProofResponse  # noqa: Y015
+Global___GetConsistencyProofResponse: _TypeAlias = GetConsistencyProofResponse  # noqa: Y015
 
 @_typing.final
 class StatsRequest(_message.Message):
@@ -577,6 +620,48 @@ class GetDirectoryRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDirectoryRequest: _TypeAlias = GetDirectoryRequest  # noqa: Y015
+
+@_typing.final
+class GetDirectoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_DIRECTORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signed_directory(self) -> _directory_pb2.SignedDirectory: ...
+    def __init__(
+        self,
+        *,
+        signed_directory: _directory_pb2.SignedDirectory | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed_directory", b"signed_directory"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signed_directory", b"signed_directory"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDirectoryResponse: _TypeAlias = GetDirectoryResponse  # noqa: Y015
+
+@_typing.final
+class PublishDirectoryRequest(_message.Message):
+    """An authority publishes the next version, signed by the threshold of authorities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNED_DIRECTORY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signed_directory(self) -> _directory_pb2.SignedDirectory: ...
+    def __init__(
+        self,
+        *,
+        signed_directory: _directory_pb2.SignedDirectory | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signed_directory", b"signed_directory"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signed_directory", b"signed_directory"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishDirectoryRequest: _TypeAlias = PublishDirectoryRequest  # noqa: Y015
 
 @_typing.final
 class PublishDirectoryResponse(_message.Message):

@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from exchange._pb.liaison.v1 import audit_pb2 as liaison_dot_v1_dot_audit__pb2
-from exchange._pb.liaison.v1 import directory_pb2 as liaison_dot_v1_dot_directory__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -43,22 +42,22 @@ class AuditServiceStub:
         self.Tail = channel.unary_stream(
                 '/liaison.v1.AuditService/Tail',
                 request_serializer=liaison_dot_v1_dot_audit__pb2.TailRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_audit__pb2.LoggedRecord.FromString,
+                response_deserializer=liaison_dot_v1_dot_audit__pb2.TailResponse.FromString,
                 _registered_method=True)
         self.GetTreeHead = channel.unary_unary(
                 '/liaison.v1.AuditService/GetTreeHead',
                 request_serializer=liaison_dot_v1_dot_audit__pb2.GetTreeHeadRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_audit__pb2.SignedTreeHead.FromString,
+                response_deserializer=liaison_dot_v1_dot_audit__pb2.GetTreeHeadResponse.FromString,
                 _registered_method=True)
         self.GetInclusionProof = channel.unary_unary(
                 '/liaison.v1.AuditService/GetInclusionProof',
-                request_serializer=liaison_dot_v1_dot_audit__pb2.InclusionProofRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_audit__pb2.InclusionProofResponse.FromString,
+                request_serializer=liaison_dot_v1_dot_audit__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=liaison_dot_v1_dot_audit__pb2.GetInclusionProofResponse.FromString,
                 _registered_method=True)
         self.GetConsistencyProof = channel.unary_unary(
                 '/liaison.v1.AuditService/GetConsistencyProof',
-                request_serializer=liaison_dot_v1_dot_audit__pb2.ConsistencyProofRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_audit__pb2.ConsistencyProofResponse.FromString,
+                request_serializer=liaison_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=liaison_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.FromString,
                 _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/liaison.v1.AuditService/Stats',
@@ -128,22 +127,22 @@ def add_AuditServiceServicer_to_server(servicer, server):
             'Tail': grpc.unary_stream_rpc_method_handler(
                     servicer.Tail,
                     request_deserializer=liaison_dot_v1_dot_audit__pb2.TailRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_audit__pb2.LoggedRecord.SerializeToString,
+                    response_serializer=liaison_dot_v1_dot_audit__pb2.TailResponse.SerializeToString,
             ),
             'GetTreeHead': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTreeHead,
                     request_deserializer=liaison_dot_v1_dot_audit__pb2.GetTreeHeadRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_audit__pb2.SignedTreeHead.SerializeToString,
+                    response_serializer=liaison_dot_v1_dot_audit__pb2.GetTreeHeadResponse.SerializeToString,
             ),
             'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInclusionProof,
-                    request_deserializer=liaison_dot_v1_dot_audit__pb2.InclusionProofRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_audit__pb2.InclusionProofResponse.SerializeToString,
+                    request_deserializer=liaison_dot_v1_dot_audit__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=liaison_dot_v1_dot_audit__pb2.GetInclusionProofResponse.SerializeToString,
             ),
             'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConsistencyProof,
-                    request_deserializer=liaison_dot_v1_dot_audit__pb2.ConsistencyProofRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_audit__pb2.ConsistencyProofResponse.SerializeToString,
+                    request_deserializer=liaison_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=liaison_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
@@ -209,7 +208,7 @@ class AuditService:
             target,
             '/liaison.v1.AuditService/Tail',
             liaison_dot_v1_dot_audit__pb2.TailRequest.SerializeToString,
-            liaison_dot_v1_dot_audit__pb2.LoggedRecord.FromString,
+            liaison_dot_v1_dot_audit__pb2.TailResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -236,7 +235,7 @@ class AuditService:
             target,
             '/liaison.v1.AuditService/GetTreeHead',
             liaison_dot_v1_dot_audit__pb2.GetTreeHeadRequest.SerializeToString,
-            liaison_dot_v1_dot_audit__pb2.SignedTreeHead.FromString,
+            liaison_dot_v1_dot_audit__pb2.GetTreeHeadResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -262,8 +261,8 @@ class AuditService:
             request,
             target,
             '/liaison.v1.AuditService/GetInclusionProof',
-            liaison_dot_v1_dot_audit__pb2.InclusionProofRequest.SerializeToString,
-            liaison_dot_v1_dot_audit__pb2.InclusionProofResponse.FromString,
+            liaison_dot_v1_dot_audit__pb2.GetInclusionProofRequest.SerializeToString,
+            liaison_dot_v1_dot_audit__pb2.GetInclusionProofResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -289,8 +288,8 @@ class AuditService:
             request,
             target,
             '/liaison.v1.AuditService/GetConsistencyProof',
-            liaison_dot_v1_dot_audit__pb2.ConsistencyProofRequest.SerializeToString,
-            liaison_dot_v1_dot_audit__pb2.ConsistencyProofResponse.FromString,
+            liaison_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
+            liaison_dot_v1_dot_audit__pb2.GetConsistencyProofResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -368,11 +367,11 @@ class DirectoryServiceStub:
         self.GetDirectory = channel.unary_unary(
                 '/liaison.v1.DirectoryService/GetDirectory',
                 request_serializer=liaison_dot_v1_dot_audit__pb2.GetDirectoryRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_directory__pb2.SignedDirectory.FromString,
+                response_deserializer=liaison_dot_v1_dot_audit__pb2.GetDirectoryResponse.FromString,
                 _registered_method=True)
         self.PublishDirectory = channel.unary_unary(
                 '/liaison.v1.DirectoryService/PublishDirectory',
-                request_serializer=liaison_dot_v1_dot_directory__pb2.SignedDirectory.SerializeToString,
+                request_serializer=liaison_dot_v1_dot_audit__pb2.PublishDirectoryRequest.SerializeToString,
                 response_deserializer=liaison_dot_v1_dot_audit__pb2.PublishDirectoryResponse.FromString,
                 _registered_method=True)
 
@@ -398,11 +397,11 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
             'GetDirectory': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDirectory,
                     request_deserializer=liaison_dot_v1_dot_audit__pb2.GetDirectoryRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_directory__pb2.SignedDirectory.SerializeToString,
+                    response_serializer=liaison_dot_v1_dot_audit__pb2.GetDirectoryResponse.SerializeToString,
             ),
             'PublishDirectory': grpc.unary_unary_rpc_method_handler(
                     servicer.PublishDirectory,
-                    request_deserializer=liaison_dot_v1_dot_directory__pb2.SignedDirectory.FromString,
+                    request_deserializer=liaison_dot_v1_dot_audit__pb2.PublishDirectoryRequest.FromString,
                     response_serializer=liaison_dot_v1_dot_audit__pb2.PublishDirectoryResponse.SerializeToString,
             ),
     }
@@ -432,7 +431,7 @@ class DirectoryService:
             target,
             '/liaison.v1.DirectoryService/GetDirectory',
             liaison_dot_v1_dot_audit__pb2.GetDirectoryRequest.SerializeToString,
-            liaison_dot_v1_dot_directory__pb2.SignedDirectory.FromString,
+            liaison_dot_v1_dot_audit__pb2.GetDirectoryResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -458,7 +457,7 @@ class DirectoryService:
             request,
             target,
             '/liaison.v1.DirectoryService/PublishDirectory',
-            liaison_dot_v1_dot_directory__pb2.SignedDirectory.SerializeToString,
+            liaison_dot_v1_dot_audit__pb2.PublishDirectoryRequest.SerializeToString,
             liaison_dot_v1_dot_audit__pb2.PublishDirectoryResponse.FromString,
             options,
             channel_credentials,

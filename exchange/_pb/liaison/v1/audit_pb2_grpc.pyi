@@ -6,7 +6,6 @@ AuditService and DirectoryService: what the gateway offers operators and authori
 from collections import abc as _abc
 from grpc import aio as _aio
 from exchange._pb.liaison.v1 import audit_pb2 as _audit_pb2
-from exchange._pb.liaison.v1 import directory_pb2 as _directory_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -33,10 +32,10 @@ class AuditServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
     Query: _grpc.UnaryUnaryMultiCallable[_audit_pb2.QueryRequest, _audit_pb2.QueryResponse]
-    Tail: _grpc.UnaryStreamMultiCallable[_audit_pb2.TailRequest, _audit_pb2.LoggedRecord]
-    GetTreeHead: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetTreeHeadRequest, _audit_pb2.SignedTreeHead]
-    GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.InclusionProofRequest, _audit_pb2.InclusionProofResponse]
-    GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.ConsistencyProofRequest, _audit_pb2.ConsistencyProofResponse]
+    Tail: _grpc.UnaryStreamMultiCallable[_audit_pb2.TailRequest, _audit_pb2.TailResponse]
+    GetTreeHead: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetTreeHeadRequest, _audit_pb2.GetTreeHeadResponse]
+    GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetInclusionProofRequest, _audit_pb2.GetInclusionProofResponse]
+    GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetConsistencyProofRequest, _audit_pb2.GetConsistencyProofResponse]
     Stats: _grpc.UnaryUnaryMultiCallable[_audit_pb2.StatsRequest, _audit_pb2.StatsResponse]
     AddCosignature: _grpc.UnaryUnaryMultiCallable[_audit_pb2.AddCosignatureRequest, _audit_pb2.AddCosignatureResponse]
 
@@ -44,10 +43,10 @@ class AuditServiceStub:
 class AuditServiceAsyncStub(AuditServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Query: _aio.UnaryUnaryMultiCallable[_audit_pb2.QueryRequest, _audit_pb2.QueryResponse]  # type: ignore[assignment]
-    Tail: _aio.UnaryStreamMultiCallable[_audit_pb2.TailRequest, _audit_pb2.LoggedRecord]  # type: ignore[assignment]
-    GetTreeHead: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetTreeHeadRequest, _audit_pb2.SignedTreeHead]  # type: ignore[assignment]
-    GetInclusionProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.InclusionProofRequest, _audit_pb2.InclusionProofResponse]  # type: ignore[assignment]
-    GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.ConsistencyProofRequest, _audit_pb2.ConsistencyProofResponse]  # type: ignore[assignment]
+    Tail: _aio.UnaryStreamMultiCallable[_audit_pb2.TailRequest, _audit_pb2.TailResponse]  # type: ignore[assignment]
+    GetTreeHead: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetTreeHeadRequest, _audit_pb2.GetTreeHeadResponse]  # type: ignore[assignment]
+    GetInclusionProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetInclusionProofRequest, _audit_pb2.GetInclusionProofResponse]  # type: ignore[assignment]
+    GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetConsistencyProofRequest, _audit_pb2.GetConsistencyProofResponse]  # type: ignore[assignment]
     Stats: _aio.UnaryUnaryMultiCallable[_audit_pb2.StatsRequest, _audit_pb2.StatsResponse]  # type: ignore[assignment]
     AddCosignature: _aio.UnaryUnaryMultiCallable[_audit_pb2.AddCosignatureRequest, _audit_pb2.AddCosignatureResponse]  # type: ignore[assignment]
 
@@ -64,28 +63,28 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _audit_pb2.TailRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_audit_pb2.LoggedRecord], _abc.AsyncIterator[_audit_pb2.LoggedRecord]]: ...
+    ) -> _typing.Union[_abc.Iterator[_audit_pb2.TailResponse], _abc.AsyncIterator[_audit_pb2.TailResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetTreeHead(
         self,
         request: _audit_pb2.GetTreeHeadRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_audit_pb2.SignedTreeHead, _abc.Awaitable[_audit_pb2.SignedTreeHead]]: ...
+    ) -> _typing.Union[_audit_pb2.GetTreeHeadResponse, _abc.Awaitable[_audit_pb2.GetTreeHeadResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetInclusionProof(
         self,
-        request: _audit_pb2.InclusionProofRequest,
+        request: _audit_pb2.GetInclusionProofRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_audit_pb2.InclusionProofResponse, _abc.Awaitable[_audit_pb2.InclusionProofResponse]]: ...
+    ) -> _typing.Union[_audit_pb2.GetInclusionProofResponse, _abc.Awaitable[_audit_pb2.GetInclusionProofResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetConsistencyProof(
         self,
-        request: _audit_pb2.ConsistencyProofRequest,
+        request: _audit_pb2.GetConsistencyProofRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_audit_pb2.ConsistencyProofResponse, _abc.Awaitable[_audit_pb2.ConsistencyProofResponse]]: ...
+    ) -> _typing.Union[_audit_pb2.GetConsistencyProofResponse, _abc.Awaitable[_audit_pb2.GetConsistencyProofResponse]]: ...
 
     @_abc_1.abstractmethod
     def Stats(
@@ -108,14 +107,14 @@ class DirectoryServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DirectoryServiceAsyncStub: ...
-    GetDirectory: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetDirectoryRequest, _directory_pb2.SignedDirectory]
-    PublishDirectory: _grpc.UnaryUnaryMultiCallable[_directory_pb2.SignedDirectory, _audit_pb2.PublishDirectoryResponse]
+    GetDirectory: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetDirectoryRequest, _audit_pb2.GetDirectoryResponse]
+    PublishDirectory: _grpc.UnaryUnaryMultiCallable[_audit_pb2.PublishDirectoryRequest, _audit_pb2.PublishDirectoryResponse]
 
 @_typing.type_check_only
 class DirectoryServiceAsyncStub(DirectoryServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    GetDirectory: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetDirectoryRequest, _directory_pb2.SignedDirectory]  # type: ignore[assignment]
-    PublishDirectory: _aio.UnaryUnaryMultiCallable[_directory_pb2.SignedDirectory, _audit_pb2.PublishDirectoryResponse]  # type: ignore[assignment]
+    GetDirectory: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetDirectoryRequest, _audit_pb2.GetDirectoryResponse]  # type: ignore[assignment]
+    PublishDirectory: _aio.UnaryUnaryMultiCallable[_audit_pb2.PublishDirectoryRequest, _audit_pb2.PublishDirectoryResponse]  # type: ignore[assignment]
 
 class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -123,12 +122,12 @@ class DirectoryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _audit_pb2.GetDirectoryRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_directory_pb2.SignedDirectory, _abc.Awaitable[_directory_pb2.SignedDirectory]]: ...
+    ) -> _typing.Union[_audit_pb2.GetDirectoryResponse, _abc.Awaitable[_audit_pb2.GetDirectoryResponse]]: ...
 
     @_abc_1.abstractmethod
     def PublishDirectory(
         self,
-        request: _directory_pb2.SignedDirectory,
+        request: _audit_pb2.PublishDirectoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.PublishDirectoryResponse, _abc.Awaitable[_audit_pb2.PublishDirectoryResponse]]: ...
 

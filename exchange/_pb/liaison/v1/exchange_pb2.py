@@ -26,7 +26,7 @@ from exchange._pb.liaison.v1 import body_pb2 as liaison_dot_v1_dot_body__pb2
 from exchange._pb.liaison.v1 import envelope_pb2 as liaison_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19liaison/v1/exchange.proto\x12\nliaison.v1\x1a\x15liaison/v1/body.proto\x1a\x19liaison/v1/envelope.proto\"\xc7\x01\n\x0bSendOptions\x12\x12\n\nrecipients\x18\x01 \x03(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x13\n\x0bin_reply_to\x18\x03 \x01(\t\x12\r\n\x05ttl_s\x18\x04 \x01(\r\x12&\n\x08handling\x18\x05 \x01(\x0e\x32\x14.liaison.v1.Handling\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12.\n\x0b\x61ttachments\x18\x07 \x03(\x0b\x32\x19.liaison.v1.AttachmentRef\"^\n\x10SendAlertRequest\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.liaison.v1.SendOptions\x12 \n\x05\x61lert\x18\x02 \x01(\x0b\x32\x11.liaison.v1.Alert\"q\n\x16SendCaseMessageRequest\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.liaison.v1.SendOptions\x12-\n\x0c\x63\x61se_message\x18\x02 \x01(\x0b\x32\x17.liaison.v1.CaseMessage\"}\n\x1aSendConsularRequestRequest\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.liaison.v1.SendOptions\x12\x35\n\x10\x63onsular_request\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.ConsularRequest\"Q\n\x0cSendResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12-\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.SignedStatement\">\n\x10SubscribeRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04\x12\x14\n\x0cinclude_read\x18\x02 \x01(\x08\"\xab\x02\n\x08\x44\x65livery\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x1e\n\x04kind\x18\x05 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07\x63\x61se_id\x18\x07 \x01(\t\x12\x13\n\x0bin_reply_to\x18\x08 \x01(\t\x12\x12\n\ncreated_ms\x18\t \x01(\x03\x12\x14\n\x0c\x64\x65livered_ms\x18\n \x01(\x03\x12\x1e\n\x04\x62ody\x18\x0b \x01(\x0b\x32\x10.liaison.v1.Body\x12\x11\n\tlog_index\x18\x0c \x01(\x04\x12\x0c\n\x04read\x18\r \x01(\x08\"(\n\x12\x41\x63knowledgeRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"@\n\x13\x41\x63knowledgeResponse\x12)\n\x04read\x18\x01 \x01(\x0b\x32\x1b.liaison.v1.SignedStatement\"&\n\x10GetStatusRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"\x8d\x01\n\x0fRecipientStatus\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.liaison.v1.ReceiptState\x12.\n\trejection\x18\x03 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x9b\x01\n\x11GetStatusResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12/\n\nrecipients\x18\x02 \x03(\x0b\x32\x1b.liaison.v1.RecipientStatus\x12/\n\nstatements\x18\x03 \x03(\x0b\x32\x1b.liaison.v1.SignedStatement\x12\x10\n\x08rejected\x18\x04 \x01(\x08\"\x14\n\x12ListOfficesRequest\"\x81\x01\n\nOfficeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0e\n\x06\x61gency\x18\x03 \x01(\t\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12\"\n\x08may_send\x18\x06 \x03(\x0e\x32\x10.liaison.v1.Kind\"g\n\x13ListOfficesResponse\x12\x19\n\x11\x64irectory_version\x18\x01 \x01(\x04\x12\x0c\n\x04self\x18\x02 \x01(\t\x12\'\n\x07offices\x18\x03 \x03(\x0b\x32\x16.liaison.v1.OfficeInfo\"!\n\x0eGetCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"\xa9\x01\n\tCaseEntry\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\x1e\n\x04kind\x18\x04 \x01(\x0e\x32\x10.liaison.v1.Kind\x12\x12\n\ncreated_ms\x18\x05 \x01(\x03\x12\x1e\n\x04\x62ody\x18\x06 \x01(\x0b\x32\x10.liaison.v1.Body\x12\x10\n\x08outgoing\x18\x07 \x01(\x08\"J\n\x0fGetCaseResponse\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12&\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x15.liaison.v1.CaseEntry\"=\n\x0bUploadChunk\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"[\n\rAttachmentRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\">\n\x19\x44ownloadAttachmentRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\"E\n\rDownloadChunk\x12&\n\x03ref\x18\x01 \x01(\x0b\x32\x19.liaison.v1.AttachmentRef\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32\x95\x06\n\x0f\x45xchangeService\x12\x43\n\tSendAlert\x12\x1c.liaison.v1.SendAlertRequest\x1a\x18.liaison.v1.SendResponse\x12O\n\x0fSendCaseMessage\x12\".liaison.v1.SendCaseMessageRequest\x1a\x18.liaison.v1.SendResponse\x12W\n\x13SendConsularRequest\x12&.liaison.v1.SendConsularRequestRequest\x1a\x18.liaison.v1.SendResponse\x12\x41\n\tSubscribe\x12\x1c.liaison.v1.SubscribeRequest\x1a\x14.liaison.v1.Delivery0\x01\x12N\n\x0b\x41\x63knowledge\x12\x1e.liaison.v1.AcknowledgeRequest\x1a\x1f.liaison.v1.AcknowledgeResponse\x12H\n\tGetStatus\x12\x1c.liaison.v1.GetStatusRequest\x1a\x1d.liaison.v1.GetStatusResponse\x12N\n\x0bListOffices\x12\x1e.liaison.v1.ListOfficesRequest\x1a\x1f.liaison.v1.ListOfficesResponse\x12\x42\n\x07GetCase\x12\x1a.liaison.v1.GetCaseRequest\x1a\x1b.liaison.v1.GetCaseResponse\x12H\n\x10UploadAttachment\x12\x17.liaison.v1.UploadChunk\x1a\x19.liaison.v1.AttachmentRef(\x01\x12X\n\x12\x44ownloadAttachment\x12%.liaison.v1.DownloadAttachmentRequest\x1a\x19.liaison.v1.DownloadChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19liaison/v1/exchange.proto\x12\nliaison.v1\x1a\x15liaison/v1/body.proto\x1a\x19liaison/v1/envelope.proto\"\xc7\x01\n\x0bSendOptions\x12\x12\n\nrecipients\x18\x01 \x03(\t\x12\x0f\n\x07\x63\x61se_id\x18\x02 \x01(\t\x12\x13\n\x0bin_reply_to\x18\x03 \x01(\t\x12\r\n\x05ttl_s\x18\x04 \x01(\r\x12&\n\x08handling\x18\x05 \x01(\x0e\x32\x14.liaison.v1.Handling\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12.\n\x0b\x61ttachments\x18\x07 \x03(\x0b\x32\x19.liaison.v1.AttachmentRef\"^\n\x10SendAlertRequest\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.liaison.v1.SendOptions\x12 \n\x05\x61lert\x18\x02 \x01(\x0b\x32\x11.liaison.v1.Alert\"q\n\x16SendCaseMessageRequest\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.liaison.v1.SendOptions\x12-\n\x0c\x63\x61se_message\x18\x02 \x01(\x0b\x32\x17.liaison.v1.CaseMessage\"}\n\x1aSendConsularRequestRequest\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.liaison.v1.SendOptions\x12\x35\n\x10\x63onsular_request\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.ConsularRequest\"V\n\x11SendAlertResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12-\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.SignedStatement\"\\\n\x17SendCaseMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12-\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.SignedStatement\"`\n\x1bSendConsularRequestResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12-\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.SignedStatement\">\n\x10SubscribeRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04\x12\x14\n\x0cinclude_read\x18\x02 \x01(\x08\"\xab\x02\n\x08\x44\x65livery\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x12\n\nrecipients\x18\x04 \x03(\t\x12\x1e\n\x04kind\x18\x05 \x01(\x0e\x32\x10.liaison.v1.Kind\x12&\n\x08priority\x18\x06 \x01(\x0e\x32\x14.liaison.v1.Priority\x12\x0f\n\x07\x63\x61se_id\x18\x07 \x01(\t\x12\x13\n\x0bin_reply_to\x18\x08 \x01(\t\x12\x12\n\ncreated_ms\x18\t \x01(\x03\x12\x14\n\x0c\x64\x65livered_ms\x18\n \x01(\x03\x12\x1e\n\x04\x62ody\x18\x0b \x01(\x0b\x32\x10.liaison.v1.Body\x12\x11\n\tlog_index\x18\x0c \x01(\x04\x12\x0c\n\x04read\x18\r \x01(\x08\";\n\x11SubscribeResponse\x12&\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x14.liaison.v1.Delivery\"(\n\x12\x41\x63knowledgeRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"@\n\x13\x41\x63knowledgeResponse\x12)\n\x04read\x18\x01 \x01(\x0b\x32\x1b.liaison.v1.SignedStatement\"&\n\x10GetStatusRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"\x8d\x01\n\x0fRecipientStatus\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.liaison.v1.ReceiptState\x12.\n\trejection\x18\x03 \x01(\x0e\x32\x1b.liaison.v1.RejectionReason\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\x9b\x01\n\x11GetStatusResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12/\n\nrecipients\x18\x02 \x03(\x0b\x32\x1b.liaison.v1.RecipientStatus\x12/\n\nstatements\x18\x03 \x03(\x0b\x32\x1b.liaison.v1.SignedStatement\x12\x10\n\x08rejected\x18\x04 \x01(\x08\"\x14\n\x12ListOfficesRequest\"\x81\x01\n\nOfficeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x02 \x01(\t\x12\x0e\n\x06\x61gency\x18\x03 \x01(\t\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12\"\n\x08may_send\x18\x06 \x03(\x0e\x32\x10.liaison.v1.Kind\"g\n\x13ListOfficesResponse\x12\x19\n\x11\x64irectory_version\x18\x01 \x01(\x04\x12\x0c\n\x04self\x18\x02 \x01(\t\x12\'\n\x07offices\x18\x03 \x03(\x0b\x32\x16.liaison.v1.OfficeInfo\"!\n\x0eGetCaseRequest\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\"\xa9\x01\n\tCaseEntry\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nrecipients\x18\x03 \x03(\t\x12\x1e\n\x04kind\x18\x04 \x01(\x0e\x32\x10.liaison.v1.Kind\x12\x12\n\ncreated_ms\x18\x05 \x01(\x03\x12\x1e\n\x04\x62ody\x18\x06 \x01(\x0b\x32\x10.liaison.v1.Body\x12\x10\n\x08outgoing\x18\x07 \x01(\x08\"J\n\x0fGetCaseResponse\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12&\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x15.liaison.v1.CaseEntry\"I\n\x17UploadAttachmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"[\n\rAttachmentRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\"B\n\x18UploadAttachmentResponse\x12&\n\x03ref\x18\x01 \x01(\x0b\x32\x19.liaison.v1.AttachmentRef\">\n\x19\x44ownloadAttachmentRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\"R\n\x1a\x44ownloadAttachmentResponse\x12&\n\x03ref\x18\x01 \x01(\x0b\x32\x19.liaison.v1.AttachmentRef\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32\xe1\x06\n\x0f\x45xchangeService\x12H\n\tSendAlert\x12\x1c.liaison.v1.SendAlertRequest\x1a\x1d.liaison.v1.SendAlertResponse\x12Z\n\x0fSendCaseMessage\x12\".liaison.v1.SendCaseMessageRequest\x1a#.liaison.v1.SendCaseMessageResponse\x12\x66\n\x13SendConsularRequest\x12&.liaison.v1.SendConsularRequestRequest\x1a\'.liaison.v1.SendConsularRequestResponse\x12J\n\tSubscribe\x12\x1c.liaison.v1.SubscribeRequest\x1a\x1d.liaison.v1.SubscribeResponse0\x01\x12N\n\x0b\x41\x63knowledge\x12\x1e.liaison.v1.AcknowledgeRequest\x1a\x1f.liaison.v1.AcknowledgeResponse\x12H\n\tGetStatus\x12\x1c.liaison.v1.GetStatusRequest\x1a\x1d.liaison.v1.GetStatusResponse\x12N\n\x0bListOffices\x12\x1e.liaison.v1.ListOfficesRequest\x1a\x1f.liaison.v1.ListOfficesResponse\x12\x42\n\x07GetCase\x12\x1a.liaison.v1.GetCaseRequest\x1a\x1b.liaison.v1.GetCaseResponse\x12_\n\x10UploadAttachment\x12#.liaison.v1.UploadAttachmentRequest\x1a$.liaison.v1.UploadAttachmentResponse(\x01\x12\x65\n\x12\x44ownloadAttachment\x12%.liaison.v1.DownloadAttachmentRequest\x1a&.liaison.v1.DownloadAttachmentResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,42 +41,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDCASEMESSAGEREQUEST']._serialized_end=502
   _globals['_SENDCONSULARREQUESTREQUEST']._serialized_start=504
   _globals['_SENDCONSULARREQUESTREQUEST']._serialized_end=629
-  _globals['_SENDRESPONSE']._serialized_start=631
-  _globals['_SENDRESPONSE']._serialized_end=712
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=714
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=776
-  _globals['_DELIVERY']._serialized_start=779
-  _globals['_DELIVERY']._serialized_end=1078
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=1080
-  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=1120
-  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=1122
-  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=1186
-  _globals['_GETSTATUSREQUEST']._serialized_start=1188
-  _globals['_GETSTATUSREQUEST']._serialized_end=1226
-  _globals['_RECIPIENTSTATUS']._serialized_start=1229
-  _globals['_RECIPIENTSTATUS']._serialized_end=1370
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1373
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1528
-  _globals['_LISTOFFICESREQUEST']._serialized_start=1530
-  _globals['_LISTOFFICESREQUEST']._serialized_end=1550
-  _globals['_OFFICEINFO']._serialized_start=1553
-  _globals['_OFFICEINFO']._serialized_end=1682
-  _globals['_LISTOFFICESRESPONSE']._serialized_start=1684
-  _globals['_LISTOFFICESRESPONSE']._serialized_end=1787
-  _globals['_GETCASEREQUEST']._serialized_start=1789
-  _globals['_GETCASEREQUEST']._serialized_end=1822
-  _globals['_CASEENTRY']._serialized_start=1825
-  _globals['_CASEENTRY']._serialized_end=1994
-  _globals['_GETCASERESPONSE']._serialized_start=1996
-  _globals['_GETCASERESPONSE']._serialized_end=2070
-  _globals['_UPLOADCHUNK']._serialized_start=2072
-  _globals['_UPLOADCHUNK']._serialized_end=2133
-  _globals['_ATTACHMENTREF']._serialized_start=2135
-  _globals['_ATTACHMENTREF']._serialized_end=2226
-  _globals['_DOWNLOADATTACHMENTREQUEST']._serialized_start=2228
-  _globals['_DOWNLOADATTACHMENTREQUEST']._serialized_end=2290
-  _globals['_DOWNLOADCHUNK']._serialized_start=2292
-  _globals['_DOWNLOADCHUNK']._serialized_end=2361
-  _globals['_EXCHANGESERVICE']._serialized_start=2364
-  _globals['_EXCHANGESERVICE']._serialized_end=3153
+  _globals['_SENDALERTRESPONSE']._serialized_start=631
+  _globals['_SENDALERTRESPONSE']._serialized_end=717
+  _globals['_SENDCASEMESSAGERESPONSE']._serialized_start=719
+  _globals['_SENDCASEMESSAGERESPONSE']._serialized_end=811
+  _globals['_SENDCONSULARREQUESTRESPONSE']._serialized_start=813
+  _globals['_SENDCONSULARREQUESTRESPONSE']._serialized_end=909
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=911
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=973
+  _globals['_DELIVERY']._serialized_start=976
+  _globals['_DELIVERY']._serialized_end=1275
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1277
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1336
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_start=1338
+  _globals['_ACKNOWLEDGEREQUEST']._serialized_end=1378
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_start=1380
+  _globals['_ACKNOWLEDGERESPONSE']._serialized_end=1444
+  _globals['_GETSTATUSREQUEST']._serialized_start=1446
+  _globals['_GETSTATUSREQUEST']._serialized_end=1484
+  _globals['_RECIPIENTSTATUS']._serialized_start=1487
+  _globals['_RECIPIENTSTATUS']._serialized_end=1628
+  _globals['_GETSTATUSRESPONSE']._serialized_start=1631
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1786
+  _globals['_LISTOFFICESREQUEST']._serialized_start=1788
+  _globals['_LISTOFFICESREQUEST']._serialized_end=1808
+  _globals['_OFFICEINFO']._serialized_start=1811
+  _globals['_OFFICEINFO']._serialized_end=1940
+  _globals['_LISTOFFICESRESPONSE']._serialized_start=1942
+  _globals['_LISTOFFICESRESPONSE']._serialized_end=2045
+  _globals['_GETCASEREQUEST']._serialized_start=2047
+  _globals['_GETCASEREQUEST']._serialized_end=2080
+  _globals['_CASEENTRY']._serialized_start=2083
+  _globals['_CASEENTRY']._serialized_end=2252
+  _globals['_GETCASERESPONSE']._serialized_start=2254
+  _globals['_GETCASERESPONSE']._serialized_end=2328
+  _globals['_UPLOADATTACHMENTREQUEST']._serialized_start=2330
+  _globals['_UPLOADATTACHMENTREQUEST']._serialized_end=2403
+  _globals['_ATTACHMENTREF']._serialized_start=2405
+  _globals['_ATTACHMENTREF']._serialized_end=2496
+  _globals['_UPLOADATTACHMENTRESPONSE']._serialized_start=2498
+  _globals['_UPLOADATTACHMENTRESPONSE']._serialized_end=2564
+  _globals['_DOWNLOADATTACHMENTREQUEST']._serialized_start=2566
+  _globals['_DOWNLOADATTACHMENTREQUEST']._serialized_end=2628
+  _globals['_DOWNLOADATTACHMENTRESPONSE']._serialized_start=2630
+  _globals['_DOWNLOADATTACHMENTRESPONSE']._serialized_end=2712
+  _globals['_EXCHANGESERVICE']._serialized_start=2715
+  _globals['_EXCHANGESERVICE']._serialized_end=3580
 # @@protoc_insertion_point(module_scope)

@@ -136,7 +136,11 @@ class SendConsularRequestRequest(_message.Message):
 Global___SendConsularRequestRequest: _TypeAlias = SendConsularRequestRequest  # noqa: Y015
 
 @_typing.final
-class SendResponse(_message.Message):
+class SendAlertResponse(_message.Message):
+    """The three Send* responses carry the same fields (one message each, so each
+    RPC can evolve on its own): the new message's id and the node's ACCEPTED receipt.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MESSAGE_ID_FIELD_NUMBER: _builtins.int
@@ -156,7 +160,53 @@ class SendResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SendResponse: _TypeAlias = SendResponse  # noqa: Y015
+Global___SendAlertResponse: _TypeAlias = SendAlertResponse  # noqa: Y015
+
+@_typing.final
+class SendCaseMessageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    @_builtins.property
+    def accepted(self) -> _body_pb2.SignedStatement: ...
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+        accepted: _body_pb2.SignedStatement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendCaseMessageResponse: _TypeAlias = SendCaseMessageResponse  # noqa: Y015
+
+@_typing.final
+class SendConsularRequestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    @_builtins.property
+    def accepted(self) -> _body_pb2.SignedStatement: ...
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+        accepted: _body_pb2.SignedStatement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendConsularRequestResponse: _TypeAlias = SendConsularRequestResponse  # noqa: Y015
 
 @_typing.final
 class SubscribeRequest(_message.Message):
@@ -238,6 +288,26 @@ class Delivery(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class SubscribeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def delivery(self) -> Global___Delivery: ...
+    def __init__(
+        self,
+        *,
+        delivery: Global___Delivery | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
 
 @_typing.final
 class AcknowledgeRequest(_message.Message):
@@ -519,7 +589,7 @@ class GetCaseResponse(_message.Message):
 Global___GetCaseResponse: _TypeAlias = GetCaseResponse  # noqa: Y015
 
 @_typing.final
-class UploadChunk(_message.Message):
+class UploadAttachmentRequest(_message.Message):
     """UploadAttachment: the first message names the file, every message carries data."""
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -545,7 +615,7 @@ class UploadChunk(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UploadChunk: _TypeAlias = UploadChunk  # noqa: Y015
+Global___UploadAttachmentRequest: _TypeAlias = UploadAttachmentRequest  # noqa: Y015
 
 @_typing.final
 class AttachmentRef(_message.Message):
@@ -579,6 +649,26 @@ class AttachmentRef(_message.Message):
 Global___AttachmentRef: _TypeAlias = AttachmentRef  # noqa: Y015
 
 @_typing.final
+class UploadAttachmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ref(self) -> Global___AttachmentRef: ...
+    def __init__(
+        self,
+        *,
+        ref: Global___AttachmentRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadAttachmentResponse: _TypeAlias = UploadAttachmentResponse  # noqa: Y015
+
+@_typing.final
 class DownloadAttachmentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -602,7 +692,7 @@ class DownloadAttachmentRequest(_message.Message):
 Global___DownloadAttachmentRequest: _TypeAlias = DownloadAttachmentRequest  # noqa: Y015
 
 @_typing.final
-class DownloadChunk(_message.Message):
+class DownloadAttachmentResponse(_message.Message):
     """The first message carries ref; every message carries verified plaintext.
     The stream ends with an error (DATA_LOSS) rather than bad data.
     """
@@ -626,4 +716,4 @@ class DownloadChunk(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DownloadChunk: _TypeAlias = DownloadChunk  # noqa: Y015
+Global___DownloadAttachmentResponse: _TypeAlias = DownloadAttachmentResponse  # noqa: Y015

@@ -37,22 +37,22 @@ class ExchangeServiceStub:
         self.SendAlert = channel.unary_unary(
                 '/liaison.v1.ExchangeService/SendAlert',
                 request_serializer=liaison_dot_v1_dot_exchange__pb2.SendAlertRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_exchange__pb2.SendResponse.FromString,
+                response_deserializer=liaison_dot_v1_dot_exchange__pb2.SendAlertResponse.FromString,
                 _registered_method=True)
         self.SendCaseMessage = channel.unary_unary(
                 '/liaison.v1.ExchangeService/SendCaseMessage',
                 request_serializer=liaison_dot_v1_dot_exchange__pb2.SendCaseMessageRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_exchange__pb2.SendResponse.FromString,
+                response_deserializer=liaison_dot_v1_dot_exchange__pb2.SendCaseMessageResponse.FromString,
                 _registered_method=True)
         self.SendConsularRequest = channel.unary_unary(
                 '/liaison.v1.ExchangeService/SendConsularRequest',
                 request_serializer=liaison_dot_v1_dot_exchange__pb2.SendConsularRequestRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_exchange__pb2.SendResponse.FromString,
+                response_deserializer=liaison_dot_v1_dot_exchange__pb2.SendConsularRequestResponse.FromString,
                 _registered_method=True)
         self.Subscribe = channel.unary_stream(
                 '/liaison.v1.ExchangeService/Subscribe',
                 request_serializer=liaison_dot_v1_dot_exchange__pb2.SubscribeRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_exchange__pb2.Delivery.FromString,
+                response_deserializer=liaison_dot_v1_dot_exchange__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
         self.Acknowledge = channel.unary_unary(
                 '/liaison.v1.ExchangeService/Acknowledge',
@@ -76,13 +76,13 @@ class ExchangeServiceStub:
                 _registered_method=True)
         self.UploadAttachment = channel.stream_unary(
                 '/liaison.v1.ExchangeService/UploadAttachment',
-                request_serializer=liaison_dot_v1_dot_exchange__pb2.UploadChunk.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_exchange__pb2.AttachmentRef.FromString,
+                request_serializer=liaison_dot_v1_dot_exchange__pb2.UploadAttachmentRequest.SerializeToString,
+                response_deserializer=liaison_dot_v1_dot_exchange__pb2.UploadAttachmentResponse.FromString,
                 _registered_method=True)
         self.DownloadAttachment = channel.unary_stream(
                 '/liaison.v1.ExchangeService/DownloadAttachment',
                 request_serializer=liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentRequest.SerializeToString,
-                response_deserializer=liaison_dot_v1_dot_exchange__pb2.DownloadChunk.FromString,
+                response_deserializer=liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentResponse.FromString,
                 _registered_method=True)
 
 
@@ -155,22 +155,22 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
             'SendAlert': grpc.unary_unary_rpc_method_handler(
                     servicer.SendAlert,
                     request_deserializer=liaison_dot_v1_dot_exchange__pb2.SendAlertRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_exchange__pb2.SendResponse.SerializeToString,
+                    response_serializer=liaison_dot_v1_dot_exchange__pb2.SendAlertResponse.SerializeToString,
             ),
             'SendCaseMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.SendCaseMessage,
                     request_deserializer=liaison_dot_v1_dot_exchange__pb2.SendCaseMessageRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_exchange__pb2.SendResponse.SerializeToString,
+                    response_serializer=liaison_dot_v1_dot_exchange__pb2.SendCaseMessageResponse.SerializeToString,
             ),
             'SendConsularRequest': grpc.unary_unary_rpc_method_handler(
                     servicer.SendConsularRequest,
                     request_deserializer=liaison_dot_v1_dot_exchange__pb2.SendConsularRequestRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_exchange__pb2.SendResponse.SerializeToString,
+                    response_serializer=liaison_dot_v1_dot_exchange__pb2.SendConsularRequestResponse.SerializeToString,
             ),
             'Subscribe': grpc.unary_stream_rpc_method_handler(
                     servicer.Subscribe,
                     request_deserializer=liaison_dot_v1_dot_exchange__pb2.SubscribeRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_exchange__pb2.Delivery.SerializeToString,
+                    response_serializer=liaison_dot_v1_dot_exchange__pb2.SubscribeResponse.SerializeToString,
             ),
             'Acknowledge': grpc.unary_unary_rpc_method_handler(
                     servicer.Acknowledge,
@@ -194,13 +194,13 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
             ),
             'UploadAttachment': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadAttachment,
-                    request_deserializer=liaison_dot_v1_dot_exchange__pb2.UploadChunk.FromString,
-                    response_serializer=liaison_dot_v1_dot_exchange__pb2.AttachmentRef.SerializeToString,
+                    request_deserializer=liaison_dot_v1_dot_exchange__pb2.UploadAttachmentRequest.FromString,
+                    response_serializer=liaison_dot_v1_dot_exchange__pb2.UploadAttachmentResponse.SerializeToString,
             ),
             'DownloadAttachment': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadAttachment,
                     request_deserializer=liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentRequest.FromString,
-                    response_serializer=liaison_dot_v1_dot_exchange__pb2.DownloadChunk.SerializeToString,
+                    response_serializer=liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,7 +229,7 @@ class ExchangeService:
             target,
             '/liaison.v1.ExchangeService/SendAlert',
             liaison_dot_v1_dot_exchange__pb2.SendAlertRequest.SerializeToString,
-            liaison_dot_v1_dot_exchange__pb2.SendResponse.FromString,
+            liaison_dot_v1_dot_exchange__pb2.SendAlertResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -256,7 +256,7 @@ class ExchangeService:
             target,
             '/liaison.v1.ExchangeService/SendCaseMessage',
             liaison_dot_v1_dot_exchange__pb2.SendCaseMessageRequest.SerializeToString,
-            liaison_dot_v1_dot_exchange__pb2.SendResponse.FromString,
+            liaison_dot_v1_dot_exchange__pb2.SendCaseMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -283,7 +283,7 @@ class ExchangeService:
             target,
             '/liaison.v1.ExchangeService/SendConsularRequest',
             liaison_dot_v1_dot_exchange__pb2.SendConsularRequestRequest.SerializeToString,
-            liaison_dot_v1_dot_exchange__pb2.SendResponse.FromString,
+            liaison_dot_v1_dot_exchange__pb2.SendConsularRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -310,7 +310,7 @@ class ExchangeService:
             target,
             '/liaison.v1.ExchangeService/Subscribe',
             liaison_dot_v1_dot_exchange__pb2.SubscribeRequest.SerializeToString,
-            liaison_dot_v1_dot_exchange__pb2.Delivery.FromString,
+            liaison_dot_v1_dot_exchange__pb2.SubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -444,8 +444,8 @@ class ExchangeService:
             request_iterator,
             target,
             '/liaison.v1.ExchangeService/UploadAttachment',
-            liaison_dot_v1_dot_exchange__pb2.UploadChunk.SerializeToString,
-            liaison_dot_v1_dot_exchange__pb2.AttachmentRef.FromString,
+            liaison_dot_v1_dot_exchange__pb2.UploadAttachmentRequest.SerializeToString,
+            liaison_dot_v1_dot_exchange__pb2.UploadAttachmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -472,7 +472,7 @@ class ExchangeService:
             target,
             '/liaison.v1.ExchangeService/DownloadAttachment',
             liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentRequest.SerializeToString,
-            liaison_dot_v1_dot_exchange__pb2.DownloadChunk.FromString,
+            liaison_dot_v1_dot_exchange__pb2.DownloadAttachmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

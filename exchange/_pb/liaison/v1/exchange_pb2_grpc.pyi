@@ -31,30 +31,30 @@ class ExchangeServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ExchangeServiceAsyncStub: ...
-    SendAlert: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SendAlertRequest, _exchange_pb2.SendResponse]
-    SendCaseMessage: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SendCaseMessageRequest, _exchange_pb2.SendResponse]
-    SendConsularRequest: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SendConsularRequestRequest, _exchange_pb2.SendResponse]
-    Subscribe: _grpc.UnaryStreamMultiCallable[_exchange_pb2.SubscribeRequest, _exchange_pb2.Delivery]
+    SendAlert: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SendAlertRequest, _exchange_pb2.SendAlertResponse]
+    SendCaseMessage: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SendCaseMessageRequest, _exchange_pb2.SendCaseMessageResponse]
+    SendConsularRequest: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.SendConsularRequestRequest, _exchange_pb2.SendConsularRequestResponse]
+    Subscribe: _grpc.UnaryStreamMultiCallable[_exchange_pb2.SubscribeRequest, _exchange_pb2.SubscribeResponse]
     Acknowledge: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.AcknowledgeRequest, _exchange_pb2.AcknowledgeResponse]
     GetStatus: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetStatusRequest, _exchange_pb2.GetStatusResponse]
     ListOffices: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.ListOfficesRequest, _exchange_pb2.ListOfficesResponse]
     GetCase: _grpc.UnaryUnaryMultiCallable[_exchange_pb2.GetCaseRequest, _exchange_pb2.GetCaseResponse]
-    UploadAttachment: _grpc.StreamUnaryMultiCallable[_exchange_pb2.UploadChunk, _exchange_pb2.AttachmentRef]
-    DownloadAttachment: _grpc.UnaryStreamMultiCallable[_exchange_pb2.DownloadAttachmentRequest, _exchange_pb2.DownloadChunk]
+    UploadAttachment: _grpc.StreamUnaryMultiCallable[_exchange_pb2.UploadAttachmentRequest, _exchange_pb2.UploadAttachmentResponse]
+    DownloadAttachment: _grpc.UnaryStreamMultiCallable[_exchange_pb2.DownloadAttachmentRequest, _exchange_pb2.DownloadAttachmentResponse]
 
 @_typing.type_check_only
 class ExchangeServiceAsyncStub(ExchangeServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    SendAlert: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SendAlertRequest, _exchange_pb2.SendResponse]  # type: ignore[assignment]
-    SendCaseMessage: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SendCaseMessageRequest, _exchange_pb2.SendResponse]  # type: ignore[assignment]
-    SendConsularRequest: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SendConsularRequestRequest, _exchange_pb2.SendResponse]  # type: ignore[assignment]
-    Subscribe: _aio.UnaryStreamMultiCallable[_exchange_pb2.SubscribeRequest, _exchange_pb2.Delivery]  # type: ignore[assignment]
+    SendAlert: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SendAlertRequest, _exchange_pb2.SendAlertResponse]  # type: ignore[assignment]
+    SendCaseMessage: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SendCaseMessageRequest, _exchange_pb2.SendCaseMessageResponse]  # type: ignore[assignment]
+    SendConsularRequest: _aio.UnaryUnaryMultiCallable[_exchange_pb2.SendConsularRequestRequest, _exchange_pb2.SendConsularRequestResponse]  # type: ignore[assignment]
+    Subscribe: _aio.UnaryStreamMultiCallable[_exchange_pb2.SubscribeRequest, _exchange_pb2.SubscribeResponse]  # type: ignore[assignment]
     Acknowledge: _aio.UnaryUnaryMultiCallable[_exchange_pb2.AcknowledgeRequest, _exchange_pb2.AcknowledgeResponse]  # type: ignore[assignment]
     GetStatus: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetStatusRequest, _exchange_pb2.GetStatusResponse]  # type: ignore[assignment]
     ListOffices: _aio.UnaryUnaryMultiCallable[_exchange_pb2.ListOfficesRequest, _exchange_pb2.ListOfficesResponse]  # type: ignore[assignment]
     GetCase: _aio.UnaryUnaryMultiCallable[_exchange_pb2.GetCaseRequest, _exchange_pb2.GetCaseResponse]  # type: ignore[assignment]
-    UploadAttachment: _aio.StreamUnaryMultiCallable[_exchange_pb2.UploadChunk, _exchange_pb2.AttachmentRef]  # type: ignore[assignment]
-    DownloadAttachment: _aio.UnaryStreamMultiCallable[_exchange_pb2.DownloadAttachmentRequest, _exchange_pb2.DownloadChunk]  # type: ignore[assignment]
+    UploadAttachment: _aio.StreamUnaryMultiCallable[_exchange_pb2.UploadAttachmentRequest, _exchange_pb2.UploadAttachmentResponse]  # type: ignore[assignment]
+    DownloadAttachment: _aio.UnaryStreamMultiCallable[_exchange_pb2.DownloadAttachmentRequest, _exchange_pb2.DownloadAttachmentResponse]  # type: ignore[assignment]
 
 class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -62,28 +62,28 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _exchange_pb2.SendAlertRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_exchange_pb2.SendResponse, _abc.Awaitable[_exchange_pb2.SendResponse]]: ...
+    ) -> _typing.Union[_exchange_pb2.SendAlertResponse, _abc.Awaitable[_exchange_pb2.SendAlertResponse]]: ...
 
     @_abc_1.abstractmethod
     def SendCaseMessage(
         self,
         request: _exchange_pb2.SendCaseMessageRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_exchange_pb2.SendResponse, _abc.Awaitable[_exchange_pb2.SendResponse]]: ...
+    ) -> _typing.Union[_exchange_pb2.SendCaseMessageResponse, _abc.Awaitable[_exchange_pb2.SendCaseMessageResponse]]: ...
 
     @_abc_1.abstractmethod
     def SendConsularRequest(
         self,
         request: _exchange_pb2.SendConsularRequestRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_exchange_pb2.SendResponse, _abc.Awaitable[_exchange_pb2.SendResponse]]: ...
+    ) -> _typing.Union[_exchange_pb2.SendConsularRequestResponse, _abc.Awaitable[_exchange_pb2.SendConsularRequestResponse]]: ...
 
     @_abc_1.abstractmethod
     def Subscribe(
         self,
         request: _exchange_pb2.SubscribeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_exchange_pb2.Delivery], _abc.AsyncIterator[_exchange_pb2.Delivery]]: ...
+    ) -> _typing.Union[_abc.Iterator[_exchange_pb2.SubscribeResponse], _abc.AsyncIterator[_exchange_pb2.SubscribeResponse]]: ...
 
     @_abc_1.abstractmethod
     def Acknowledge(
@@ -116,15 +116,15 @@ class ExchangeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def UploadAttachment(
         self,
-        request_iterator: _MaybeAsyncIterator[_exchange_pb2.UploadChunk],
+        request_iterator: _MaybeAsyncIterator[_exchange_pb2.UploadAttachmentRequest],
         context: _ServicerContext,
-    ) -> _typing.Union[_exchange_pb2.AttachmentRef, _abc.Awaitable[_exchange_pb2.AttachmentRef]]: ...
+    ) -> _typing.Union[_exchange_pb2.UploadAttachmentResponse, _abc.Awaitable[_exchange_pb2.UploadAttachmentResponse]]: ...
 
     @_abc_1.abstractmethod
     def DownloadAttachment(
         self,
         request: _exchange_pb2.DownloadAttachmentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_exchange_pb2.DownloadChunk], _abc.AsyncIterator[_exchange_pb2.DownloadChunk]]: ...
+    ) -> _typing.Union[_abc.Iterator[_exchange_pb2.DownloadAttachmentResponse], _abc.AsyncIterator[_exchange_pb2.DownloadAttachmentResponse]]: ...
 
 def add_ExchangeServiceServicer_to_server(servicer: ExchangeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
