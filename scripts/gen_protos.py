@@ -4,6 +4,10 @@ Generated imports mirror the proto path (``liaison.v1.x_pb2``); they are
 rewritten to the package they live in (``exchange._pb.liaison.v1.x_pb2``) so
 the generated code needs no ``sys.path`` trick. ``--check`` regenerates into
 a temporary folder and exits 1 when the checked-in code differs.
+
+The committed image of the API (protos/liaison.v1.binpb, checked by
+``make protos-check``) is not rewritten here: ``make protos-image`` records a
+deliberate contract change (docs/adr/0007-wire-contract.md).
 """
 
 from __future__ import annotations
