@@ -143,16 +143,16 @@ class AsyncClient:
     # --- sending -------------------------------------------------------------------
 
     async def send(self, request: SendRequest) -> SendResult:
-        body = request.body
+        # The RPC follows the body's kind; the codec builds its request.
+        body, stub, t = request.body, self._stub, self.timeout
         call: Awaitable[codec.SendResponsePb]
         if isinstance(body, Alert):
-            call = self._stub.SendAlert(codec.send_alert_request_to_pb(request, body), timeout=self.timeout)
+            call = stub.SendAlert(codec.send_alert_request_to_pb(request, body), timeout=t)
         elif isinstance(body, CaseMessage):
-            pb = codec.send_case_message_request_to_pb(request, body)
-            call = self._stub.SendCaseMessage(pb, timeout=self.timeout)
+            call = stub.SendCaseMessage(codec.send_case_message_request_to_pb(request, body), timeout=t)
         else:
-            pb_c = codec.send_consular_request_request_to_pb(request, body)
-            call = self._stub.SendConsularRequest(pb_c, timeout=self.timeout)
+            consular = codec.send_consular_request_request_to_pb(request, body)
+            call = stub.SendConsularRequest(consular, timeout=t)
         return codec.send_result_from_pb(await self._call(call))
 
     async def send_alert(
