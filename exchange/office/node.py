@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
@@ -35,6 +33,7 @@ from exchange.core.api import (
     SendRequest,
     SendResult,
 )
+from exchange.core.clock import Clock, now_ms
 from exchange.core.directory import DirectoryState
 from exchange.core.envelope import Receipt, Rejection, Routed, SignedStatement
 from exchange.core.errors import (
@@ -48,20 +47,26 @@ from exchange.core.errors import (
 from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
 from exchange.core.seal import open_envelope, seal, sign_statement, verify_statement
+from exchange.core.wire import (
+    IN_STREAM,
+    delivered_msg_id,
+    in_subject,
+    office_durable,
+    out_subject,
+    read_msg_id,
+)
 from exchange.nats.transport import (
     Delivered,
     OutboundMessage,
     PermanentError,
     Transport,
-    in_subject,
-    out_subject,
     raise_if_cancelling,
 )
 from exchange.office.attachments import OfficeAttachments
 from exchange.office.metrics import OfficeMetrics
 from exchange.office.store import REJECTED, Frame, InboxRecord, OfficeStore, SentRecord, StatementRecord
 
-__all__ = ["OfficeNode", "now_ms"]
+__all__ = ["OfficeNode"]
 
 log = structlog.get_logger()
 
@@ -70,18 +75,6 @@ INBOX_BATCH = 256
 # Frames fetched by a node that lost NATS before acking them come back after this long.
 INBOX_ACK_WAIT_S = 10.0
 PUBLISH_RETRY_S = 1.0
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass
-class _Counters:
-    sent: int = 0
-    delivered: int = 0
-    duplicates: int = 0
-    refused: int = 0
 
 
 class OfficeNode:
@@ -94,8 +87,9 @@ class OfficeNode:
         identity: OfficeIdentity,
         directory: DirectoryState,
         store: OfficeStore,
+        metrics: OfficeMetrics,
         suite: Suite = Suite.CLASSIC,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = now_ms,
     ) -> None:
         self.office = office
         self.identity = identity
@@ -103,8 +97,7 @@ class OfficeNode:
         self.store = store
         self.suite = suite
         self.clock = clock
-        self.counters = _Counters()
-        self.metrics = OfficeMetrics(office)  # observability: hooks marked "# metrics"
+        self.metrics = metrics  # observability: hooks marked "# metrics"
         self._inbox_changed = asyncio.Condition()
         self._outbox_ready = asyncio.Event()
         self.connected = asyncio.Event()
@@ -169,7 +162,6 @@ class OfficeNode:
         statement = _statement_record(accepted, recipient="", state=ReceiptState.ACCEPTED)
         message_id = await self.store.record_sent(record, statement, frame)
         self._outbox_ready.set()
-        self.counters.sent += 1
         self.metrics.on_sent()  # metrics
         log.info(
             "accepted",
@@ -224,7 +216,6 @@ class OfficeNode:
             log.warning("inbound_key_missing", error=str(e), seq=item.seq)
             raise
         except LiaisonError as e:
-            self.counters.refused += 1
             self.metrics.on_refused(e.reason.label)  # metrics
             log.warning("inbound_refused", error=str(e), reason=e.reason.label, seq=item.seq)
             raise PermanentError(str(e)) from e
@@ -279,17 +270,15 @@ class OfficeNode:
             body=encode_body(opened.body),
         )
         frame = Frame(
-            msg_id=f"{ctx.message_id}.delivered.{self.office}",
+            msg_id=delivered_msg_id(ctx.message_id, self.office),
             priority=int(ctx.priority),
             payload=encode_frame(delivered),
         )
         cursor = await self.store.record_delivery(record, frame)
         if cursor is None:
-            self.counters.duplicates += 1
             self.metrics.on_duplicate()  # metrics
             log.info("duplicate_dropped", message_id=ctx.message_id)
             return
-        self.counters.delivered += 1
         self.metrics.on_delivered(ctx.created_ms, now)  # metrics
         self._outbox_ready.set()
         log.info("delivered", message_id=ctx.message_id, sender=ctx.sender, cursor=cursor)
@@ -364,7 +353,7 @@ class OfficeNode:
             )
         )
         frame = Frame(
-            msg_id=f"{message_id}.read.{self.office}", priority=rec.priority, payload=encode_frame(read)
+            msg_id=read_msg_id(message_id, self.office), priority=rec.priority, payload=encode_frame(read)
         )
         if await self.store.mark_read(message_id, now, frame):
             self._outbox_ready.set()
@@ -460,10 +449,10 @@ class OfficeNode:
             tg.create_task(self.publish_loop(transport))
             tg.create_task(
                 transport.consume(
-                    "LIAISON_IN",
-                    f"office-{self.office}",
+                    IN_STREAM,
+                    office_durable(self.office),
                     in_subject(self.office),
-                    batch_handler=self.handle_inbound_batch,
+                    self.handle_inbound_batch,
                     batch=INBOX_BATCH,
                     ack_wait=INBOX_ACK_WAIT_S,
                     # Refusals are parked as poison on their own; anything else (store, keys
