@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
-from exchange.codec.body import decode_body, encode_body
+from exchange.codec.body import decode_body
 from exchange.codec.envelope import (
     decode_frame,
     decode_signed_statement,
@@ -40,13 +40,12 @@ from exchange.core.errors import (
     LiaisonError,
     MissingKeyError,
     NotFoundError,
-    OversizeError,
     SignatureError,
-    UnknownRecipientError,
 )
 from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
-from exchange.core.seal import open_envelope, seal, sign_statement, verify_statement
+from exchange.core.receipts import check_stamp, check_statement
+from exchange.core.seal import EncodedBody, open_envelope, seal, sign_statement, verify_statement
 from exchange.core.wire import (
     IN_STREAM,
     delivered_msg_id,
@@ -109,21 +108,13 @@ class OfficeNode:
     async def send(self, req: SendRequest, agency: str = "") -> SendResult:
         """Seal, store durably, answer ACCEPTED. Publishing happens behind the reply."""
         directory = self.directory.directory
-        for r in req.recipients:
-            if directory.office(r) is None:
-                raise UnknownRecipientError(
-                    f"recipient office {r!r} is not in directory v{directory.version}"
-                )
-        full_body = await self.attachments.with_uploads(req.body, req.attachments)
-        body = encode_body(full_body)
-        if len(body) > directory.limits.max_body_bytes:
-            raise OversizeError(
-                f"body of {len(body)} bytes exceeds the limit of {directory.limits.max_body_bytes}"
-            )
+        # Recipients and body size are checked by seal() (exchange.core.seal), once; the
+        # body is encoded once, and the bytes sealed are the bytes stored.
+        body = EncodedBody.of(await self.attachments.with_uploads(req.body, req.attachments))
         now = self.clock()
         ttl = req.ttl_s or directory.limits.max_ttl_s
         envelope = seal(
-            full_body,
+            body,
             sender=self.office,
             sender_keys=self.identity.all_signing_keys(),
             recipients=req.recipients,
@@ -155,7 +146,7 @@ class OfficeNode:
             case_id=ctx.case_id,
             recipients=ctx.recipients,
             header_digest=header_digest,
-            body=body,
+            body=body.data,
             idempotency_key=req.idempotency_key or None,
         )
         frame = Frame(msg_id=ctx.message_id, priority=int(ctx.priority), payload=encode_frame(envelope))
@@ -232,14 +223,7 @@ class OfficeNode:
         envelope = routed.envelope
         ctx = envelope.header.context
         digest = primitives.sha256(envelope.header_bytes)
-        if (
-            not isinstance(stamp, Receipt)
-            or stamp.state is not ReceiptState.STAMPED
-            or directory.gateway(stamp.signer) is None
-            or stamp.message_id != ctx.message_id
-            or stamp.header_digest != digest
-        ):
-            raise SignatureError(f"message {ctx.message_id} lacks a valid gateway stamp")
+        check_stamp(stamp, message_id=ctx.message_id, header_digest=digest, directory=directory)
         opened = open_envelope(
             envelope, me=self.office, my_keys=self.identity.encryption_keys(), directory=directory, now_ms=now
         )
@@ -267,7 +251,7 @@ class OfficeNode:
             delivered_ms=now,
             log_index=stamp.log_index,
             header_digest=digest,
-            body=encode_body(opened.body),
+            body=opened.body_bytes,  # stored as decrypted: decoded once, in open_envelope
         )
         frame = Frame(
             msg_id=delivered_msg_id(ctx.message_id, self.office),
@@ -289,9 +273,8 @@ class OfficeNode:
         directory = self.directory.directory
         statement = verify_statement(signed, directory=directory, now_ms=self.clock())
         sent = await asyncio.to_thread(self.store.sent, statement.message_id)
+        check_statement(statement, recipients=sent.recipients if sent else None, directory=directory)
         if isinstance(statement, Rejection):
-            if directory.gateway(statement.signer) is None:
-                raise SignatureError(f"rejection of {statement.message_id} not signed by a gateway")
             if sent is None:
                 # Something under this office's name that this node never sent (a replayed
                 # or forged envelope): keep the gateway's verdict where GetStatus shows it.
@@ -307,15 +290,6 @@ class OfficeNode:
             )
             await self.store.record_statement(record)
             return
-        if sent is None:
-            raise NotFoundError(f"receipt about message {statement.message_id} this office did not send")
-        is_gateway = directory.gateway(statement.signer) is not None
-        if statement.state is ReceiptState.STAMPED and not is_gateway:
-            raise SignatureError(f"STAMPED receipt for {statement.message_id} not signed by a gateway")
-        if statement.state in (ReceiptState.DELIVERED, ReceiptState.READ) and (
-            statement.signer not in sent.recipients or statement.recipient != statement.signer
-        ):
-            raise SignatureError(f"receipt for {statement.message_id} signed by a non-recipient")
         await self.store.record_statement(
             _statement_record(signed, recipient=statement.recipient, state=statement.state)
         )
@@ -360,8 +334,12 @@ class OfficeNode:
             log.info("read", message_id=message_id)
         return read
 
-    def status(self, message_id: str) -> MessageStatus:
-        """The receipt chain of a message this office sent, per recipient.
+    async def status(self, message_id: str) -> MessageStatus:
+        """The receipt chain of a message this office sent, per recipient (store reads off the loop)."""
+        return await asyncio.to_thread(self._status, message_id)
+
+    def _status(self, message_id: str) -> MessageStatus:
+        """``status``, run in a worker thread.
 
         A REPLAY rejection of a message the gateway had stamped is this node's own
         retry after a crash, not a refusal: it does not count. A rejection of a
@@ -407,7 +385,11 @@ class OfficeNode:
             ),
         )
 
-    def case(self, case_id: str) -> list[CaseEntry]:
+    async def case(self, case_id: str) -> list[CaseEntry]:
+        """Every message of a case this office sent or received, oldest first (off the loop)."""
+        return await asyncio.to_thread(self._case, case_id)
+
+    def _case(self, case_id: str) -> list[CaseEntry]:
         sent, received = self.store.case(case_id)
         entries = [
             CaseEntry(

@@ -75,7 +75,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     async def GetStatus(
         self, request: exchange_pb2.GetStatusRequest, context: Ctx
     ) -> exchange_pb2.GetStatusResponse:
-        return codec.status_to_pb(self.node.status(check_message_id(request.message_id)))
+        return codec.status_to_pb(await self.node.status(check_message_id(request.message_id)))
 
     @grpc_errors
     async def ListOffices(
@@ -87,7 +87,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     async def GetCase(
         self, request: exchange_pb2.GetCaseRequest, context: Ctx
     ) -> exchange_pb2.GetCaseResponse:
-        return codec.case_to_pb(request.case_id, self.node.case(request.case_id))
+        return codec.case_to_pb(request.case_id, await self.node.case(request.case_id))
 
     @grpc_errors
     async def UploadAttachment(
