@@ -57,7 +57,7 @@ from gateway.audit.treehead import (
     sign_tree_head,
     verify_cosignature,
 )
-from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
+from gateway.decide import Accepted, Forward, InFlight, Prior, Refused, Resume, decide
 from gateway.metrics import GatewayMetrics
 
 __all__ = ["GatewayNode"]
@@ -186,9 +186,9 @@ class GatewayNode:
         directory = self.directory.directory
         now = self.clock()
 
-        def lookup(message_id: str) -> Prior | None:
+        def lookup(message_id: str) -> Prior | InFlight | None:
             if message_id in self._accepting:
-                return Prior(-1, office, (), b"")  # accepted by a concurrent handler just now
+                return InFlight(message_id)  # a concurrent handler's record is not durable yet
             return self._prior(message_id)
 
         # Decided inline (not in a thread) so that concurrent handlers of one batch reach
