@@ -2,31 +2,41 @@
 
 Pure: bytes, the office the frame came from (its NATS subject), the
 directory, a clock, and a look-up of earlier accepted messages go in; a
-decision with its audit record comes out. No I/O: the shell
-(``gateway.node``) appends the record, signs, routes and acknowledges.
+decision with its whole audit record comes out. No I/O: the shell
+(``gateway.node``) does the look-up's reads, appends the record, signs,
+routes and acknowledges. The look-up answers with a ``Prior`` (in the audit
+log), ``InFlight`` (being accepted by a concurrent handler of this gateway,
+not durable yet) or None.
 
-Steps, each stopping an attack:
-1. size before parsing (memory exhaustion);
-2. parse the frame (malformed input);
-3. an envelope's claimed sender must be the office whose subject carried it
-   (one office posing as another);
-4. the envelope core's verification: directory membership, key validity and
-   revocation, suite floor, signatures, recipients, expiry, skew, digest;
-5. routing policy (a kind an office may not send);
-6. replay: a message id accepted before is refused for as long as the audit
-   log keeps it, far beyond JetStream's duplicate window; only a redelivery of
-   the very stream message that was accepted (same out-stream sequence, same
-   header) resumes instead. The sequence, not JetStream's delivery count, tells
-   the two apart: a nats-server restarted after a crash may redeliver a message
-   with a delivery count of 1 again;
-7. receipts: signed by the office that sent them, about a message that was
-   accepted and addressed to that office, then forwarded to its sender.
+The plan for an envelope (``decide``), each step stopping an attack:
+(1) size before parsing (memory exhaustion);
+(2) parse the frame (malformed input); a signed statement goes to the
+    receipt plan below, a routed frame is refused (offices do not route);
+(3) the envelope's claimed sender must be the office whose subject carried it
+    (one office posing as another);
+(4) the envelope core's verification: directory membership, key validity and
+    revocation, suite floor, signatures, recipients, expiry, skew, digest;
+(5) routing policy (a kind an office may not send);
+(6) replay: a message id accepted before (or being accepted right now) is
+    refused for as long as the audit log keeps it, far beyond JetStream's
+    duplicate window; only a redelivery of the very stream message that was
+    accepted (same out-stream sequence, same header) resumes instead. The
+    sequence, not JetStream's delivery count, tells the two apart: a
+    nats-server restarted after a crash may redeliver a message with a
+    delivery count of 1 again.
+
+The plan for a receipt (``_receipt``):
+(R1) its signatures verify (``seal.verify_statement``);
+(R2) offices send only DELIVERED and READ receipts;
+(R3) signed by the office that sent it, about itself;
+(R4) about a message accepted before and addressed to that office;
+(R5) naming that message's header digest; it is then forwarded to the sender.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from exchange.codec.envelope import decode_frame
 from exchange.core import primitives
@@ -44,7 +54,17 @@ from exchange.core.model import Directory, ReceiptState
 from exchange.core.seal import check_policy, verify_envelope, verify_statement
 from gateway.audit.record import AuditRecord, Verdict
 
-__all__ = ["Accepted", "Decision", "Forward", "Prior", "Refused", "Resume", "decide"]
+__all__ = [
+    "Accepted",
+    "Decision",
+    "Forward",
+    "InFlight",
+    "Prior",
+    "PriorLookup",
+    "Refused",
+    "Resume",
+    "decide",
+]
 
 # Room for the frame around an envelope of the directory's maximum size.
 FRAME_OVERHEAD_BYTES = 64 * 1024
@@ -59,6 +79,13 @@ class Prior:
     recipients: tuple[str, ...]
     header_digest: bytes
     source_seq: int = 0  # its frame's out-stream sequence (0: unknown)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A message id a concurrent handler of this gateway is accepting: no audit record yet."""
+
+    message_id: str
 
 
 @dataclass(frozen=True)
@@ -91,14 +118,23 @@ class Forward:
 
 
 Decision = Accepted | Resume | Refused | Forward
-PriorLookup = Callable[[str], Prior | None]
+# The shell's look-up of a message id: in the audit log, being accepted right now, or unknown.
+PriorLookup = Callable[[str], Prior | InFlight | None]
 
 
-def _refuse(
-    error: LiaisonError, from_office: str, now_ms: int, envelope: Envelope | None, size: int
-) -> Refused:
-    record = _envelope_record(envelope, now_ms, Verdict.REJECTED, size, from_office, error=error)
-    return Refused(error, record, from_office)
+@dataclass(frozen=True)
+class _Arrival:
+    """What every audit record of one frame says about its arrival."""
+
+    from_office: str  # the office whose out subject carried it
+    at_ms: int
+    size: int
+    source_seq: int  # its out-stream sequence (0: unknown)
+
+
+def _refuse(error: LiaisonError, arrival: _Arrival, envelope: Envelope | None) -> Refused:
+    record = _envelope_record(envelope, arrival, Verdict.REJECTED, error=error)
+    return Refused(error, record, arrival.from_office)
 
 
 def _detail(error: LiaisonError) -> str:
@@ -107,28 +143,23 @@ def _detail(error: LiaisonError) -> str:
 
 
 def _envelope_record(
-    envelope: Envelope | None,
-    now_ms: int,
-    verdict: Verdict,
-    size: int,
-    from_office: str,
-    *,
-    error: LiaisonError | None = None,
+    envelope: Envelope | None, arrival: _Arrival, verdict: Verdict, *, error: LiaisonError | None = None
 ) -> AuditRecord:
     reason = error.reason if error else None
     detail = _detail(error) if error else ""
     if envelope is None:
         return AuditRecord(
-            at_ms=now_ms,
+            at_ms=arrival.at_ms,
             verdict=verdict,
-            sender=from_office,
-            envelope_size=size,
+            sender=arrival.from_office,
+            envelope_size=arrival.size,
             reason=reason,
             detail=detail,
+            source_seq=arrival.source_seq,
         )
     c = envelope.header.context
     return AuditRecord(
-        at_ms=now_ms,
+        at_ms=arrival.at_ms,
         verdict=verdict,
         sender=c.sender,
         message_id=c.message_id,
@@ -138,12 +169,13 @@ def _envelope_record(
         case_id=c.case_id,
         created_ms=c.created_ms,
         expires_ms=c.expires_ms,
-        envelope_size=size,
+        envelope_size=arrival.size,
         header_digest=primitives.sha256(envelope.header_bytes),
         ciphertext_digest=envelope.header.ciphertext_digest,
         suite=c.suite,
         reason=reason,
         detail=detail,
+        source_seq=arrival.source_seq,
     )
 
 
@@ -157,87 +189,77 @@ def decide(
     source_seq: int = 0,
 ) -> Decision:
     """Decide on one frame; ``source_seq`` is its out-stream sequence, kept in its audit record."""
-    decision = _decide(
-        payload,
-        from_office=from_office,
-        directory=directory,
-        now_ms=now_ms,
-        prior=prior,
-        source_seq=source_seq,
-    )
-    if isinstance(decision, Resume) or not source_seq:
-        return decision
-    return replace(decision, record=replace(decision.record, source_seq=source_seq))
-
-
-def _decide(
-    payload: bytes,
-    *,
-    from_office: str,
-    directory: Directory,
-    now_ms: int,
-    prior: PriorLookup,
-    source_seq: int,
-) -> Decision:
     size = len(payload)
-    # 1. Size before parsing.
+    arrival = _Arrival(from_office, now_ms, size, source_seq)
+    # (1): size before parsing.
     limit = directory.limits.max_envelope_bytes + FRAME_OVERHEAD_BYTES
     if size > limit:
-        return _refuse(
-            OversizeError(f"frame of {size} bytes exceeds {limit}"), from_office, now_ms, None, size
-        )
-    # 2. Parse.
+        oversize = OversizeError(f"frame of {size} bytes exceeds {limit}")
+        return _refuse(oversize, arrival, None)
+    # (2): parse; statements and routed frames leave here.
     try:
         frame = decode_frame(payload)
     except CodecError as e:
-        return _refuse(e, from_office, now_ms, None, size)
+        return _refuse(e, arrival, None)
     if isinstance(frame, SignedStatement):
-        return _receipt(frame, from_office=from_office, directory=directory, now_ms=now_ms, prior=prior)
+        return _receipt(frame, arrival, directory=directory, prior=prior)
     if isinstance(frame, Routed):
-        return _refuse(CodecError("offices may not send routed frames"), from_office, now_ms, None, size)
+        routed = CodecError("offices may not send routed frames")
+        return _refuse(routed, arrival, None)
     envelope = frame
-    # 3. The subject names the sender.
+    # (3): the subject names the sender.
     if envelope.header.context.sender != from_office:
         claimed = envelope.header.context.sender
         mismatch = SenderMismatchError(f"envelope claims sender {claimed!r} but came from {from_office!r}")
-        return _refuse(mismatch, from_office, now_ms, envelope, size)
+        return _refuse(mismatch, arrival, envelope)
     try:
-        # 4. Signatures, keys, suite, recipients, expiry, skew, digest.
+        # (4): signatures, keys, suite, recipients, expiry, skew, digest.
         verified = verify_envelope(envelope, directory=directory, now_ms=now_ms)
-        # 5. Policy.
+        # (5): policy.
         check_policy(verified, directory)
     except LiaisonError as e:  # EnvelopeError, or Codec/OversizeError from the core's own limits
-        return _refuse(e, from_office, now_ms, envelope, size)
-    # 6. Replay.
+        return _refuse(e, arrival, envelope)
+    # (6): replay, unless this is the very stream message accepted before (resume).
     c = envelope.header.context
     earlier = prior(c.message_id)
+    if isinstance(earlier, InFlight):
+        replay = ReplayError(f"message {c.message_id} is being accepted from another frame")
+        return _refuse(replay, arrival, envelope)
     if earlier is not None:
         same_message = source_seq != 0 and earlier.source_seq == source_seq
         if same_message and earlier.header_digest == verified.header_digest:
             return Resume(envelope, earlier)
         replay = ReplayError(f"message {c.message_id} was accepted before at log index {earlier.log_index}")
-        return _refuse(replay, from_office, now_ms, envelope, size)
-    return Accepted(envelope, _envelope_record(envelope, now_ms, Verdict.ACCEPTED, size, from_office))
+        return _refuse(replay, arrival, envelope)
+    record = _envelope_record(envelope, arrival, Verdict.ACCEPTED)
+    return Accepted(envelope, record)
 
 
 def _receipt(
-    signed: SignedStatement, *, from_office: str, directory: Directory, now_ms: int, prior: PriorLookup
+    signed: SignedStatement, arrival: _Arrival, *, directory: Directory, prior: PriorLookup
 ) -> Decision:
-    size = len(signed.statement_bytes)
+    from_office, now_ms, size = arrival.from_office, arrival.at_ms, len(signed.statement_bytes)
     try:
+        # (R1): signatures.
         statement = verify_statement(signed, directory=directory, now_ms=now_ms)
+        # (R2): only DELIVERED and READ. Stops: an office forging the gateway's STAMPED.
         if isinstance(statement, Rejection) or statement.state not in (
             ReceiptState.DELIVERED,
             ReceiptState.READ,
         ):
             raise SignatureError("offices may only send DELIVERED and READ receipts")
+        # (R3): the office that sent it signed it, about itself. Stops: one office
+        #     confirming delivery on another's behalf.
         if statement.signer != from_office or statement.recipient != from_office:
             raise SenderMismatchError(f"receipt signed by {statement.signer!r} came from {from_office!r}")
+        # (R4): about a message accepted and addressed to this office (one being accepted
+        #     right now cannot have reached it yet). Stops: receipts for mail never sent.
         earlier = prior(statement.message_id)
-        if earlier is None or from_office not in earlier.recipients:
+        if not isinstance(earlier, Prior) or from_office not in earlier.recipients:
             raise UnknownRecipientError(
                 f"receipt for message {statement.message_id} not addressed to {from_office}"
             )
+        # (R5): about that very header. Stops: a receipt for another version of the message.
         if earlier.header_digest != statement.header_digest:
             raise SignatureError(f"receipt for {statement.message_id} names another header digest")
     except LiaisonError as e:
@@ -249,6 +271,7 @@ def _receipt(
             envelope_size=size,
             reason=e.reason,
             detail=_detail(e),
+            source_seq=arrival.source_seq,
         )
         return Refused(e, record, from_office)
     record = AuditRecord(
@@ -261,5 +284,6 @@ def _receipt(
         header_digest=statement.header_digest,
         receipt_state=statement.state,
         receipt_signer=statement.signer,
+        source_seq=arrival.source_seq,
     )
     return Forward(signed, statement, record, earlier.sender)

@@ -22,18 +22,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from exchange.core.clock import now_ms
+from exchange.core.directory import DirectoryState
 from exchange.core.model import Reason, ReceiptState
-from exchange.nats.transport import OUT_STREAM, Transport
+from exchange.core.wire import GATEWAY_DURABLE_PREFIX, OUT_STREAM
+from exchange.nats.transport import Transport
 from exchange.office.metrics import NodeMetrics, stream_consumer_lags
 from gateway.audit.codec import decode_signed_tree_head
 from gateway.audit.store import AuditStore
-
-if TYPE_CHECKING:
-    from gateway.node import GatewayNode
 
 __all__ = ["PROCESSING_BUCKETS_S", "AuditSample", "AuditSampler", "GatewayMetrics", "sample_gateway"]
 
@@ -164,13 +164,15 @@ class AuditSampler:
         )
 
 
-async def sample_gateway(node: GatewayNode, transport: Transport) -> None:
+async def sample_gateway(
+    m: GatewayMetrics, transport: Transport, *, directory: DirectoryState, store: AuditStore
+) -> None:
     """Refresh the gateway's sampled gauges: connection, directory, audit log, consumer lag."""
-    m = node.metrics
     m.nats_connected.set(1 if transport.is_connected else 0)
-    m.directory_version.set(node.directory.directory.version)
-    now_ms = time.time_ns() // 1_000_000
-    m.set_audit(await asyncio.to_thread(m.sampler.sample, node.store, now_ms))
+    m.directory_version.set(directory.directory.version)
+    m.set_audit(await asyncio.to_thread(m.sampler.sample, store, now_ms()))
     if transport.is_connected:
-        for consumer, lag in (await stream_consumer_lags(transport, OUT_STREAM, "gateway-")).items():
+        for consumer, lag in (
+            await stream_consumer_lags(transport, OUT_STREAM, GATEWAY_DURABLE_PREFIX)
+        ).items():
             m.set_lag(OUT_STREAM, consumer, lag)

@@ -11,23 +11,34 @@ from its audit record (``Resume``), never audited twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import structlog
 
 from exchange.codec.envelope import encode_frame
+from exchange.core.clock import Clock, now_ms
 from exchange.core.directory import DirectoryState
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.core.errors import LiaisonError, NotFoundError, StoreError
 from exchange.core.identity import OfficeIdentity
-from exchange.core.model import Reason, ReceiptState, Suite, check_id
+from exchange.core.model import Reason, ReceiptState, Suite
 from exchange.core.seal import sign_statement
+from exchange.core.wire import (
+    OUT_FILTER,
+    OUT_STREAM,
+    forwarded_msg_id,
+    gateway_durable,
+    in_subject,
+    office_of_out_subject,
+    out_subject,
+    rejected_msg_id,
+    routed_msg_id,
+    stamped_msg_id,
+)
 from exchange.nats.attachments import ensure_attach_stream
-from exchange.nats.transport import Delivered, OutboundMessage, Transport, in_subject, out_subject
+from exchange.nats.transport import Delivered, OutboundMessage, Transport
 from gateway.audit.codec import (
     decode_record,
     decode_signature,
@@ -46,15 +57,13 @@ from gateway.audit.treehead import (
     sign_tree_head,
     verify_cosignature,
 )
-from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
+from gateway.decide import Accepted, Forward, InFlight, Prior, Refused, Resume, decide
 from gateway.metrics import GatewayMetrics
 
 __all__ = ["GatewayNode"]
 
 log = structlog.get_logger()
 
-OUT_STREAM = "LIAISON_OUT"
-OUT_FILTER = "liaison.v1.out.>"
 # How often the gateway looks for out subjects it does not consume yet (new or unknown offices).
 DISCOVERY_S = 2.0
 CONSUME_BATCH = 256
@@ -62,18 +71,6 @@ CONSUME_BATCH = 256
 ACK_WAIT_S = 10.0
 # Audit entries read per page when looking up the records of one message id.
 LOOKUP_PAGE = 64
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass
-class GatewayCounters:
-    accepted: int = 0
-    rejected: int = 0
-    receipts: int = 0
-    resumed: int = 0
 
 
 class _AuditWriter:
@@ -134,7 +131,8 @@ class GatewayNode:
         identity: OfficeIdentity,
         directory: DirectoryState,
         store: AuditStore,
-        clock: Callable[[], int] = now_ms,
+        metrics: GatewayMetrics,
+        clock: Clock = now_ms,
         tree_head_interval_s: float = 2.0,
         stream_replicas: int = 1,
     ) -> None:
@@ -145,8 +143,7 @@ class GatewayNode:
         self.clock = clock
         self.tree_head_interval_s = tree_head_interval_s
         self.stream_replicas = stream_replicas
-        self.counters = GatewayCounters()
-        self.metrics = GatewayMetrics(gateway)  # observability: hooks marked "# metrics"
+        self.metrics = metrics  # observability: hooks marked "# metrics"
         self._writer = _AuditWriter(store, self.metrics)
         self.metrics.watch_writer(lambda: self._writer.pending)  # metrics
         self._accepting: set[str] = set()
@@ -185,13 +182,13 @@ class GatewayNode:
 
     async def handle(self, item: Delivered) -> None:
         """One frame from an office; returns after its audit record and routing are durable."""
-        office = item.subject.rsplit(".", 1)[-1]
+        office = office_of_out_subject(item.subject)
         directory = self.directory.directory
         now = self.clock()
 
-        def lookup(message_id: str) -> Prior | None:
+        def lookup(message_id: str) -> Prior | InFlight | None:
             if message_id in self._accepting:
-                return Prior(-1, office, (), b"")  # accepted by a concurrent handler just now
+                return InFlight(message_id)  # a concurrent handler's record is not durable yet
             return self._prior(message_id)
 
         # Decided inline (not in a thread) so that concurrent handlers of one batch reach
@@ -207,7 +204,6 @@ class GatewayNode:
         if isinstance(decision, Accepted):
             await self._accept(decision.envelope, decision.record)
         elif isinstance(decision, Resume):
-            self.counters.resumed += 1
             self.metrics.on_resumed()  # metrics
             log.info("resumed", message_id=decision.envelope.header.context.message_id)
             await self._route(decision.envelope, decision.prior.header_digest, decision.prior.log_index, now)
@@ -225,7 +221,6 @@ class GatewayNode:
                     # Inline like the prior lookup: one indexed read costs less than a thread hop.
                     if not self._receipt_audited(*key):
                         index = await self._writer.append(decision.record)
-                        self.counters.receipts += 1
                         self.metrics.on_receipt(r.state.name)  # metrics
                         log.info(
                             "receipt",
@@ -241,7 +236,9 @@ class GatewayNode:
                     _out(
                         decision.to,
                         decision.signed,
-                        f"{decision.receipt.message_id}.{decision.receipt.state.name}.{decision.receipt.signer}",
+                        forwarded_msg_id(
+                            decision.receipt.message_id, decision.receipt.state.name, decision.receipt.signer
+                        ),
                         2,
                     )
                 ]
@@ -278,7 +275,6 @@ class GatewayNode:
             index = await self._writer.append(record)
         finally:
             self._accepting.discard(message_id)
-        self.counters.accepted += 1
         self.metrics.on_accepted()  # metrics
         log.info("accepted", message_id=message_id, sender=record.sender, log_index=index)
         await self._route(envelope, record.header_digest, index, record.at_ms)
@@ -299,15 +295,14 @@ class GatewayNode:
         )
         routed = encode_frame(Routed(envelope, stamp))
         messages = [
-            OutboundMessage(in_subject(r), routed, f"{c.message_id}.routed.{r}", int(c.priority))
+            OutboundMessage(in_subject(r), routed, routed_msg_id(c.message_id, r), int(c.priority))
             for r in c.recipients
         ]
-        messages.append(_out(c.sender, stamp, f"{c.message_id}.stamped", int(c.priority)))
+        messages.append(_out(c.sender, stamp, stamped_msg_id(c.message_id), int(c.priority)))
         await self._publish(messages)
 
     async def _refuse(self, decision: Refused, now: int) -> None:
         index = await self._writer.append(decision.record)
-        self.counters.rejected += 1
         r = decision.record
         reason = r.reason or Reason.MALFORMED
         self.metrics.on_rejected(reason.label)  # metrics
@@ -328,7 +323,7 @@ class GatewayNode:
                 log_index=index,
             )
         )
-        await self._publish([_out(decision.notify, rejection, f"{r.message_id}.rejected.{index}", 4)])
+        await self._publish([_out(decision.notify, rejection, rejected_msg_id(r.message_id, index), 4)])
 
     def _sign(self, statement: Receipt | Rejection) -> SignedStatement:
         return sign_statement(statement, self.identity.signing_keys(Suite.CLASSIC))
@@ -351,7 +346,7 @@ class GatewayNode:
             offices = set(self.directory.directory.office_ids())
             try:
                 present = await transport.subjects(OUT_STREAM, OUT_FILTER)
-                offices |= {subject.rsplit(".", 1)[-1] for subject in present}
+                offices |= {office_of_out_subject(subject) for subject in present}
             except LiaisonError as e:
                 log.warning("out_subjects_unreadable", error=str(e))
             for office in sorted(offices - consuming):
@@ -375,9 +370,9 @@ class GatewayNode:
 
         await transport.consume(
             OUT_STREAM,
-            _durable(office),
+            gateway_durable(office),
             out_subject(office),
-            batch_handler=handle,
+            handle,
             batch=batch,
             ack_wait=ACK_WAIT_S,
             # Every frame ends as an audit record; the only failures left are transient
@@ -473,18 +468,10 @@ class GatewayNode:
             tg.create_task(self._consume_every_office(transport, tg))
 
 
-def _durable(office: str) -> str:
-    """The gateway's consumer name for an out subject token (hashed if not a valid office id)."""
-    try:
-        return "gateway-" + check_id(office, "office")
-    except ValueError:
-        return "gateway-x" + hashlib.sha256(office.encode()).hexdigest()[:24]
-
-
 class _TokenBucket:
     """Per-sender admission from the directory's limits (rate 0 = unlimited); waits, never drops."""
 
-    def __init__(self, directory: DirectoryState, clock: Callable[[], int]) -> None:
+    def __init__(self, directory: DirectoryState, clock: Clock) -> None:
         self._directory = directory
         self._clock = clock
         self._tokens = 0.0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exchange.codec.body import decode_body, encode_body
 from exchange.codec.envelope import (
@@ -59,6 +59,7 @@ __all__ = [
     "CONTENT_KEY_BYTES",
     "HEADER_SIGNING_CONTEXT",
     "STATEMENT_SIGNING_CONTEXT",
+    "EncodedBody",
     "Opened",
     "VerifiedHeader",
     "check_policy",
@@ -109,6 +110,19 @@ class VerifiedHeader:
 class Opened:
     header: VerifiedHeader
     body: Body
+    body_bytes: bytes = field(repr=False)  # the decrypted plaintext ``body`` was decoded from, once
+
+
+@dataclass(frozen=True)
+class EncodedBody:
+    """A body and its encoding, made once by the sender: sealed and stored as the same bytes."""
+
+    body: Body
+    data: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, body: Body) -> EncodedBody:
+        return cls(body, encode_body(body))
 
 
 def wrap_info(context_bytes: bytes, recipient: str, key_id: str) -> bytes:
@@ -151,8 +165,21 @@ def _signing_keys(
     return chosen
 
 
+def _recipient_offices(recipients: Sequence[str], directory: Directory) -> list[Office]:
+    """The directory's entry of each recipient; ``UnknownRecipientError`` for one it lacks."""
+    offices = []
+    for recipient in recipients:
+        office = directory.office(recipient)
+        if office is None:
+            raise errors.UnknownRecipientError(
+                f"recipient office {recipient!r} is not in directory v{directory.version}"
+            )
+        offices.append(office)
+    return offices
+
+
 def seal(
-    body: Body | bytes,
+    body: Body | EncodedBody | bytes,
     *,
     sender: str,
     sender_keys: Sequence[primitives.PrivateKey],
@@ -168,14 +195,21 @@ def seal(
 ) -> Envelope:
     """Sign and encrypt ``body`` from ``sender`` to each of ``recipients``.
 
-    ``body`` may be a domain body or its encoded bytes. The header's case id
+    ``body`` may be a domain body, a body encoded once by the caller (``EncodedBody``:
+    the node stores the same bytes it seals) or encoded bytes. The header's case id
     defaults to a case message's own. Raises the same errors a verifier
     would (unknown office, no valid key, suite below minimum, oversize) so
     that a node never emits an envelope the gateway must refuse.
     """
     limits = directory.limits
-    body_bytes = body if isinstance(body, bytes) else encode_body(body)
-    parsed = decode_body(body_bytes, limits.max_body_bytes) if isinstance(body, bytes) else body
+    # Recipients first: the first thing a sender is told about a misaddressed message.
+    recipient_offices = _recipient_offices(recipients, directory)
+    if isinstance(body, bytes):
+        parsed, body_bytes = decode_body(body, limits.max_body_bytes), body
+    elif isinstance(body, EncodedBody):
+        parsed, body_bytes = body.body, body.data
+    else:
+        parsed, body_bytes = body, encode_body(body)
     if len(body_bytes) > limits.max_body_bytes:
         raise errors.OversizeError(f"body is {len(body_bytes)} bytes, limit {limits.max_body_bytes}")
     if suite < limits.minimum_suite:
@@ -189,10 +223,7 @@ def seal(
         raise errors.UnknownSenderError(f"unknown sender office {sender}")
     signers = _signing_keys(office, sender_keys, suite, now_ms)
     kem_keys: list[PublicKey] = []
-    for recipient in recipients:
-        r_office = directory.office(recipient)
-        if r_office is None:
-            raise errors.UnknownRecipientError(f"unknown recipient office {recipient}")
+    for recipient, r_office in zip(recipients, recipient_offices, strict=True):
         kem = r_office.current_key(suite.kem_algorithm, now_ms)
         if kem is None:
             raise errors.KeyNotValidError(f"office {recipient} has no valid {suite.kem_algorithm.name} key")
@@ -419,7 +450,7 @@ def open_envelope(
         raise errors.AttachmentCorruptError("body and header announce different attachments")
     for manifest, digest in zip(external, ctx.attachments, strict=True):
         check_against_header(manifest, digest)
-    return Opened(verified, body)
+    return Opened(verified, body, body_bytes)
 
 
 def _external(body: Body) -> tuple[AttachmentManifest, ...]:
@@ -444,16 +475,30 @@ def sign_statement(statement: Statement, keys: Sequence[primitives.PrivateKey]) 
 
 
 def verify_statement(signed: SignedStatement | bytes, *, directory: Directory, now_ms: int) -> Statement:
-    """Check a signed statement against its signer (office or gateway) in the directory."""
-    # 1-2. Size and parse (decode_signed_statement checks its limit first).
-    #      The statement is always taken from the signed bytes, never from a parsed copy.
+    """Check a signed statement against its signer (office or gateway) in the directory.
+
+    Returns the statement parsed from the signed bytes. What it says (state,
+    signer's role, message) is for the caller's rules (``exchange.core.receipts``,
+    ``gateway.decide``). The plan:
+
+    (1) size, then parse; the statement is taken from the signed bytes;
+    (2) the signer is an office or gateway of the directory;
+    (3) each signing key named is the signer's and was valid when it signed;
+    (4) a signature for every algorithm of the directory's minimum suite, each
+        over the exact statement bytes;
+    (5) not dated in the future.
+    """
+    # (1): size before parsing (decode_signed_statement checks its limit first), and
+    #     only what was signed counts, never a parsed copy. Stops: memory exhaustion,
+    #     malformed input, a statement that differs from its signed bytes.
     s = decode_signed_statement(signed) if isinstance(signed, bytes) else signed
     st = decode_statement(s.statement_bytes)
-    # 3. Known signer. Stops: statements forged by parties outside the directory.
+    # (2): known signer. Stops: statements forged by parties outside the directory.
     holder = directory.office(st.signer) or directory.gateway(st.signer)
     if holder is None:
         raise errors.UnknownSenderError(f"unknown statement signer {st.signer}")
-    # 4-6. Keys belong to the signer and were valid when it signed.
+    # (3): keys belong to the signer and were valid when it signed. Stops: signing with
+    #     another party's key, or with a revoked or expired one.
     keys: dict[str, PublicKey] = {}
     for sig in s.signatures:
         key = holder.key(sig.key_id)
@@ -464,11 +509,12 @@ def verify_statement(signed: SignedStatement | bytes, *, directory: Directory, n
         if not key.in_window(st.at_ms):
             raise errors.KeyNotValidError(f"key {key.key_id} of {holder.id} is outside its validity window")
         keys[key.key_id] = key
-    # 7. Every algorithm the minimum suite requires, over the exact statement bytes.
+    # (4): every algorithm the minimum suite requires, over the exact statement bytes.
+    #     Stops: tampering, stripping the ML-DSA signature.
     _check_signatures(
         s.signatures, keys, directory.limits.minimum_suite, s.statement_bytes, STATEMENT_SIGNING_CONTEXT
     )
-    # 10. Not from the future.
+    # (5): not from the future. Stops: pre-dated statements that outlive key revocation.
     if st.at_ms > now_ms + directory.limits.max_clock_skew_s * 1000:
         raise errors.ClockSkewError(f"statement by {holder.id} is dated in the future")
     return st

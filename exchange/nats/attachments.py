@@ -26,38 +26,28 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from exchange.core.attachments import SEALED_CHUNK_MAX
 from exchange.core.errors import AttachmentMissingError, TransportError
-from exchange.nats.transport import DUPLICATE_WINDOW_S, Transport
+from exchange.core.wire import (
+    ATTACH_MAX_AGE_S,
+    ATTACH_MAX_BYTES,
+    ATTACH_MAX_MSG_SIZE,
+    ATTACH_PREFIX,
+    ATTACH_STREAM,
+    DUPLICATE_WINDOW_S,
+    attach_subject,
+)
+from exchange.nats.transport import Transport
 
 __all__ = [
-    "ATTACH_MAX_AGE_S",
-    "ATTACH_MAX_BYTES",
-    "ATTACH_PREFIX",
-    "ATTACH_STREAM",
     "WINDOW",
     "ChunkPublisher",
-    "attach_subject",
     "ensure_attach_stream",
     "fetch_chunks",
 ]
 
-ATTACH_STREAM: Final = "LIAISON_ATTACH"
-ATTACH_PREFIX: Final = "liaison.v1.attach"
-# Retention: chunks outlive the longest message lifetime with room to download late.
-# The size cap is reserved from the server's JetStream store (max_file_store, 1 GiB in
-# rendered configs) when the stream is created, so it must stay well below it; when the
-# stream is full, uploads are refused (DiscardPolicy.NEW) until chunks age out.
-ATTACH_MAX_AGE_S: Final = 30 * 24 * 3600.0
-ATTACH_MAX_BYTES: Final = 512 << 20
-ATTACH_MAX_MSG_SIZE: Final = SEALED_CHUNK_MAX + (64 << 10)
 # Chunks in flight per upload or download: bounds memory (WINDOW x 1 MiB) and keeps the link busy.
 WINDOW: Final = 8
 _CHUNK_PRIORITY: Final = 1
-
-
-def attach_subject(owner: str, attachment_id: str, index: int) -> str:
-    return f"{ATTACH_PREFIX}.{owner}.{attachment_id}.{index}"
 
 
 def attach_stream_config(replicas: int = 1) -> api.StreamConfig:

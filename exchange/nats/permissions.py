@@ -18,26 +18,33 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from exchange.nats.attachments import ATTACH_PREFIX, ATTACH_STREAM
-from exchange.nats.transport import DIRECTORY_STREAM, DIRECTORY_SUBJECT, IN_STREAM, in_subject, out_subject
+from exchange.core.wire import (
+    ATTACH_PREFIX,
+    ATTACH_STREAM,
+    DIRECTORY_STREAM,
+    DIRECTORY_SUBJECT,
+    IN_STREAM,
+    JS_API,
+    in_subject,
+    inbox_prefix,
+    office_attach_filter,
+    office_durable,
+    out_subject,
+)
 
-__all__ = ["inbox_prefix", "office_permissions", "render_tls_authorization"]
-
-
-def inbox_prefix(office: str) -> str:
-    return f"_INBOX_{office}"
+__all__ = ["office_permissions", "render_tls_authorization"]
 
 
 def office_permissions(office: str) -> dict[str, Any]:
     """The least an office node needs: its out subject, its own inbox consumer, the directory,
     its own attachment subjects and direct gets of attachment chunks by subject."""
-    durable = f"office-{office}"
-    api = "$JS.API"
+    durable = office_durable(office)
+    api = JS_API
     return {
         "publish": {
             "allow": [
                 out_subject(office),
-                f"{ATTACH_PREFIX}.{office}.>",
+                office_attach_filter(office),
                 f"{api}.DIRECT.GET.{ATTACH_STREAM}.{ATTACH_PREFIX}.>",
                 f"{api}.CONSUMER.CREATE.{IN_STREAM}.{durable}.{in_subject(office)}",
                 f"{api}.CONSUMER.INFO.{IN_STREAM}.{durable}",

@@ -27,11 +27,10 @@ from nats.js import api
 from nats.js.client import JetStreamContext
 
 from exchange.core.errors import ConfigError, TransportError
+from exchange.core.wire import frozen_subject
 
 __all__ = ["ConsumerView", "migrate_to_work_queue", "subject_matches", "unconsumed"]
 
-# Subject a stream is parked on while it is checked (nobody publishes or subscribes there).
-FROZEN_PREFIX: Final = "liaison.v1.retired"
 _MAX_NAMED_SUBJECTS: Final = 5
 
 
@@ -103,7 +102,7 @@ async def migrate_to_work_queue(js: JetStreamContext, old: api.StreamConfig, new
     :class:`TransportError` when NATS fails on the way.
     """
     name = new.name or ""
-    frozen = replace(old, subjects=[f"{FROZEN_PREFIX}.{name}"])
+    frozen = replace(old, subjects=[frozen_subject(name)])
     # Restored with the new subjects: right even if a crash left ``old`` frozen last time.
     restored = replace(old, subjects=new.subjects)
     retention = api.RetentionPolicy(old.retention or api.RetentionPolicy.LIMITS).value

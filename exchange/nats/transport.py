@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import math
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -34,48 +33,41 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
 
-from exchange.core.errors import CodecError, OversizeError, TransportError
+from exchange.core.errors import TransportError
+from exchange.core.wire import (
+    DIRECTORY_STREAM,
+    DIRECTORY_SUBJECT,
+    DUPLICATE_WINDOW_S,
+    HEADER_MSG_ID,
+    HEADER_PRIORITY,
+    IN_FILTER,
+    IN_STREAM,
+    OUT_FILTER,
+    OUT_STREAM,
+    PRIORITY_MAX,
+    STREAM_MAX_MSG_SIZE,
+    check_outbound,
+    directory_msg_id,
+    parse_priority,
+    publish_headers,
+)
 from exchange.nats.retention import migrate_to_work_queue
 
 __all__ = [
-    "DIRECTORY_STREAM",
-    "DIRECTORY_SUBJECT",
-    "HEADER_MSG_ID",
-    "HEADER_PRIORITY",
-    "IN_STREAM",
-    "MAX_PAYLOAD_BYTES",
-    "OUT_STREAM",
+    "BatchHandler",
     "Delivered",
     "DirectoryCallback",
-    "Handler",
     "OutboundMessage",
     "PermanentError",
     "PoisonCallback",
     "PubAck",
     "Transport",
     "connect",
-    "in_subject",
-    "out_subject",
     "raise_if_cancelling",
 ]
 
 log = structlog.get_logger()
 
-OUT_STREAM: Final = "LIAISON_OUT"
-IN_STREAM: Final = "LIAISON_IN"
-DIRECTORY_STREAM: Final = "LIAISON_DIRECTORY"
-OUT_PREFIX: Final = "liaison.v1.out"
-IN_PREFIX: Final = "liaison.v1.in"
-DIRECTORY_SUBJECT: Final = "liaison.v1.directory"
-HEADER_MSG_ID: Final = "Nats-Msg-Id"
-HEADER_PRIORITY: Final = "Liaison-Priority"
-MAX_PAYLOAD_BYTES: Final = 16 << 20
-# Stream limit = payload limit + room for headers (the server's max_payload must be at least this).
-STREAM_MAX_MSG_SIZE: Final = MAX_PAYLOAD_BYTES + (64 << 10)
-DUPLICATE_WINDOW_S: Final = 120.0
-MAX_MSG_ID_LEN: Final = 256
-PRIORITY_MIN: Final = 1
-PRIORITY_MAX: Final = 4
 DEFAULT_REQUEST_TIMEOUT_S: Final = 5.0
 MAX_NAK_DELAY_S: Final = 30.0
 _RETRY_PAUSE_S: Final = 0.5
@@ -91,14 +83,6 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def out_subject(office: str) -> str:
-    return f"{OUT_PREFIX}.{office}"
-
-
-def in_subject(office: str) -> str:
-    return f"{IN_PREFIX}.{office}"
 
 
 class PermanentError(Exception):
@@ -135,30 +119,14 @@ class Delivered:
     @property
     def priority(self) -> int:
         """``Liaison-Priority`` (1..4); a missing or malformed header counts as the lowest."""
-        try:
-            value = int(self.headers.get(HEADER_PRIORITY, ""))
-        except ValueError:
-            return PRIORITY_MIN
-        return value if PRIORITY_MIN <= value <= PRIORITY_MAX else PRIORITY_MIN
+        return parse_priority(self.headers.get(HEADER_PRIORITY))
 
 
-Handler = Callable[[Delivered], Awaitable[None]]
 # A batch handler gets a fetched batch (priority order) and returns one outcome per item:
 # None (done: ack), PermanentError (poison: term) or another exception (retry: nak).
 BatchHandler = Callable[[Sequence[Delivered]], Awaitable[Sequence[BaseException | None]]]
 PoisonCallback = Callable[[Delivered, PermanentError], Awaitable[None]]
 DirectoryCallback = Callable[[bytes], Awaitable[None]]
-
-
-def _check_outbound(subject: str, payload: bytes, msg_id: str, priority: int) -> None:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise OversizeError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    if not msg_id or len(msg_id) > MAX_MSG_ID_LEN:
-        raise CodecError(f"msg_id must be 1..{MAX_MSG_ID_LEN} characters")
-    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise CodecError(f"priority {priority} outside {PRIORITY_MIN}..{PRIORITY_MAX}")
-    if not subject or any(c in subject for c in " \t\r\n"):
-        raise CodecError("invalid subject")
 
 
 def _delivered(msg: Msg) -> Delivered:
@@ -193,8 +161,8 @@ def _stream_configs(max_age_s: float, max_bytes: int, replicas: int = 1) -> list
         discard=api.DiscardPolicy.NEW,
     )
     return [
-        api.StreamConfig(name=OUT_STREAM, subjects=[f"{OUT_PREFIX}.>"], **data),
-        api.StreamConfig(name=IN_STREAM, subjects=[f"{IN_PREFIX}.>"], **data),
+        api.StreamConfig(name=OUT_STREAM, subjects=[OUT_FILTER], **data),
+        api.StreamConfig(name=IN_STREAM, subjects=[IN_FILTER], **data),
         api.StreamConfig(
             name=DIRECTORY_STREAM,
             subjects=[DIRECTORY_SUBJECT],
@@ -356,8 +324,8 @@ class Transport:
         self, subject: str, payload: bytes, msg_id: str, priority: int, *, ack_timeout: float | None = None
     ) -> PubAck:
         """Publish and await the JetStream ack; a repeat of ``msg_id`` in the window gives ``duplicate``."""
-        _check_outbound(subject, payload, msg_id, priority)
-        headers = {HEADER_MSG_ID: msg_id, HEADER_PRIORITY: str(priority)}
+        check_outbound(subject, payload, msg_id, priority)
+        headers = publish_headers(msg_id, priority)
         try:
             ack = await self.js.publish(
                 subject, payload, timeout=ack_timeout or self.request_timeout, headers=headers
@@ -380,7 +348,7 @@ class Transport:
         """
         batch = list(items)
         for item in batch:
-            _check_outbound(item.subject, item.payload, item.msg_id, item.priority)
+            check_outbound(item.subject, item.payload, item.msg_id, item.priority)
         gate = asyncio.Semaphore(concurrency)
 
         async def one(item: OutboundMessage) -> PubAck:
@@ -403,9 +371,8 @@ class Transport:
         stream: str,
         durable: str,
         filter_subject: str,
-        handler: Handler | None = None,
+        handler: BatchHandler,
         *,
-        batch_handler: BatchHandler | None = None,
         batch: int = 64,
         max_deliver: int = 10,
         ack_wait: float = 30.0,
@@ -415,16 +382,14 @@ class Transport:
     ) -> None:
         """Fetch and handle messages until cancelled; survives disconnects and server restarts.
 
-        Within a fetched batch, higher ``Liaison-Priority`` goes first (stream order otherwise).
-        Handler returns → ack (confirmed by the server); raises ``PermanentError`` → term +
-        ``on_poison``; raises anything else → nak with a growing delay, and after
-        ``max_deliver`` attempts it is treated as poison too (never looping forever).
-        With ``batch_handler`` instead, the whole fetched batch goes to one call (so its
-        durable writes can be grouped) and each item is settled by its returned outcome; its
-        acks are sent together and followed by one flush (not confirmed one by one).
+        The whole fetched batch goes to one ``handler`` call (so its durable writes can be
+        grouped), higher ``Liaison-Priority`` first (stream order otherwise), and each item
+        is settled by its returned outcome: None → ack; ``PermanentError`` → term +
+        ``on_poison``; anything else → nak with a growing delay, and after ``max_deliver``
+        attempts it is treated as poison too (never looping forever). A handler that raises
+        fails the whole batch (retried). The acks of a batch are sent together and followed
+        by one flush (not confirmed one by one).
         """
-        if (handler is None) == (batch_handler is None):
-            raise TypeError("give exactly one of handler and batch_handler")
         sub: JetStreamContext.PullSubscription | None = None
         try:
             while True:
@@ -447,11 +412,13 @@ class Transport:
                     sub = None
                     await asyncio.sleep(_RETRY_PAUSE_S)
                     continue
+                items = sorted(
+                    ((_delivered(m), m) for m in msgs), key=lambda dm: (-dm[0].priority, dm[0].seq)
+                )
                 await self._handle_batch(
-                    msgs,
+                    items,
                     epoch=epoch,
                     handler=handler,
-                    batch_handler=batch_handler,
                     max_deliver=max_deliver,
                     nak_delay=nak_delay,
                     on_poison=on_poison,
@@ -467,68 +434,16 @@ class Transport:
 
     async def _handle_batch(
         self,
-        msgs: list[Msg],
-        *,
-        epoch: int,
-        handler: Handler | None,
-        batch_handler: BatchHandler | None,
-        max_deliver: int,
-        nak_delay: float,
-        on_poison: PoisonCallback | None,
-    ) -> None:
-        items = sorted(((_delivered(m), m) for m in msgs), key=lambda dm: (-dm[0].priority, dm[0].seq))
-        if batch_handler is not None:
-            await self._handle_whole_batch(
-                items,
-                epoch=epoch,
-                batch_handler=batch_handler,
-                max_deliver=max_deliver,
-                nak_delay=nak_delay,
-                on_poison=on_poison,
-            )
-            return
-        assert handler is not None
-        for index, (delivered, msg) in enumerate(items):
-            if self._epoch != epoch:
-                # The connection dropped since the fetch: acks for these deliveries are not
-                # answered by a restarted server. Leave them; the server redelivers after ack_wait.
-                log.info("nats.consume.batch_abandoned", remaining=len(items) - index)
-                return
-            try:
-                await handler(delivered)
-            except asyncio.CancelledError:
-                # Hand the rest back at once instead of waiting out ack_wait.
-                for _, pending in items[index:]:
-                    with contextlib.suppress(Exception):
-                        await pending.nak()
-                raise
-            except Exception as e:  # noqa: BLE001 - poison or "retry later", settled alike
-                await self._settle_failure(
-                    msg, delivered, e, max_deliver=max_deliver, nak_delay=nak_delay, on_poison=on_poison
-                )
-            else:
-                try:
-                    await msg.ack_sync(timeout=self.request_timeout)
-                except Exception as e:  # noqa: BLE001 - whatever broke the ack, the outcome is the same
-                    # Not confirmed: it may be redelivered (at-least-once; later hops dedup by id).
-                    # The link is in trouble, so the rest of the batch is left for redelivery.
-                    log.warning(
-                        "nats.consume.ack_unconfirmed", seq=delivered.seq, error_type=type(e).__name__
-                    )
-                    return
-
-    async def _handle_whole_batch(
-        self,
         items: list[tuple[Delivered, Msg]],
         *,
         epoch: int,
-        batch_handler: BatchHandler,
+        handler: BatchHandler,
         max_deliver: int,
         nak_delay: float,
         on_poison: PoisonCallback | None,
     ) -> None:
         try:
-            outcomes = list(await batch_handler([d for d, _ in items]))
+            outcomes = list(await handler([d for d, _ in items]))
         except asyncio.CancelledError:
             for _, pending in items:
                 with contextlib.suppress(Exception):
@@ -539,6 +454,8 @@ class Transport:
         if len(outcomes) != len(items):
             raise TypeError("a batch handler must return one outcome per item")
         if self._epoch != epoch:
+            # The connection dropped since the fetch: acks for these deliveries are not
+            # answered by a restarted server. Leave them; the server redelivers after ack_wait.
             log.info("nats.consume.batch_abandoned", remaining=len(items))
             return
         done: list[tuple[Delivered, Msg]] = []
@@ -622,8 +539,7 @@ class Transport:
 
     async def put_directory(self, data: bytes) -> PubAck:
         """Publish a signed directory; the stream keeps only the newest one."""
-        msg_id = "directory-" + hashlib.sha256(data).hexdigest()
-        return await self.publish(DIRECTORY_SUBJECT, data, msg_id, PRIORITY_MAX)
+        return await self.publish(DIRECTORY_SUBJECT, data, directory_msg_id(data), PRIORITY_MAX)
 
     async def _last_directory(self) -> tuple[int, bytes] | None:
         try:

@@ -29,6 +29,7 @@ from exchange.codec.body import decode_body
 from exchange.core import primitives
 from exchange.core.api import AttachmentRef
 from exchange.core.attachments import CHUNK_BYTES, ChunkOpener, ChunkSealer
+from exchange.core.clock import Clock
 from exchange.core.errors import (
     AttachmentCorruptError,
     CodecError,
@@ -57,7 +58,7 @@ class OfficeAttachments:
         office: str,
         store: OfficeStore,
         transport: Callable[[], Transport | None],
-        clock: Callable[[], int],
+        clock: Clock,
     ) -> None:
         self.office = office
         self.store = store

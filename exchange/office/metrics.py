@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +31,18 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError, TransportError
 from exchange.core.expiry import CERTIFICATE, KEY, ExpiryItem
 from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Reason
-from exchange.nats.transport import IN_STREAM, Transport
+from exchange.core.wire import IN_STREAM, office_durable
+from exchange.nats.transport import Transport
 from exchange.runtime.config import MetricsConfig
 from exchange.runtime.health import HealthReport, Prober, log_expiry, node_expiry, watch_health
 
 if TYPE_CHECKING:
-    from exchange.office.node import OfficeNode
+    from exchange.core.directory import DirectoryState
     from exchange.office.store import OfficeStore
 
 __all__ = [
@@ -220,14 +221,15 @@ def out_queue_depth(store: OfficeStore) -> int:
     return store.pending_count()
 
 
-async def sample_office(node: OfficeNode, transport: Transport) -> None:
+async def sample_office(
+    m: OfficeMetrics, transport: Transport, *, office: str, directory: DirectoryState, store: OfficeStore
+) -> None:
     """Refresh an office's sampled gauges: connection, directory, out-queue, consumer lag."""
-    m = node.metrics
     m.nats_connected.set(1 if transport.is_connected else 0)
-    m.directory_version.set(node.directory.directory.version)
-    m.out_queue.set(await asyncio.to_thread(out_queue_depth, node.store))
+    m.directory_version.set(directory.directory.version)
+    m.out_queue.set(await asyncio.to_thread(out_queue_depth, store))
     if transport.is_connected:
-        durable = f"office-{node.office}"
+        durable = office_durable(office)
         lag = await consumer_lag(transport, IN_STREAM, durable)
         if lag is not None:
             m.set_lag(IN_STREAM, durable, lag)
@@ -252,7 +254,7 @@ async def watch_expiry(
     """Days to expiry into the gauges, and ``expiry_warning`` logs, now and every ``interval`` seconds."""
     while True:
         try:
-            items = await asyncio.to_thread(node_expiry, identity, cert_files, time.time_ns() // 1_000_000)
+            items = await asyncio.to_thread(node_expiry, identity, cert_files, now_ms())
         except Exception as e:  # noqa: BLE001 - a failed check is logged and tried again later
             log.warning("expiry_check_failed", error_type=type(e).__name__)
         else:

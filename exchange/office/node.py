@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
-from exchange.codec.body import decode_body, encode_body
+from exchange.codec.body import decode_body
 from exchange.codec.envelope import (
     decode_frame,
     decode_signed_statement,
@@ -35,33 +33,39 @@ from exchange.core.api import (
     SendRequest,
     SendResult,
 )
+from exchange.core.clock import Clock, now_ms
 from exchange.core.directory import DirectoryState
 from exchange.core.envelope import Receipt, Rejection, Routed, SignedStatement
 from exchange.core.errors import (
     LiaisonError,
     MissingKeyError,
     NotFoundError,
-    OversizeError,
     SignatureError,
-    UnknownRecipientError,
 )
 from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
-from exchange.core.seal import open_envelope, seal, sign_statement, verify_statement
+from exchange.core.receipts import check_stamp, check_statement
+from exchange.core.seal import EncodedBody, open_envelope, seal, sign_statement, verify_statement
+from exchange.core.wire import (
+    IN_STREAM,
+    delivered_msg_id,
+    in_subject,
+    office_durable,
+    out_subject,
+    read_msg_id,
+)
 from exchange.nats.transport import (
     Delivered,
     OutboundMessage,
     PermanentError,
     Transport,
-    in_subject,
-    out_subject,
     raise_if_cancelling,
 )
 from exchange.office.attachments import OfficeAttachments
 from exchange.office.metrics import OfficeMetrics
 from exchange.office.store import REJECTED, Frame, InboxRecord, OfficeStore, SentRecord, StatementRecord
 
-__all__ = ["OfficeNode", "now_ms"]
+__all__ = ["OfficeNode"]
 
 log = structlog.get_logger()
 
@@ -70,18 +74,6 @@ INBOX_BATCH = 256
 # Frames fetched by a node that lost NATS before acking them come back after this long.
 INBOX_ACK_WAIT_S = 10.0
 PUBLISH_RETRY_S = 1.0
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass
-class _Counters:
-    sent: int = 0
-    delivered: int = 0
-    duplicates: int = 0
-    refused: int = 0
 
 
 class OfficeNode:
@@ -94,8 +86,9 @@ class OfficeNode:
         identity: OfficeIdentity,
         directory: DirectoryState,
         store: OfficeStore,
+        metrics: OfficeMetrics,
         suite: Suite = Suite.CLASSIC,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = now_ms,
     ) -> None:
         self.office = office
         self.identity = identity
@@ -103,8 +96,7 @@ class OfficeNode:
         self.store = store
         self.suite = suite
         self.clock = clock
-        self.counters = _Counters()
-        self.metrics = OfficeMetrics(office)  # observability: hooks marked "# metrics"
+        self.metrics = metrics  # observability: hooks marked "# metrics"
         self._inbox_changed = asyncio.Condition()
         self._outbox_ready = asyncio.Event()
         self.connected = asyncio.Event()
@@ -116,21 +108,13 @@ class OfficeNode:
     async def send(self, req: SendRequest, agency: str = "") -> SendResult:
         """Seal, store durably, answer ACCEPTED. Publishing happens behind the reply."""
         directory = self.directory.directory
-        for r in req.recipients:
-            if directory.office(r) is None:
-                raise UnknownRecipientError(
-                    f"recipient office {r!r} is not in directory v{directory.version}"
-                )
-        full_body = await self.attachments.with_uploads(req.body, req.attachments)
-        body = encode_body(full_body)
-        if len(body) > directory.limits.max_body_bytes:
-            raise OversizeError(
-                f"body of {len(body)} bytes exceeds the limit of {directory.limits.max_body_bytes}"
-            )
+        # Recipients and body size are checked by seal() (exchange.core.seal), once; the
+        # body is encoded once, and the bytes sealed are the bytes stored.
+        body = EncodedBody.of(await self.attachments.with_uploads(req.body, req.attachments))
         now = self.clock()
         ttl = req.ttl_s or directory.limits.max_ttl_s
         envelope = seal(
-            full_body,
+            body,
             sender=self.office,
             sender_keys=self.identity.all_signing_keys(),
             recipients=req.recipients,
@@ -162,14 +146,13 @@ class OfficeNode:
             case_id=ctx.case_id,
             recipients=ctx.recipients,
             header_digest=header_digest,
-            body=body,
+            body=body.data,
             idempotency_key=req.idempotency_key or None,
         )
         frame = Frame(msg_id=ctx.message_id, priority=int(ctx.priority), payload=encode_frame(envelope))
         statement = _statement_record(accepted, recipient="", state=ReceiptState.ACCEPTED)
         message_id = await self.store.record_sent(record, statement, frame)
         self._outbox_ready.set()
-        self.counters.sent += 1
         self.metrics.on_sent()  # metrics
         log.info(
             "accepted",
@@ -224,7 +207,6 @@ class OfficeNode:
             log.warning("inbound_key_missing", error=str(e), seq=item.seq)
             raise
         except LiaisonError as e:
-            self.counters.refused += 1
             self.metrics.on_refused(e.reason.label)  # metrics
             log.warning("inbound_refused", error=str(e), reason=e.reason.label, seq=item.seq)
             raise PermanentError(str(e)) from e
@@ -241,14 +223,7 @@ class OfficeNode:
         envelope = routed.envelope
         ctx = envelope.header.context
         digest = primitives.sha256(envelope.header_bytes)
-        if (
-            not isinstance(stamp, Receipt)
-            or stamp.state is not ReceiptState.STAMPED
-            or directory.gateway(stamp.signer) is None
-            or stamp.message_id != ctx.message_id
-            or stamp.header_digest != digest
-        ):
-            raise SignatureError(f"message {ctx.message_id} lacks a valid gateway stamp")
+        check_stamp(stamp, message_id=ctx.message_id, header_digest=digest, directory=directory)
         opened = open_envelope(
             envelope, me=self.office, my_keys=self.identity.encryption_keys(), directory=directory, now_ms=now
         )
@@ -276,20 +251,18 @@ class OfficeNode:
             delivered_ms=now,
             log_index=stamp.log_index,
             header_digest=digest,
-            body=encode_body(opened.body),
+            body=opened.body_bytes,  # stored as decrypted: decoded once, in open_envelope
         )
         frame = Frame(
-            msg_id=f"{ctx.message_id}.delivered.{self.office}",
+            msg_id=delivered_msg_id(ctx.message_id, self.office),
             priority=int(ctx.priority),
             payload=encode_frame(delivered),
         )
         cursor = await self.store.record_delivery(record, frame)
         if cursor is None:
-            self.counters.duplicates += 1
             self.metrics.on_duplicate()  # metrics
             log.info("duplicate_dropped", message_id=ctx.message_id)
             return
-        self.counters.delivered += 1
         self.metrics.on_delivered(ctx.created_ms, now)  # metrics
         self._outbox_ready.set()
         log.info("delivered", message_id=ctx.message_id, sender=ctx.sender, cursor=cursor)
@@ -300,9 +273,8 @@ class OfficeNode:
         directory = self.directory.directory
         statement = verify_statement(signed, directory=directory, now_ms=self.clock())
         sent = await asyncio.to_thread(self.store.sent, statement.message_id)
+        check_statement(statement, recipients=sent.recipients if sent else None, directory=directory)
         if isinstance(statement, Rejection):
-            if directory.gateway(statement.signer) is None:
-                raise SignatureError(f"rejection of {statement.message_id} not signed by a gateway")
             if sent is None:
                 # Something under this office's name that this node never sent (a replayed
                 # or forged envelope): keep the gateway's verdict where GetStatus shows it.
@@ -318,15 +290,6 @@ class OfficeNode:
             )
             await self.store.record_statement(record)
             return
-        if sent is None:
-            raise NotFoundError(f"receipt about message {statement.message_id} this office did not send")
-        is_gateway = directory.gateway(statement.signer) is not None
-        if statement.state is ReceiptState.STAMPED and not is_gateway:
-            raise SignatureError(f"STAMPED receipt for {statement.message_id} not signed by a gateway")
-        if statement.state in (ReceiptState.DELIVERED, ReceiptState.READ) and (
-            statement.signer not in sent.recipients or statement.recipient != statement.signer
-        ):
-            raise SignatureError(f"receipt for {statement.message_id} signed by a non-recipient")
         await self.store.record_statement(
             _statement_record(signed, recipient=statement.recipient, state=statement.state)
         )
@@ -364,15 +327,19 @@ class OfficeNode:
             )
         )
         frame = Frame(
-            msg_id=f"{message_id}.read.{self.office}", priority=rec.priority, payload=encode_frame(read)
+            msg_id=read_msg_id(message_id, self.office), priority=rec.priority, payload=encode_frame(read)
         )
         if await self.store.mark_read(message_id, now, frame):
             self._outbox_ready.set()
             log.info("read", message_id=message_id)
         return read
 
-    def status(self, message_id: str) -> MessageStatus:
-        """The receipt chain of a message this office sent, per recipient.
+    async def status(self, message_id: str) -> MessageStatus:
+        """The receipt chain of a message this office sent, per recipient (store reads off the loop)."""
+        return await asyncio.to_thread(self._status, message_id)
+
+    def _status(self, message_id: str) -> MessageStatus:
+        """``status``, run in a worker thread.
 
         A REPLAY rejection of a message the gateway had stamped is this node's own
         retry after a crash, not a refusal: it does not count. A rejection of a
@@ -418,7 +385,11 @@ class OfficeNode:
             ),
         )
 
-    def case(self, case_id: str) -> list[CaseEntry]:
+    async def case(self, case_id: str) -> list[CaseEntry]:
+        """Every message of a case this office sent or received, oldest first (off the loop)."""
+        return await asyncio.to_thread(self._case, case_id)
+
+    def _case(self, case_id: str) -> list[CaseEntry]:
         sent, received = self.store.case(case_id)
         entries = [
             CaseEntry(
@@ -460,10 +431,10 @@ class OfficeNode:
             tg.create_task(self.publish_loop(transport))
             tg.create_task(
                 transport.consume(
-                    "LIAISON_IN",
-                    f"office-{self.office}",
+                    IN_STREAM,
+                    office_durable(self.office),
                     in_subject(self.office),
-                    batch_handler=self.handle_inbound_batch,
+                    self.handle_inbound_batch,
                     batch=INBOX_BATCH,
                     ack_wait=INBOX_ACK_WAIT_S,
                     # Refusals are parked as poison on their own; anything else (store, keys

@@ -69,7 +69,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @grpc_errors
     async def GetStatus(self, request: Any, context: Ctx) -> Any:
-        return codec.status_to_pb(self.node.status(codec.status_request_from_pb(request)))
+        return codec.status_to_pb(await self.node.status(codec.status_request_from_pb(request)))
 
     @grpc_errors
     async def ListOffices(self, request: Any, context: Ctx) -> Any:
@@ -78,7 +78,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     @grpc_errors
     async def GetCase(self, request: Any, context: Ctx) -> Any:
         case_id = codec.case_request_from_pb(request)
-        return codec.case_to_pb(case_id, self.node.case(case_id))
+        return codec.case_to_pb(case_id, await self.node.case(case_id))
 
     @grpc_errors
     async def UploadAttachment(self, request_iterator: AsyncIterator[Any], context: Ctx) -> Any:

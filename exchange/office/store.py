@@ -295,9 +295,6 @@ class OfficeStore:
 
         await self.db.write(op)
 
-    async def queue_frame(self, frame: Frame) -> None:
-        await self.db.write(lambda conn: _add_frame(conn, frame))
-
     # --- receiving -----------------------------------------------------------------
 
     async def record_delivery(self, record: InboxRecord, delivered: Frame) -> int | None:

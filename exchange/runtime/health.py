@@ -16,7 +16,6 @@ stops the node; a failing check only changes what health checks answer.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Final
 import structlog
 
 from exchange.codec.health import serving_status
+from exchange.core import clock
 from exchange.core.directory import DirectoryState
 from exchange.core.errors import ConfigError
 from exchange.core.expiry import WARN_DAYS, ExpiryItem, expiry_report
@@ -129,7 +129,7 @@ def node_expiry(
     A certificate file that cannot be read is left out (and logged): its absence
     shows in the metrics, and the node keeps running.
     """
-    now = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    now = now_ms if now_ms is not None else clock.now_ms()
     items = expiry_report(identity, {}, now)
     for name, path in cert_files.items():
         if path is None:

@@ -23,9 +23,7 @@ import json
 import random
 import signal
 import threading
-import time
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +31,7 @@ from typing import Any, Final
 import structlog
 
 from exchange.client.sdk import ClientTls
+from exchange.core.clock import Clock, now_ms
 from exchange.core.directory import DirectoryState, SignedDirectory
 from exchange.core.errors import ConfigError, KeystoreError, LiaisonError, NotFoundError, RemoteError
 from exchange.core.identity import IdentityKey
@@ -73,10 +72,6 @@ ALARM_REPEAT_S: Final = 60.0  # how often a standing alarm is logged again
 DIRECTORY_REFRESH_S: Final = 60.0
 MAX_BACKOFF_S: Final = 30.0
 _UNREACHABLE: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # --- configuration -----------------------------------------------------------------------
@@ -300,7 +295,7 @@ class Witness:
         client: AuditClient,
         directory: DirectoryState,
         key: IdentityKey,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = now_ms,
     ) -> None:
         self.cfg, self.client, self.directory, self.key, self.clock = cfg, client, directory, key, clock
         self._directory_checked_ms = 0  # the first round asks the gateway for a newer directory

@@ -21,7 +21,8 @@ import nats
 from nats.aio.msg import Msg
 
 from exchange.core.errors import OversizeError
-from exchange.nats.transport import MAX_PAYLOAD_BYTES, OutboundMessage, connect, out_subject
+from exchange.core.wire import MAX_PAYLOAD_BYTES, out_subject
+from exchange.nats.transport import OutboundMessage, connect
 from liaison.lab.natsserver import NatsServer
 
 __all__ = ["baseline", "main"]

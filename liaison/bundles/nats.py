@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from exchange.core.wire import JS_API
 from exchange.nats.permissions import office_permissions
 from keys.inventory import HubServer, OfficeSite, SiteInventory
 from liaison.lab.natsserver import DEFAULT_MAX_FILE_STORE, DEFAULT_MAX_PAYLOAD
@@ -36,7 +37,7 @@ from liaison.lab.natsserver import DEFAULT_MAX_FILE_STORE, DEFAULT_MAX_PAYLOAD
 __all__ = ["TlsPaths", "domain_permissions", "hub_config", "leaf_config", "route_user"]
 
 TLS_TIMEOUT_S: Final = 5
-_JS_API: Final = "$JS.API."
+_JS_API: Final = f"{JS_API}."
 
 
 @dataclass(frozen=True)

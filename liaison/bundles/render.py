@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from exchange.core.errors import ConfigError
-from exchange.nats.permissions import inbox_prefix
+from exchange.core.wire import inbox_prefix
 from keys import pki
 from keys.deployment import create_deployment
 from keys.deployment_pki import OPERATOR, subject_dn

@@ -22,11 +22,11 @@ import datetime as dt
 import itertools
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exchange.client.sdk import ClientTls
+from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError, LiaisonError, RemoteError
 
 if TYPE_CHECKING:
@@ -469,7 +469,7 @@ def _export(args: argparse.Namespace) -> int:
     with _client(args) as client:
         directory = client.directory()
         heads, entries, proofs = _collect(client, args)
-    bundle = build_bundle(entries, heads, proofs, directory, int(time.time() * 1000))
+    bundle = build_bundle(entries, heads, proofs, directory, now_ms())
     write_bundle(out, bundle)
     print(f"wrote {out}: {len(entries)} records, {len(heads)} tree heads", file=sys.stderr)
 

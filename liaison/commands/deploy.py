@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
+from exchange.core.clock import now_ms
 from keys.keystore import PASSPHRASE_ENV, passphrase_from
 
 __all__ = ["register"]
@@ -31,7 +31,7 @@ def _render(args: argparse.Namespace) -> int:
         out,
         keys=keys,
         passphrase=passphrase,
-        now_ms=time.time_ns() // 1_000_000,
+        now_ms=now_ms(),
         templates=Path(args.templates) if args.templates else DEFAULT_TEMPLATES,
     )
     print(f"rendered {len(bundles)} bundles of {site.deployment} into {out} (keys: {keys})")

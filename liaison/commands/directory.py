@@ -18,12 +18,12 @@ import dataclasses
 import datetime as dt
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from exchange.core import model
+from exchange.core.clock import now_ms
 from exchange.core.directory import (
     SignedDirectory,
     TrustAnchor,
@@ -40,10 +40,6 @@ from liaison.commands.keys import run
 __all__ = ["main", "register"]
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _build(**fields: Any) -> model.Directory:
     try:
         return model.Directory(**fields)
@@ -53,7 +49,7 @@ def _build(**fields: Any) -> model.Directory:
 
 def _edit(path: Path, **changes: Any) -> model.Directory:
     fields = {f.name: getattr(_draft(path), f.name) for f in dataclasses.fields(model.Directory)}
-    fields.update(changes, issued_ms=_now_ms())
+    fields.update(changes, issued_ms=now_ms())
     directory = _build(**fields)
     files.save_draft(path, directory)
     return directory
@@ -111,7 +107,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     directory = _build(
         deployment=args.deployment,
         version=args.version,
-        issued_ms=_now_ms(),
+        issued_ms=now_ms(),
         offices=(),
         gateways=(),
         authorities=tuple(authorities),
@@ -202,7 +198,7 @@ def _cmd_set_limits(args: argparse.Namespace) -> int:
 def _cmd_set_key_status(args: argparse.Namespace) -> int:
     d = _draft(args.file)
     status = model.KeyStatus[args.status.upper()]
-    at_ms = args.at_ms if args.at_ms is not None else (_now_ms() if status is model.KeyStatus.REVOKED else 0)
+    at_ms = args.at_ms if args.at_ms is not None else (now_ms() if status is model.KeyStatus.REVOKED else 0)
     changed = rotation.set_key_status(d, args.key_id, status, at_ms=at_ms)
     _edit(args.file, offices=changed.offices, gateways=changed.gateways, authorities=changed.authorities)
     revoked = f" from {_fmt_ms(at_ms)} ({at_ms} ms)" if status is model.KeyStatus.REVOKED else ""
@@ -218,7 +214,7 @@ def _holder_keys(d: model.Directory, owner: str) -> tuple[model.PublicKey, ...]:
 def _cmd_rotate_key(args: argparse.Namespace) -> int:
     d = _draft(args.file)
     changed = rotation.announce_keys(
-        d, args.owner, _public(args.public, args.owner), now_ms=_now_ms(), overlap_days=args.overlap_days
+        d, args.owner, _public(args.public, args.owner), now_ms=now_ms(), overlap_days=args.overlap_days
     )
     _edit(args.file, offices=changed.offices, gateways=changed.gateways, authorities=changed.authorities)
     old = {k.key_id: k for k in _holder_keys(d, args.owner)}
@@ -234,7 +230,7 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
 
 def _cmd_next_version(args: argparse.Namespace) -> int:
     signed = files.load_signed(args.source)
-    d = dataclasses.replace(signed.directory, version=signed.version + 1, issued_ms=_now_ms())
+    d = dataclasses.replace(signed.directory, version=signed.version + 1, issued_ms=now_ms())
     files.save_draft(args.out, d)
     print(f"draft {args.out}: {d.deployment} v{d.version} (from v{signed.version})")
     return 0
@@ -297,7 +293,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         _show_json(loaded)
         return 0
     d = loaded.directory if isinstance(loaded, SignedDirectory) else loaded
-    now = _now_ms()
+    now = now_ms()
     lines = [f"directory {d.deployment} v{d.version} issued {_fmt_ms(d.issued_ms)}"]
     if isinstance(loaded, SignedDirectory):
         lines.append(f"digest {directory_digest(loaded)}  signatures from: {', '.join(loaded.signed_by())}")

@@ -13,22 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from exchange.core import expiry, primitives
 from exchange.core import identity as identity_mod
+from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError, KeystoreError, LiaisonError
 from keys import keystore, pki, rotation
 from keys.directory_file import public_to_json
 
 __all__ = ["main", "register"]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _passphrase(args: argparse.Namespace) -> bytes:
@@ -37,7 +33,7 @@ def _passphrase(args: argparse.Namespace) -> bytes:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     passphrase = _passphrase(args)
-    ident = identity_mod.generate(args.office, _now_ms(), valid_days=args.valid_days)
+    ident = identity_mod.generate(args.office, now_ms(), valid_days=args.valid_days)
     path = keystore.create(args.dir, ident, passphrase)
     print(f"created keystore {path} for {ident.owner_id}")
     for key in ident.public_keys():
@@ -83,7 +79,7 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
     old = keystore.open_keystore(args.dir, passphrase)
     ident = rotation.rotate_identity(
         old,
-        now_ms=_now_ms(),
+        now_ms=now_ms(),
         algorithms=rotation.ROTATION_GROUPS[args.algorithms],
         valid_days=args.valid_days,
         overlap_days=args.overlap_days,
@@ -111,7 +107,7 @@ def _read_certs(directory: Path | None) -> dict[str, bytes]:
 
 def _cmd_expiry(args: argparse.Namespace) -> int:
     owner, public = keystore.read_public(args.dir)
-    items = expiry.expiry_report(public, _read_certs(args.certs), _now_ms())
+    items = expiry.expiry_report(public, _read_certs(args.certs), now_ms())
     warned = [i for i in items if i.warn(args.warn_days)]
     if args.json:
         doc = {

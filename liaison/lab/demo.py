@@ -20,6 +20,7 @@ from pathlib import Path
 from exchange.client.sdk import Client
 from exchange.codec.envelope import encode_frame
 from exchange.core.api import MessageStatus
+from exchange.core.clock import now_ms
 from exchange.core.directory import SignedDirectory
 from exchange.core.envelope import Envelope
 from exchange.core.errors import LiaisonError
@@ -35,7 +36,8 @@ from exchange.core.model import (
     Suite,
 )
 from exchange.core.seal import seal
-from exchange.nats.transport import connect, out_subject
+from exchange.core.wire import out_subject
+from exchange.nats.transport import connect
 from gateway.audit.codec import decode_record
 from gateway.audit.record import Verdict
 from gateway.audit.verify import verify_log
@@ -111,7 +113,7 @@ def _tampered_envelope(lab: Lab, sender: str, recipient: str, directory: Directo
     """What a faulty or compromised node might put on the wire: one ciphertext byte flipped."""
     assert lab.deployment is not None
     identity = open_keystore(lab.deployment.keys_dir(sender), passphrase_from(lab.deployment.passphrase_file))
-    now = int(time.time() * 1000)
+    now = now_ms()
     envelope = seal(
         CaseMessage(case_id="TAMPER-TEST", text="this text is altered in transit"),
         sender=sender,

@@ -32,8 +32,10 @@ from grpc_health.v1 import health_pb2_grpc
 
 from exchange.client.sdk import ClientTls
 from exchange.codec.health import health_check_request, is_serving
+from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError
-from exchange.nats.permissions import inbox_prefix, render_tls_authorization
+from exchange.core.wire import inbox_prefix
+from exchange.nats.permissions import render_tls_authorization
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
 from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
 from liaison.lab.cluster import HUB_DOMAIN, HUB_SIZE, ClusterNats, RenderedNatsServer
@@ -155,9 +157,7 @@ class Lab:
         if (self.root / "directory.pb").exists():
             deployment = Deployment(self.root, inv, self.root / "directory.pb", self.root / "passphrase")
         else:
-            deployment = create_deployment(
-                inv, self.root, os.urandom(24).hex().encode(), int(time.time() * 1000)
-            )
+            deployment = create_deployment(inv, self.root, os.urandom(24).hex().encode(), now_ms())
         self.deployment = deployment
         self.pki = create_deployment_pki(inv, self.root / "pki")
         (self.root / "logs").mkdir(exist_ok=True)

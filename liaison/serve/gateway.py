@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import structlog
 
+from exchange.core.wire import gateway_client_name
 from exchange.nats.transport import Transport, connect
 from exchange.office.metrics import metrics_endpoint, node_watchers, run_with
 from exchange.runtime.config import GatewayConfig
@@ -18,7 +19,7 @@ from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_no
 from gateway.audit.postgres import PostgresAuditStore
 from gateway.audit.store import AuditStore, SQLiteAuditStore
 from gateway.console import start_console_from_config
-from gateway.metrics import sample_gateway
+from gateway.metrics import GatewayMetrics, sample_gateway
 from gateway.node import GatewayNode
 from gateway.service import (
     AUDIT_ACCESS,
@@ -46,8 +47,10 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
     directory = load_directory(cfg.directory)
     store = open_store(cfg)
     try:
+        metrics = GatewayMetrics(cfg.gateway)
         node = GatewayNode(
             gateway=cfg.gateway,
+            metrics=metrics,
             identity=identity,
             directory=directory,
             store=store,
@@ -70,33 +73,33 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
 
         async def run(transport: Transport) -> None:
             watchers = node_watchers(
-                node.metrics,
+                metrics,
                 health=health,
                 services=services,
                 prober=lambda: probe(transport, node.directory, cfg.gateway, store_check),
                 ready=node.ready,
-                sample=lambda: sample_gateway(node, transport),
+                sample=lambda: sample_gateway(metrics, transport, directory=directory, store=store),
                 identity=identity,
                 cert_files=certs,
             )
             await run_with(node.run(transport, node.signed_directory()), watchers)
 
         try:
-            async with metrics_endpoint(cfg.metrics, node.metrics.registry) as metrics:
+            async with metrics_endpoint(cfg.metrics, metrics.registry) as endpoint:
                 await run_node(
                     role="gateway",
                     server=server,
                     health_servicer=health,
                     services=services,
                     connect_nats=lambda: connect(
-                        cfg.nats.servers, f"gateway-{cfg.gateway}", **nats_connect_args(cfg.nats)
+                        cfg.nats.servers, gateway_client_name(cfg.gateway), **nats_connect_args(cfg.nats)
                     ),
                     run=run,
                     ready=node.ready,
                     gateway=cfg.gateway,
                     grpc_port=port,
                     directory=directory.directory.version,
-                    metrics_port=metrics.port if metrics else None,
+                    metrics_port=endpoint.port if endpoint else None,
                 )
         finally:
             if console is not None:

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import structlog
 
+from exchange.core.wire import office_client_name
 from exchange.nats.transport import Transport, connect
-from exchange.office.metrics import metrics_endpoint, node_watchers, out_queue_depth, run_with, sample_office
+from exchange.office.metrics import (
+    OfficeMetrics,
+    metrics_endpoint,
+    node_watchers,
+    out_queue_depth,
+    run_with,
+    sample_office,
+)
 from exchange.office.node import OfficeNode
 from exchange.office.service import SERVICE_NAME, ExchangeServicer, agency_access
 from exchange.office.store import OfficeStore
@@ -30,8 +38,14 @@ async def serve_office(cfg: OfficeConfig) -> None:
     store = OfficeStore(cfg.store)
     try:
         directory = load_directory(cfg.directory, store.latest_directory())
+        metrics = OfficeMetrics(cfg.office)
         node = OfficeNode(
-            office=cfg.office, identity=identity, directory=directory, store=store, suite=cfg.suite
+            office=cfg.office,
+            identity=identity,
+            directory=directory,
+            store=store,
+            metrics=metrics,
+            suite=cfg.suite,
         )
         tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         server, health, port = new_server(cfg.grpc_listen, [SERVICE_NAME], tls)
@@ -41,32 +55,34 @@ async def serve_office(cfg: OfficeConfig) -> None:
 
         async def run(transport: Transport) -> None:
             watchers = node_watchers(
-                node.metrics,
+                metrics,
                 health=health,
                 services=[SERVICE_NAME],
                 prober=lambda: probe(transport, node.directory, cfg.office, lambda: out_queue_depth(store)),
                 ready=node.connected,
-                sample=lambda: sample_office(node, transport),
+                sample=lambda: sample_office(
+                    metrics, transport, office=cfg.office, directory=directory, store=store
+                ),
                 identity=identity,
                 cert_files=certs,
             )
             await run_with(node.run(transport), watchers)
 
-        async with metrics_endpoint(cfg.metrics, node.metrics.registry) as metrics:
+        async with metrics_endpoint(cfg.metrics, metrics.registry) as endpoint:
             await run_node(
                 role="office",
                 server=server,
                 health_servicer=health,
                 services=[SERVICE_NAME],
                 connect_nats=lambda: connect(
-                    cfg.nats.servers, f"office-{cfg.office}", **nats_connect_args(cfg.nats)
+                    cfg.nats.servers, office_client_name(cfg.office), **nats_connect_args(cfg.nats)
                 ),
                 run=run,
                 ready=node.connected,
                 office=cfg.office,
                 grpc_port=port,
                 directory=directory.directory.version,
-                metrics_port=metrics.port if metrics else None,
+                metrics_port=endpoint.port if endpoint else None,
             )
     finally:
         store.close()

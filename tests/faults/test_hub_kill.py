@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from exchange.nats.transport import OUT_STREAM
+from exchange.core.wire import OUT_STREAM
 from gateway.client import AuditClient
 from liaison.lab.cluster import RenderedNatsServer, jsz
 from liaison.lab.lab import Lab

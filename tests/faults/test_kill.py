@@ -27,7 +27,8 @@ import nats.js.errors
 import pytest
 
 from exchange.core.model import Reason
-from exchange.nats.transport import IN_STREAM, OUT_STREAM, Transport, in_subject
+from exchange.core.wire import IN_STREAM, OUT_STREAM, in_subject
+from exchange.nats.transport import Transport
 from gateway.audit.record import Verdict
 from gateway.client import AuditClient, AuditFilter
 from liaison.lab.lab import Lab

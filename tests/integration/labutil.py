@@ -19,7 +19,8 @@ from exchange.core.envelope import Envelope
 from exchange.core.identity import OfficeIdentity
 from exchange.core.model import CaseMessage, Directory, Suite
 from exchange.core.seal import seal
-from exchange.nats.transport import connect, out_subject
+from exchange.core.wire import out_subject
+from exchange.nats.transport import connect
 from keys.keystore import open_keystore, passphrase_from
 from liaison.lab.lab import Lab
 

@@ -21,7 +21,7 @@ import pytest
 from exchange.client.sdk import Client
 from exchange.core.attachments import CHUNK_BYTES
 from exchange.core.errors import RemoteError
-from exchange.nats.attachments import attach_subject
+from exchange.core.wire import attach_subject
 from exchange.nats.transport import connect
 from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY

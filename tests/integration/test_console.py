@@ -41,6 +41,7 @@ from gateway.audit.store import SQLiteAuditStore
 from gateway.audit.treehead import sign_cosignature
 from gateway.client import AuditClient
 from gateway.console import load_token, start_console
+from gateway.metrics import GatewayMetrics
 from gateway.node import GatewayNode
 from liaison.lab.lab import Lab
 from liaison.lab.natsserver import free_port
@@ -399,6 +400,7 @@ async def test_start_console_in_process_over_a_gateway_node(console: ConsoleLab)
             identity=identity(lab, config.gateway),
             directory=load_directory(config.directory),
             store=store,
+            metrics=GatewayMetrics(config.gateway),
         )
         handle = await start_console(node, "127.0.0.1", 0, console.token.encode())
         try:

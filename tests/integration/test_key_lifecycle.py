@@ -20,6 +20,7 @@ import pytest
 
 from exchange.client.sdk import Client
 from exchange.core.api import Delivery
+from exchange.core.clock import now_ms
 from exchange.core.directory import SignedDirectory
 from exchange.core.envelope import Envelope
 from exchange.core.errors import RemoteError
@@ -53,10 +54,6 @@ def audit(lab: Lab) -> Iterator[AuditClient]:
     """The gateway as an authority (the role that may call PublishDirectory; it may also read)."""
     with AuditClient(lab.gateway.grpc, tls=lab.client_tls(AUTHORITIES[0])) as client:
         yield client
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # --- directory updates, as an operator makes them -----------------------------------------

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from exchange.core.errors import ConfigError, TransportError
-from exchange.nats.transport import OUT_STREAM, PubAck, Transport, out_subject
+from exchange.core.wire import OUT_STREAM, out_subject
+from exchange.nats.transport import PubAck, Transport
 from liaison.lab.natsserver import NatsServer, find_nats_server_binary, free_port
 
 ConnectTransport = Callable[..., Awaitable[Transport]]

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.client.sdk import Client
 from exchange.core.model import AlertCategory, Algorithm, Priority
-from exchange.nats.transport import IN_STREAM, in_subject
+from exchange.core.wire import IN_STREAM, in_subject
 from exchange.office.metrics import consumer_lag, stream_consumer_lags
 from gateway.audit.treehead import sign_cosignature
 from gateway.client import AuditClient

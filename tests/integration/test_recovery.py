@@ -15,7 +15,8 @@ import pytest
 from exchange.client.sdk import Client
 from exchange.core.directory import SignedDirectory
 from exchange.core.model import AlertCategory, Priority, ReceiptState
-from exchange.nats.transport import IN_STREAM, OUT_STREAM, Transport
+from exchange.core.wire import IN_STREAM, OUT_STREAM
+from exchange.nats.transport import Transport
 from gateway.audit.record import Verdict
 from gateway.audit.verify import verify_log
 from gateway.client import AuditClient, AuditFilter

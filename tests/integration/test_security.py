@@ -21,8 +21,7 @@ import pytest
 from exchange._pb.liaison.v1 import exchange_pb2
 from exchange.client.sdk import AsyncClient, Client, ClientTls
 from exchange.core.errors import RemoteError
-from exchange.nats.attachments import ATTACH_STREAM, attach_subject
-from exchange.nats.transport import DIRECTORY_SUBJECT, in_subject, out_subject
+from exchange.core.wire import ATTACH_STREAM, DIRECTORY_SUBJECT, attach_subject, in_subject, out_subject
 from exchange.runtime.grpcutil import MAX_CALLS_PER_CLIENT
 from gateway.client import AuditClient
 from keys import pki

@@ -16,7 +16,8 @@ import pytest
 
 from exchange.client.sdk import Client
 from exchange.core.model import ReceiptState
-from exchange.nats.transport import IN_STREAM, OUT_STREAM, connect
+from exchange.core.wire import IN_STREAM, OUT_STREAM
+from exchange.nats.transport import connect
 from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY, wait_for
 from tests.integration.test_exchange import receive

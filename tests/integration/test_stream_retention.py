@@ -17,9 +17,18 @@ import pytest
 from nats.js import api
 
 from exchange.core.errors import ConfigError, TransportError
-from exchange.nats.transport import IN_STREAM, OUT_STREAM, Delivered, Transport, in_subject, out_subject
+from exchange.core.wire import (
+    IN_STREAM,
+    OUT_FILTER,
+    OUT_STREAM,
+    gateway_durable,
+    in_subject,
+    office_durable,
+    out_subject,
+)
+from exchange.nats.transport import BatchHandler, Delivered, Transport
 from liaison.lab.natsserver import NatsServer
-from tests.integration.aioutil import WAIT, running
+from tests.integration.aioutil import WAIT, each, running
 
 ConnectTransport = Callable[..., Awaitable[Transport]]
 
@@ -36,11 +45,11 @@ async def _messages(t: Transport, stream: str) -> int:
     return (await t.js.stream_info(stream)).state.messages
 
 
-def _collect(into: list[str]) -> Callable[[Delivered], Awaitable[None]]:
+def _collect(into: list[str]) -> BatchHandler:
     async def handler(d: Delivered) -> None:
         into.append(d.msg_id or "")
 
-    return handler
+    return each(handler)
 
 
 async def test_out_and_in_are_work_queues_emptied_by_acks(transport: Transport) -> None:
@@ -56,8 +65,8 @@ async def test_out_and_in_are_work_queues_emptied_by_acks(transport: Transport) 
     got_in: list[str] = []
     got_out: list[str] = []
     async with (
-        running(transport.consume(IN_STREAM, "office-b", in_subject("b"), _collect(got_in))),
-        running(transport.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got_out))),
+        running(transport.consume(IN_STREAM, office_durable("b"), in_subject("b"), _collect(got_in))),
+        running(transport.consume(OUT_STREAM, gateway_durable("a"), out_subject("a"), _collect(got_out))),
     ):
 
         async def empty() -> bool:
@@ -72,11 +81,13 @@ async def test_out_and_in_are_work_queues_emptied_by_acks(transport: Transport) 
 
 
 async def test_overlapping_consumers_are_refused(transport: Transport) -> None:
-    await transport.ensure_consumer(OUT_STREAM, "gateway-a", out_subject("a"))
+    await transport.ensure_consumer(OUT_STREAM, gateway_durable("a"), out_subject("a"))
     await transport.ensure_consumer(OUT_STREAM, "gateway-b", out_subject("b"))  # disjoint: fine
-    await transport.ensure_consumer(OUT_STREAM, "gateway-a", out_subject("a"))  # same again: idempotent
+    await transport.ensure_consumer(
+        OUT_STREAM, gateway_durable("a"), out_subject("a")
+    )  # same again: idempotent
     with pytest.raises(TransportError, match="gateway-all"):
-        await transport.ensure_consumer(OUT_STREAM, "gateway-all", "liaison.v1.out.>")
+        await transport.ensure_consumer(OUT_STREAM, "gateway-all", OUT_FILTER)
 
 
 async def test_subjects_lists_only_frames_still_waiting(transport: Transport) -> None:
@@ -87,7 +98,7 @@ async def test_subjects_lists_only_frames_still_waiting(transport: Transport) ->
     async with running(transport.consume(OUT_STREAM, "gateway-known", out_subject("known"), _collect(got))):
 
         async def consumed() -> bool:
-            return await transport.subjects(OUT_STREAM, "liaison.v1.out.>") == {out_subject("stranger"): 1}
+            return await transport.subjects(OUT_STREAM, OUT_FILTER) == {out_subject("stranger"): 1}
 
         await _until(consumed)
     assert got == ["k-1"]
@@ -107,7 +118,7 @@ async def test_dedup_after_removal_holds_until_the_server_restarts(
     first = await transport.publish(out_subject("a"), b"frame", "m-1", 2)
     await transport.publish(out_subject("b"), b"frame", "m-2", 2)  # no consumer: stays
     got: list[str] = []
-    async with running(transport.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got))):
+    async with running(transport.consume(OUT_STREAM, gateway_durable("a"), out_subject("a"), _collect(got))):
 
         async def removed() -> bool:
             return await transport.subjects(OUT_STREAM, out_subject("a")) == {}
@@ -126,7 +137,9 @@ async def test_dedup_after_removal_holds_until_the_server_restarts(
     waiting = await after.publish(out_subject("b"), b"frame", "m-2", 2)
     assert waiting.duplicate
     got_again: list[str] = []
-    async with running(after.consume(OUT_STREAM, "gateway-a", out_subject("a"), _collect(got_again))):
+    async with running(
+        after.consume(OUT_STREAM, gateway_durable("a"), out_subject("a"), _collect(got_again))
+    ):
 
         async def redelivered() -> bool:
             return bool(got_again)
@@ -160,13 +173,15 @@ async def test_an_old_stream_fully_consumed_is_replaced(
     old = await connect_transport(nats_server, name="old", reconnect_time_wait=0.1)
     await _old_streams(old)
     got: list[str] = []
-    office = running(old.consume(IN_STREAM, "office-b", in_subject("b"), _collect(got), fetch_timeout=0.5))
+    office = running(
+        old.consume(IN_STREAM, office_durable("b"), in_subject("b"), _collect(got), fetch_timeout=0.5)
+    )
     async with office:
         for i in range(5):
             await old.publish(in_subject("b"), b"x", f"old-{i}", 1)
 
         async def delivered() -> bool:
-            info = await old.js.consumer_info(IN_STREAM, "office-b")
+            info = await old.js.consumer_info(IN_STREAM, office_durable("b"))
             return info.num_pending == 0 and info.num_ack_pending == 0
 
         await _until(delivered)
@@ -219,8 +234,8 @@ async def test_an_old_stream_with_unacknowledged_frames_is_kept(
     await old.publish(out_subject("a"), b"x", "a-2", 1)
     if consume_first:
         # A consumer that read one frame and never acked the second: still behind.
-        await old.ensure_consumer(OUT_STREAM, "gateway-a", out_subject("a"))
-        sub = await old.js.pull_subscribe_bind(durable="gateway-a", stream=OUT_STREAM)
+        await old.ensure_consumer(OUT_STREAM, gateway_durable("a"), out_subject("a"))
+        sub = await old.js.pull_subscribe_bind(durable=gateway_durable("a"), stream=OUT_STREAM)
         msgs = await sub.fetch(1, timeout=5)
         await msgs[0].ack_sync()
     gateway = await connect_transport(nats_server, name="gateway")
@@ -240,7 +255,7 @@ async def test_an_old_stream_with_unacknowledged_frames_is_kept(
     ack = await old.publish(out_subject("a"), b"x", "a-3", 1)
     assert (ack.stream, ack.duplicate) == (OUT_STREAM, False)
     if consume_first:  # the consumer survived, still behind by a-2 and the new a-3
-        consumer = await gateway.js.consumer_info(OUT_STREAM, "gateway-a")
+        consumer = await gateway.js.consumer_info(OUT_STREAM, gateway_durable("a"))
         assert (consumer.num_pending, consumer.num_ack_pending) == (2, 0)
 
 

@@ -10,21 +10,19 @@ import pytest
 from nats.js import api
 
 from exchange.core.errors import CodecError, LiaisonError, OversizeError, TransportError
-from exchange.nats.transport import (
+from exchange.core.wire import (
     DIRECTORY_STREAM,
     IN_STREAM,
     MAX_PAYLOAD_BYTES,
+    OUT_FILTER,
     OUT_STREAM,
-    Delivered,
-    OutboundMessage,
-    PermanentError,
-    Transport,
-    connect,
     in_subject,
+    office_durable,
     out_subject,
 )
+from exchange.nats.transport import Delivered, OutboundMessage, PermanentError, Transport, connect
 from liaison.lab.natsserver import NatsServer, free_port
-from tests.integration.aioutil import WAIT, running
+from tests.integration.aioutil import WAIT, each, running
 
 ConnectTransport = Callable[..., Awaitable[Transport]]
 
@@ -63,7 +61,7 @@ async def test_round_trip_with_headers(transport: Transport) -> None:
     async def handler(d: Delivered) -> None:
         got.append(d)
 
-    async with running(transport.consume(OUT_STREAM, "gateway", "liaison.v1.out.>", handler)):
+    async with running(transport.consume(OUT_STREAM, "gateway", OUT_FILTER, each(handler))):
         await _until(lambda: len(got) == 1)
     (d,) = got
     assert (d.payload, d.subject) == (b"\x00frame\xff", "liaison.v1.out.office-a")
@@ -79,7 +77,7 @@ async def test_office_consumer_sees_only_its_own_inbox(transport: Transport) -> 
     async def handler(d: Delivered) -> None:
         got.append(d.payload)
 
-    async with running(transport.consume(IN_STREAM, "office-b", in_subject("b"), handler)):
+    async with running(transport.consume(IN_STREAM, office_durable("b"), in_subject("b"), each(handler))):
         await _until(lambda: got == [b"for-b"])
         await asyncio.sleep(0.3)
     assert got == [b"for-b"]
@@ -141,7 +139,7 @@ async def test_handler_failure_is_redelivered_and_ack_follows_return(transport: 
         done.append(d.seq)
 
     async with running(
-        transport.consume(OUT_STREAM, "gw-flaky", "liaison.v1.out.>", handler, nak_delay=0.05, ack_wait=5)
+        transport.consume(OUT_STREAM, "gw-flaky", OUT_FILTER, each(handler), nak_delay=0.05, ack_wait=5)
     ):
         await _until(lambda: done == [1])
         await asyncio.sleep(0.5)  # acked: no further delivery
@@ -166,9 +164,7 @@ async def test_permanent_error_terminates_without_redelivery(transport: Transpor
         parked.append((d.seq, str(e)))
 
     async with running(
-        transport.consume(
-            OUT_STREAM, "gw-poison", "liaison.v1.out.>", handler, on_poison=on_poison, ack_wait=1
-        )
+        transport.consume(OUT_STREAM, "gw-poison", OUT_FILTER, each(handler), on_poison=on_poison, ack_wait=1)
     ):
         await _until(lambda: len(seen) == 2)
         await asyncio.sleep(1.5)  # longer than ack_wait: a non-terminated message would come back
@@ -192,8 +188,8 @@ async def test_max_deliver_exhaustion_is_parked_as_poison(transport: Transport) 
         transport.consume(
             OUT_STREAM,
             "gw-max",
-            "liaison.v1.out.>",
-            handler,
+            OUT_FILTER,
+            each(handler),
             max_deliver=3,
             nak_delay=0.02,
             on_poison=on_poison,
@@ -212,7 +208,9 @@ async def test_higher_priority_first_within_a_batch(transport: Transport) -> Non
     async def handler(d: Delivered) -> None:
         order.append((d.priority, d.seq))
 
-    async with running(transport.consume(IN_STREAM, "office-a", in_subject("a"), handler, batch=64)):
+    async with running(
+        transport.consume(IN_STREAM, office_durable("a"), in_subject("a"), each(handler), batch=64)
+    ):
         await _until(lambda: len(order) == 7)
     assert order == [(4, 4), (4, 7), (3, 6), (2, 3), (1, 1), (1, 2), (1, 5)]
 
@@ -241,7 +239,15 @@ async def test_kill9_mid_stream_loses_nothing_and_redelivers_only_unacked(
 
     async with running(
         consumer.consume(
-            OUT_STREAM, "gw", "liaison.v1.out.>", handler, ack_wait=2, nak_delay=0.05, fetch_timeout=1
+            OUT_STREAM,
+            "gw",
+            OUT_FILTER,
+            each(handler),
+            # Batches of 10: seqs 1-10 are handled and acked before seq 11 blocks its batch.
+            batch=10,
+            ack_wait=2,
+            nak_delay=0.05,
+            fetch_timeout=1,
         )
     ):
         await asyncio.wait_for(stuck.wait(), timeout=WAIT)
@@ -285,7 +291,9 @@ async def test_consume_survives_a_plain_restart(
     async def handler(d: Delivered) -> None:
         got.append(d.seq)
 
-    async with running(t.consume(IN_STREAM, "office-r", in_subject("r"), handler, fetch_timeout=0.5)):
+    async with running(
+        t.consume(IN_STREAM, office_durable("r"), in_subject("r"), each(handler), fetch_timeout=0.5)
+    ):
         await t.publish(in_subject("r"), b"1", "r-1", 1)
         await _until(lambda: got == [1])
         await asyncio.to_thread(nats_server.restart)

@@ -18,6 +18,7 @@ from exchange.core.model import Authority, Reason, ReceiptState
 from gateway.audit.codec import encode_record
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.store import SQLiteAuditStore
+from gateway.metrics import GatewayMetrics
 from gateway.node import LOOKUP_PAGE, GatewayNode
 
 NOW = 1_760_000_000_000
@@ -36,7 +37,11 @@ def store(tmp_path: Path) -> Iterator[SQLiteAuditStore]:
 def node(store: SQLiteAuditStore) -> GatewayNode:
     anchor = TrustAnchor("lookup-test", (Authority(id="ru-embassy", keys=()),), 1)
     return GatewayNode(
-        gateway="gw-test", identity=generate("gw-test", NOW), directory=DirectoryState(anchor), store=store
+        gateway="gw-test",
+        identity=generate("gw-test", NOW),
+        directory=DirectoryState(anchor),
+        store=store,
+        metrics=GatewayMetrics("gw-test"),
     )
 
 

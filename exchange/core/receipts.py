@@ -1,0 +1,146 @@
+"""The recipient's and the sender's checks on statements, beside the gateway's ``decide``.
+
+Pure functions of verified statements, the directory and what the office's
+own store says about a message (passed in as data): no I/O, no ``await``.
+Each returns None or raises one precise error from ``exchange.core.errors``.
+
+- ``check_stamp``: the gateway's STAMPED receipt on mail routed to this office.
+- ``check_statement``: who may sign a receipt or rejection about a message this
+  office sent; the rules are small policies (``SignedByGateway``,
+  ``SignedByRecipient``) whose ``verify()`` returns None or raises, composed with
+  ``AllOf`` (the shape of sigstore-python's ``verify/policy.py``).
+
+What it does not do: verify signatures (``seal.verify_statement`` does, first),
+read the store or decide what is logged or kept.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from exchange.core.envelope import Receipt, Rejection, Statement
+from exchange.core.errors import NotFoundError, SignatureError
+from exchange.core.model import Directory, ReceiptState
+
+__all__ = [
+    "AllOf",
+    "SignedByGateway",
+    "SignedByRecipient",
+    "StatementPolicy",
+    "check_stamp",
+    "check_statement",
+    "statement_policy",
+]
+
+
+def check_stamp(stamp: Statement, *, message_id: str, header_digest: bytes, directory: Directory) -> None:
+    """Raise ``SignatureError`` unless ``stamp`` is the gateway's stamp on this very envelope.
+
+    ``stamp`` has passed ``seal.verify_statement`` (signatures, signer known, keys
+    valid, not from the future). The plan:
+
+    (1) it is a receipt, not a rejection;
+    (2) its state is STAMPED;
+    (3) its signer is a gateway of the directory;
+    (4) it names this message id;
+    (5) it names the digest of this envelope's exact header bytes.
+    """
+    # (1), (2): only the gateway's STAMPED receipt says "audited, then routed".
+    #     Stops: an office's own receipt (or a rejection) passed off as the gateway's stamp.
+    if not isinstance(stamp, Receipt):
+        raise SignatureError(f"message {message_id} lacks a valid gateway stamp: it is a rejection")
+    if stamp.state is not ReceiptState.STAMPED:
+        raise SignatureError(f"message {message_id} lacks a valid gateway stamp: state {stamp.state.name}")
+    # (3): signed by a gateway. Stops: an office stamping mail past the audit log.
+    if directory.gateway(stamp.signer) is None:
+        raise SignatureError(
+            f"message {message_id} lacks a valid gateway stamp: {stamp.signer} is not a gateway"
+        )
+    # (4), (5): the stamp is about this envelope. Stops: a stamp of one message
+    #     lifted onto another (or onto a changed header of the same message id).
+    if stamp.message_id != message_id:
+        raise SignatureError(f"message {message_id} lacks a valid gateway stamp: it names another message")
+    if not hmac.compare_digest(stamp.header_digest, header_digest):
+        raise SignatureError(f"message {message_id} lacks a valid gateway stamp: it names another header")
+
+
+class StatementPolicy(Protocol):
+    """A rule about a verified statement: ``verify`` returns None or raises."""
+
+    def verify(self, statement: Statement) -> None: ...
+
+
+@dataclass(frozen=True)
+class SignedByGateway:
+    """The statement is signed by a gateway of the directory."""
+
+    directory: Directory
+    what: str  # how the error names the statement: "rejection of", "STAMPED receipt for"
+
+    def verify(self, statement: Statement) -> None:
+        if self.directory.gateway(statement.signer) is None:
+            raise SignatureError(f"{self.what} {statement.message_id} not signed by a gateway")
+
+
+@dataclass(frozen=True)
+class SignedByRecipient:
+    """A receipt signed by one of the message's recipients, about itself."""
+
+    recipients: tuple[str, ...]
+
+    def verify(self, statement: Statement) -> None:
+        recipient = statement.recipient if isinstance(statement, Receipt) else ""
+        if statement.signer not in self.recipients or recipient != statement.signer:
+            raise SignatureError(f"receipt for {statement.message_id} signed by a non-recipient")
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every policy holds (checked in order; the first failure raises)."""
+
+    policies: Sequence[StatementPolicy]
+
+    def verify(self, statement: Statement) -> None:
+        for policy in self.policies:
+            policy.verify(statement)
+
+
+def statement_policy(
+    statement: Statement, *, recipients: tuple[str, ...] | None, directory: Directory
+) -> StatementPolicy:
+    """The signer rule for a statement about a message this office sent.
+
+    ``recipients`` is what the office's store says the message was sent to, or
+    None when the office has no record of it. The plan:
+
+    (1) a rejection must come from a gateway (whether or not the office knows the
+        message: one sent under its name elsewhere is still shown);
+    (2) a receipt must be about a message this office sent;
+    (3) STAMPED: signed by a gateway;
+    (4) DELIVERED and READ: signed by a recipient, about itself;
+    (5) ACCEPTED: any verified signer (the office's own, read back).
+    """
+    # (1): Stops: an office forging a refusal of another office's message.
+    if isinstance(statement, Rejection):
+        return SignedByGateway(directory, "rejection of")
+    # (2): Stops: receipts about messages this office never sent filling its store.
+    if recipients is None:
+        raise NotFoundError(f"receipt about message {statement.message_id} this office did not send")
+    # (3): Stops: an office claiming the gateway audited a message.
+    if statement.state is ReceiptState.STAMPED:
+        return SignedByGateway(directory, "STAMPED receipt for")
+    # (4): Stops: a third office confirming delivery on a recipient's behalf.
+    if statement.state in (ReceiptState.DELIVERED, ReceiptState.READ):
+        return SignedByRecipient(recipients)
+    # (5)
+    return AllOf(())
+
+
+def check_statement(
+    statement: Statement, *, recipients: tuple[str, ...] | None, directory: Directory
+) -> None:
+    """Raise unless the signer of ``statement`` (already verified) may say it (``statement_policy``)."""
+    statement_policy(statement, recipients=recipients, directory=directory).verify(statement)
