@@ -22,8 +22,8 @@ from exchange._pb.liaison.v1 import audit_pb2, audit_pb2_grpc, directory_pb2
 from exchange.client.sdk import ClientTls, remote_error
 from exchange.core.errors import ConfigError, NotFoundError, RemoteError
 from gateway.audit.codec import cosignature_to_pb, decode_record, signed_tree_head_from_pb, stats_from_pb
+from gateway.audit.query import StatsRow
 from gateway.audit.record import AuditRecord
-from gateway.audit.store import StatsRow
 from gateway.audit.treehead import Cosignature, SignedTreeHead
 
 __all__ = ["AuditClient", "LoggedRecord"]

@@ -24,8 +24,8 @@ from gateway.audit.codec import (
     signed_tree_head_to_pb,
     stats_to_pb,
 )
+from gateway.audit.query import AuditFilter, StoredEntry
 from gateway.audit.record import Verdict
-from gateway.audit.store import AuditFilter, StoredEntry
 from gateway.node import GatewayNode
 
 __all__ = [
