@@ -20,9 +20,9 @@ import psycopg
 from psycopg import sql
 
 from exchange.core.errors import ConfigError, StoreError
-from gateway.audit.merkle import NodeKey
 from gateway.audit.schema import ddl
 from gateway.audit.store import SQLAuditStoreBase
+from gateway.audit.tree import NodeKey
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresAuditStore"]
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from exchange.runtime.sqlite import connect
-from gateway.audit.merkle import NodeKey
 from gateway.audit.schema import ddl
 from gateway.audit.store import SQLAuditStoreBase
+from gateway.audit.tree import NodeKey
 
 __all__ = ["SQLiteAuditStore"]
 

@@ -1,7 +1,7 @@
 """Audit stores: the ``AuditStore`` protocol and the SQL that both engines share.
 
 A store keeps the audit entries (bytes + leaf hash + indexed metadata), the
-perfect-subtree hashes of the Merkle tree (see :mod:`gateway.audit.merkle`),
+perfect-subtree hashes of the Merkle tree (see :mod:`gateway.audit.tree`),
 signed tree heads and witness cosignatures. ``append`` writes a whole batch,
 its leaf hashes and every subtree node it completes in ONE transaction, so a
 crash leaves either all of a batch or none of it. Proofs and historical roots
@@ -36,14 +36,7 @@ from gateway.audit.errors import (
     TreeHeadNotFoundError,
     TreeSizeError,
 )
-from gateway.audit.merkle import (
-    Frontier,
-    NodeKey,
-    leaf_hash,
-    root_at,
-)
-from gateway.audit.merkle import consistency_proof as _consistency_proof
-from gateway.audit.merkle import inclusion_proof as _inclusion_proof
+from gateway.audit.merkle import leaf_hash
 from gateway.audit.query import (
     MAX_APPEND_BATCH,
     MAX_ENTRY_BYTES,
@@ -56,6 +49,9 @@ from gateway.audit.query import (
     StatsRow,
     StoredEntry,
 )
+from gateway.audit.tree import Frontier, NodeKey, root_at
+from gateway.audit.tree import consistency_proof as _consistency_proof
+from gateway.audit.tree import inclusion_proof as _inclusion_proof
 
 __all__ = ["AuditStore", "SQLAuditStoreBase"]
 

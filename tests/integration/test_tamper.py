@@ -65,7 +65,8 @@ import pytest
 from exchange.client.sdk import Client
 from exchange.runtime.lifecycle import load_directory
 from gateway.audit.codec import decode_record, encode_record
-from gateway.audit.merkle import Frontier, leaf_hash
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.tree import Frontier
 from gateway.client import AuditClient
 from gateway.witness.runner import Witness, load_state, load_witness_config, open_witness_key
 from liaison.cli import main

@@ -29,9 +29,10 @@ from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Suite
 from exchange.runtime.lifecycle import load_directory
 from gateway.audit.codec import decode_record, encode_record, encode_tree_head
-from gateway.audit.merkle import Frontier, MemoryTree, leaf_hash, root_at
-from gateway.audit.merkle import consistency_proof as memory_consistency_proof
-from gateway.audit.merkle import inclusion_proof as memory_inclusion_proof
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.tree import Frontier, MemoryTree, root_at
+from gateway.audit.tree import consistency_proof as memory_consistency_proof
+from gateway.audit.tree import inclusion_proof as memory_inclusion_proof
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead, sign_tree_head, verify_cosignature
 from gateway.client import AuditClient
 from gateway.witness.runner import (

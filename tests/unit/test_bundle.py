@@ -21,8 +21,9 @@ from exchange.core.errors import LiaisonError
 from exchange.core.model import Algorithm, Authority, Directory, Kind, Priority, Reason
 from gateway.audit.bundle import BUNDLE_FORMAT, build_bundle, head_from_json, head_to_json, verify_bundle_data
 from gateway.audit.codec import encode_record, encode_tree_head
-from gateway.audit.merkle import MemoryTree, consistency_proof, leaf_hash, root_from_leaf_hashes
+from gateway.audit.merkle import leaf_hash, root_from_leaf_hashes
 from gateway.audit.record import AuditRecord, Verdict
+from gateway.audit.tree import MemoryTree, consistency_proof
 from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_cosignature, sign_tree_head
 from tests.unit.conftest import GATEWAY_ID, Kit
 
