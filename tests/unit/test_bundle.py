@@ -44,8 +44,8 @@ def _authority(name: str) -> tuple[Authority, tuple[primitives.PrivateKey, ...]]
     return Authority(id=name, keys=tuple(Kit.public_key(k) for k in keys)), keys
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
+def make_world() -> World:
+    """Two authorities (threshold 2), one gateway, 11 encoded records."""
     ru, ru_keys = _authority("ru-embassy")
     tj, tj_keys = _authority("tj-embassy")
     gw, gw_keys = Kit.make_gateway()
@@ -68,6 +68,11 @@ def world() -> World:
         for i in range(11)
     ]
     return World(signed.directory, signed.to_bytes(), gw_keys, tj_keys[0], entries)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return make_world()
 
 
 def _head(world: World, size: int) -> SignedTreeHead:
