@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from exchange.core.errors import DuplicateError, StoreError
+from exchange.office.store import Frame, OfficeStore, SentRecord, StatementRecord
 from exchange.runtime.sqlite import GroupCommitDB, connect
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL);"
@@ -81,3 +83,23 @@ def test_read_maps_sqlite_errors(db: GroupCommitDB) -> None:
     with pytest.raises(StoreError) as info:
         db.read(lambda c: c.execute("SELECT * FROM missing").fetchall())
     assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+
+
+async def test_office_store_write_failure_is_a_store_error(tmp_path: Path) -> None:
+    """A real SQLite failure inside an office-store write reaches the caller as StoreError."""
+    path = tmp_path / "office.db"
+    store = OfficeStore(path)
+    try:
+        # Another connection (an operator, a broken migration) makes the frames table refuse rows.
+        with contextlib.closing(sqlite3.connect(path)) as other, other:
+            other.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON frames BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        sent = SentRecord("m-1", 1_000, 1, 1, "case-1", ("office-b",), b"\x00" * 32, b"body")
+        accepted = StatementRecord("m-1", "", 1, 0, "", 1_000, b"signed")
+        with pytest.raises(StoreError) as info:
+            await store.record_sent(sent, accepted, Frame("m-1", 1, b"frame"))
+        assert isinstance(info.value.__cause__, sqlite3.Error)
+        assert store.sent("m-1") is None  # the whole op was rolled back
+    finally:
+        store.close()
