@@ -25,8 +25,8 @@ from exchange._pb.liaison.v1 import audit_pb2_grpc
 from exchange.client.sdk import ClientTls, remote_error
 from exchange.core.errors import ConfigError, NotFoundError, RemoteError
 from gateway.audit import codec
+from gateway.audit.query import AuditFilter, StatsRow
 from gateway.audit.record import AuditRecord
-from gateway.audit.store import AuditFilter, StatsRow
 from gateway.audit.treehead import Cosignature, SignedTreeHead
 
 # AuditFilter is re-exported: it is what ``query`` and ``all_records`` take.

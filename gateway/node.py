@@ -48,8 +48,9 @@ from gateway.audit.codec import (
     encode_signed_tree_head,
     encode_tree_head,
 )
+from gateway.audit.query import AuditFilter, StoredEntry
 from gateway.audit.record import AuditRecord, Verdict
-from gateway.audit.store import AuditFilter, AuditStore, StoredEntry
+from gateway.audit.store import AuditStore
 from gateway.audit.treehead import (
     Cosignature,
     SignedTreeHead,

@@ -6,12 +6,18 @@ many concurrent requests share one fsync without any of them being
 acknowledged before its own write is durable. Reads use their own connection
 (WAL lets them run beside the writer). This module knows nothing of the
 schema; the stores built on it do.
+
+:func:`connect` is the one way this project opens a SQLite file (the office
+store here, the audit store in :mod:`gateway.audit.sqlite`): WAL mode, checked
+to have taken, and ``synchronous=FULL``. A ``sqlite3.Error`` never leaves this
+module raw: it becomes :class:`~exchange.core.errors.StoreError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -22,18 +28,35 @@ from typing import Any, Final, TypeVar
 
 from exchange.core.errors import StoreError
 
-__all__ = ["GroupCommitDB"]
+__all__ = ["GroupCommitDB", "connect"]
 
 T = TypeVar("T")
 MAX_BATCH: Final = 512
+BUSY_TIMEOUT_S: Final = 30  # how long a write waits for another process's lock
 _STOP: Final = object()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode with WAL (verified), synchronous=FULL and foreign keys.
+
+    Raises StoreError when the file cannot be opened or SQLite refuses WAL
+    (a network filesystem, a read-only folder): without WAL, readers would
+    block the writer and the stores' one-writer/one-reader design breaks.
+    """
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open SQLite file {path}: {e}") from e
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.Error as e:
+        conn.close()
+        raise StoreError(f"cannot open SQLite file {path}: {e}") from e
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise StoreError(f"SQLite refused WAL mode for {path} (got {mode})")
     return conn
 
 
@@ -43,12 +66,16 @@ class GroupCommitDB:
     def __init__(self, path: Path, schema: str) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = connect(path)
         try:
-            self._writer = _connect(path)
-            self._writer.executescript(schema)
-            self._reader = _connect(path)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open store {path}: {e}") from e
+            try:
+                self._writer.executescript(schema)
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot create the schema of {path}: {e}") from e
+            self._reader = connect(path)
+        except StoreError:
+            self._writer.close()
+            raise
         self._read_lock = threading.Lock()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"sqlite-writer:{path.name}", daemon=True)
@@ -61,11 +88,6 @@ class GroupCommitDB:
         fut: Future[T] = Future()
         self._queue.put(_Op(op, fut))
         return await asyncio.wrap_future(fut)
-
-    def write_sync(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        fut: Future[T] = Future()
-        self._queue.put(_Op(op, fut))
-        return fut.result()
 
     def _run(self) -> None:
         while True:
@@ -98,12 +120,13 @@ class GroupCommitDB:
                 except Exception as e:  # noqa: BLE001 - handed to the caller's future
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((item.fut, _Failure(e)))
+                    results.append((item.fut, _Failure(_mapped(e))))
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            error = StoreError(f"store write failed: {e}")
+            error = StoreError(f"store write failed: {type(e).__name__}: {e}")
+            error.__cause__ = e
             for item in batch:
                 if not item.fut.done():
                     item.fut.set_exception(error)
@@ -123,14 +146,20 @@ class GroupCommitDB:
             except sqlite3.Error as e:
                 raise StoreError(f"store read failed: {e}") from e
 
-    async def aread(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(self.read, op)
-
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
         self._writer.close()
         self._reader.close()
+
+
+def _mapped(e: Exception) -> Exception:
+    """An op's own error as it reaches the caller: a raw sqlite3.Error becomes StoreError."""
+    if isinstance(e, sqlite3.Error):
+        error = StoreError(f"store write failed: {type(e).__name__}: {e}")
+        error.__cause__ = e
+        return error
+    return e
 
 
 class _Op:

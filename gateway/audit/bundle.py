@@ -16,12 +16,14 @@ A bundle is ONE JSON file (UTF-8, ``format = "liaison-audit-bundle/1"``)::
     consistency     [{"from", "to", "proof": [hex]}] between each pair of consecutive heads
 
 ``verify_bundle_data`` is pure (bytes in, a ``BundleReport`` out, or a precise
-``LiaisonError``); ``write_bundle`` and ``verify_bundle`` are the two small
-file helpers. Verification does not trust the bundle's directory by itself:
-it checks the authorities' signatures against the directory's own authorities
-(or against a pinned directory when one is given) and reports the digest so
-the reader can compare it with the copy their embassy pinned. What this module
-does not do: fetch anything from the network.
+``LiaisonError``): it checks the bundle's own fields, then hands the evidence to
+:func:`gateway.audit.verify.verify_audit_log`, the same workflow ``liaison audit
+verify`` runs against a live gateway. The directory is verified by
+:func:`gateway.audit.verify.trusted_directory` (the one copy of the trust rule:
+against a pinned directory when one is given, else against its own authorities
+with the digest reported for the reader to compare). ``write_bundle`` and
+``verify_bundle`` are the two small file helpers. What this module does not do:
+fetch anything from the network.
 """
 
 from __future__ import annotations
@@ -31,23 +33,16 @@ import binascii
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from exchange.core.directory import (
-    SignedDirectory,
-    TrustAnchor,
-    counting_authorities,
-    directory_digest,
-    verify_directory,
-)
+from exchange.core.directory import SignedDirectory, directory_digest
 from exchange.core.errors import CodecError, OversizeError
 from exchange.core.model import Directory, PublicKey
 from gateway.audit.codec import decode_record, decode_signed_tree_head, encode_signed_tree_head
 from gateway.audit.errors import AuditError, TreeSizeError
-from gateway.audit.treehead import SignedTreeHead, verify_cosignature
-from gateway.audit.verify import verify_log
+from gateway.audit.treehead import SignedTreeHead
+from gateway.audit.verify import LogEvidence, LogReport, trusted_directory, verify_audit_log
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -70,28 +65,8 @@ class BundleError(AuditError):
     """The bundle is malformed or incomplete (missing field, bad base64, missing proof)."""
 
 
-@dataclass(frozen=True)
-class BundleReport:
-    """What an offline check established."""
-
-    size: int
-    gateway: str
-    head_sizes: tuple[int, ...]
-    directory_version: int
-    directory_digest: str
-    directory_signed_by: tuple[str, ...]
-    cosigned: tuple[tuple[int, tuple[str, ...]], ...]  # (head size, witnesses) for co-signed heads
-
-    def summary(self) -> str:
-        sizes = ", ".join(str(s) for s in self.head_sizes)
-        witnesses = (
-            "; ".join(f"size {s} by {', '.join(w)}" for s, w in self.cosigned) or "no witness co-signatures"
-        )
-        return (
-            f"{self.size} records, {len(self.head_sizes)} tree heads (sizes {sizes}) signed by "
-            f"{self.gateway}, consistent; co-signed: {witnesses}; directory v{self.directory_version} "
-            f"digest {self.directory_digest} signed by {', '.join(self.directory_signed_by)}"
-        )
+BundleReport = LogReport
+"""What an offline check of a bundle established (the report of :func:`verify_audit_log`)."""
 
 
 # --- JSON forms ----------------------------------------------------------------------
@@ -229,12 +204,7 @@ def _field(bundle: Mapping[str, Any], name: str, kind: type) -> Any:
 
 
 def _directory(bundle: Mapping[str, Any], pinned: bytes | None) -> SignedDirectory:
-    data = _unb64(bundle.get("directory"), "directory")
-    own = SignedDirectory.from_bytes(data)
-    # Without a pin this only proves the directory is consistent with itself: the
-    # digest in the report is what the reader compares with their pinned copy.
-    anchor_dir = SignedDirectory.from_bytes(pinned).directory if pinned is not None else own.directory
-    signed = verify_directory(data, trusted=None, anchor=TrustAnchor.from_directory(anchor_dir))
+    signed = trusted_directory(_unb64(bundle.get("directory"), "directory"), pinned)
     if bundle.get("directory_digest") != directory_digest(signed):
         raise BundleError("directory_digest does not match the directory's bytes")
     return signed
@@ -276,13 +246,13 @@ def verify_bundle_data(data: bytes, *, pinned: bytes | None = None) -> BundleRep
     """Check a bundle offline; return what holds or raise the first precise failure.
 
     1. Format and size limits (a bundle too large to read is refused before parsing).
-    2. The directory: m-of-n authority signatures (against a pinned directory when
-       given), digest and listed public keys (stops swapped gateway keys).
-    3. Records 0..size-1, contiguous, each decodable (stops dropped or garbled records).
-    4. Each head's gateway signature and root over its records (verify_log: stops a
-       forged head or an edited record).
-    5. A consistency proof between each pair of consecutive heads (stops a fork).
-    6. Every co-signature verifies with its witness's key in the directory.
+    2. The directory: the trust rule (against a pinned directory when given), the
+       digest and the listed public keys (stops swapped gateway keys).
+    3. The bundle's fields agree with its signed heads: size, one gateway.
+    4. Records decode (stops garbled records); then the log workflow,
+       :func:`verify_audit_log`: records contiguous, heads signed and matching
+       their records, a consistency proof between each pair of consecutive heads,
+       every co-signature.
     """
     if len(data) > MAX_BUNDLE_BYTES:
         raise OversizeError(f"bundle of {len(data)} bytes exceeds {MAX_BUNDLE_BYTES}")
@@ -293,9 +263,8 @@ def verify_bundle_data(data: bytes, *, pinned: bytes | None = None) -> BundleRep
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"not a {BUNDLE_FORMAT} bundle")
     signed = _directory(bundle, pinned)
-    directory = signed.directory
     gateway = _field(bundle, "gateway", str)
-    _check_public_keys(bundle, directory, gateway)
+    _check_public_keys(bundle, signed.directory, gateway)
     heads = [head_from_json(h, f"tree head #{i}") for i, h in enumerate(_field(bundle, "tree_heads", list))]
     if not heads:
         raise BundleError("bundle holds no signed tree head")
@@ -305,30 +274,8 @@ def verify_bundle_data(data: bytes, *, pinned: bytes | None = None) -> BundleRep
         raise TreeSizeError(f"bundle size {size} is not the newest head's size {heads[-1].tree_head.size}")
     if any(h.tree_head.gateway != gateway for h in heads):
         raise BundleError(f"a tree head is not from the bundle's gateway {gateway}")
-    entries = _records(bundle)
-    proofs = _consistency(bundle)
-    verify_log(entries, heads, directory, proofs)
-    if len(entries) != size:
-        raise TreeSizeError(f"bundle holds {len(entries)} records, its newest head covers {size}")
-    for a, b in itertools.pairwise(heads):
-        m, n = a.tree_head.size, b.tree_head.size
-        if 0 < m < n and (m, n) not in proofs:
-            raise BundleError(f"no consistency proof between sizes {m} and {n}")
-    cosigned: list[tuple[int, tuple[str, ...]]] = []
-    for head in heads:
-        for c in head.cosignatures:
-            verify_cosignature(head, c, directory)
-        if head.cosignatures:
-            cosigned.append((head.tree_head.size, tuple(sorted({c.witness for c in head.cosignatures}))))
-    return BundleReport(
-        size=size,
-        gateway=gateway,
-        head_sizes=tuple(h.tree_head.size for h in heads),
-        directory_version=signed.version,
-        directory_digest=directory_digest(signed),
-        directory_signed_by=counting_authorities(signed, directory.authorities),
-        cosigned=tuple(cosigned),
-    )
+    evidence = LogEvidence(heads, _records(bundle), _consistency(bundle), source="bundle")
+    return verify_audit_log(evidence, signed)
 
 
 # --- files ---------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from exchange.codec.envelope import parse_limited, signatures_from_pb, signature
 from exchange.core.envelope import Signature
 from exchange.core.errors import CodecError, OversizeError
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
+from gateway.audit.query import AuditFilter, AuditPage, StatsRow, StoredEntry
 from gateway.audit.record import AuditRecord, Verdict
-from gateway.audit.store import AuditFilter, AuditPage, StatsRow, StoredEntry
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead
 
 __all__ = [

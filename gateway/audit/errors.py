@@ -22,6 +22,7 @@ __all__ = [
     "InclusionProofError",
     "MetadataError",
     "MissingNodeError",
+    "MissingProofError",
     "PageTokenError",
     "ProofError",
     "TreeHeadConflictError",
@@ -56,6 +57,10 @@ class InclusionProofError(ProofError):
 
 class ConsistencyProofError(ProofError):
     """A consistency proof fails RFC 9162 §2.1.4.2 (wrong length or a root does not match)."""
+
+
+class MissingProofError(ProofError):
+    """A consistency proof between two signed tree heads was not supplied (a fork could hide there)."""
 
 
 class MissingNodeError(AuditError):

@@ -1,10 +1,11 @@
 """The audit log on PostgreSQL (psycopg 3), same API and semantics as the SQLite store.
 
-Tables live in one schema (default ``liaison_audit``), created on open; tests
-give each run its own schema. Batches are written with ``COPY`` inside one
-transaction that first takes a ``SHARE ROW EXCLUSIVE`` lock on the entries
-table, so two gateway processes cannot fork the tree. One writer and one
-reader connection, each behind its own lock; a broken connection surfaces as
+Tables (:mod:`gateway.audit.schema`) live in one PostgreSQL schema (default
+``liaison_audit``), created on open; tests give each run its own schema.
+Batches are written with ``COPY`` inside one transaction that first takes a
+``SHARE ROW EXCLUSIVE`` lock on the entries table, so two gateway processes
+cannot fork the tree. One writer and one reader connection, each behind its
+own lock; a broken connection surfaces as
 :class:`exchange.core.errors.StoreError` (this module does not reconnect).
 """
 
@@ -19,31 +20,14 @@ import psycopg
 from psycopg import sql
 
 from exchange.core.errors import ConfigError, StoreError
-from gateway.audit.merkle import NodeKey
+from gateway.audit.schema import ddl
 from gateway.audit.store import SQLAuditStoreBase
+from gateway.audit.tree import NodeKey
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresAuditStore"]
 
 DEFAULT_SCHEMA: Final = "liaison_audit"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-_PG_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS entries (
-    idx BIGINT PRIMARY KEY, entry BYTEA NOT NULL, leaf_hash BYTEA NOT NULL,
-    at_ms BIGINT, verdict TEXT, reason TEXT, message_id TEXT, sender TEXT, recipients TEXT,
-    kind TEXT, priority TEXT, case_id TEXT);
-CREATE INDEX IF NOT EXISTS entries_at_ms ON entries (at_ms, idx);
-CREATE INDEX IF NOT EXISTS entries_message_id ON entries (message_id, idx);
-CREATE INDEX IF NOT EXISTS entries_sender ON entries (sender, idx);
-CREATE INDEX IF NOT EXISTS entries_verdict ON entries (verdict, idx);
-CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, idx);
-CREATE INDEX IF NOT EXISTS entries_case_id ON entries (case_id, idx);
-CREATE TABLE IF NOT EXISTS nodes (
-    level SMALLINT NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL, PRIMARY KEY (level, idx));
-CREATE TABLE IF NOT EXISTS tree_heads (size BIGINT PRIMARY KEY, head BYTEA NOT NULL);
-CREATE TABLE IF NOT EXISTS cosignatures (
-    size BIGINT NOT NULL, witness TEXT NOT NULL, signature BYTEA NOT NULL, PRIMARY KEY (size, witness));
-"""
 
 
 def _pg(query: str) -> str:
@@ -82,7 +66,7 @@ class PostgresAuditStore(SQLAuditStoreBase):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.schema])
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
                 conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(schema))
-                for statement in filter(str.strip, _PG_SCHEMA.split(";")):
+                for statement in ddl("postgresql"):
                     conn.execute(statement.encode())
         conn.execute(sql.SQL("SET search_path TO {}").format(schema))
         return conn

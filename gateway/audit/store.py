@@ -1,7 +1,7 @@
-"""Audit stores: the ``AuditStore`` protocol and its SQLite implementation.
+"""Audit stores: the ``AuditStore`` protocol and the SQL that both engines share.
 
 A store keeps the audit entries (bytes + leaf hash + indexed metadata), the
-perfect-subtree hashes of the Merkle tree (see :mod:`gateway.audit.merkle`),
+perfect-subtree hashes of the Merkle tree (see :mod:`gateway.audit.tree`),
 signed tree heads and witness cosignatures. ``append`` writes a whole batch,
 its leaf hashes and every subtree node it completes in ONE transaction, so a
 crash leaves either all of a batch or none of it. Proofs and historical roots
@@ -11,19 +11,19 @@ The API is synchronous and thread-safe (the gateway calls it through
 ``asyncio.to_thread``): one writer connection and one reader connection, each
 behind its own lock. This module does not sign tree heads or check
 cosignatures; it stores bytes the caller has produced or verified.
-:mod:`gateway.audit.postgres` implements the same protocol on PostgreSQL.
+The engines (:mod:`gateway.audit.sqlite`, :mod:`gateway.audit.postgres`)
+subclass :class:`SQLAuditStoreBase` and supply connections and bulk writes;
+their tables come from :mod:`gateway.audit.schema`. This module imports no
+database driver; the value types it returns live in :mod:`gateway.audit.query`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import os
 import re
-import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol
 
 from exchange.core.errors import StoreError
@@ -36,94 +36,28 @@ from gateway.audit.errors import (
     TreeHeadNotFoundError,
     TreeSizeError,
 )
-from gateway.audit.merkle import (
-    Frontier,
-    NodeKey,
-    leaf_hash,
-    root_at,
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.query import (
+    MAX_APPEND_BATCH,
+    MAX_ENTRY_BYTES,
+    MAX_PAGE_SIZE,
+    MAX_SIGNED_BYTES,
+    MAX_WITNESS_LEN,
+    META_COLUMNS,
+    AuditFilter,
+    AuditPage,
+    StatsRow,
+    StoredEntry,
 )
-from gateway.audit.merkle import consistency_proof as _consistency_proof
-from gateway.audit.merkle import inclusion_proof as _inclusion_proof
+from gateway.audit.tree import Frontier, NodeKey, root_at
+from gateway.audit.tree import consistency_proof as _consistency_proof
+from gateway.audit.tree import inclusion_proof as _inclusion_proof
 
-__all__ = [
-    "MAX_APPEND_BATCH",
-    "MAX_ENTRY_BYTES",
-    "MAX_PAGE_SIZE",
-    "META_COLUMNS",
-    "AuditFilter",
-    "AuditPage",
-    "AuditStore",
-    "SQLiteAuditStore",
-    "StatsRow",
-    "StoredEntry",
-]
+__all__ = ["AuditStore", "SQLAuditStoreBase"]
 
-MAX_ENTRY_BYTES: Final = 1 << 20
-MAX_APPEND_BATCH: Final = 100_000
-MAX_PAGE_SIZE: Final = 1000
-MAX_SIGNED_BYTES: Final = 64 * 1024  # a tree head or a cosignature
-MAX_WITNESS_LEN: Final = 255
 _MAX_TEXT_LEN: Final = 4096
-META_COLUMNS: Final = (
-    "at_ms", "verdict", "reason", "message_id", "sender", "recipients", "kind", "priority", "case_id",
-)  # fmt: skip
 _COLUMNS: Final = "idx, entry, leaf_hash, " + ", ".join(META_COLUMNS)
 _TOKEN = re.compile(r"^([on])\.(\d{1,19})$")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    """One stored entry. Text metadata is stored as given; enums as their label (``case-message``)."""
-
-    index: int
-    entry: bytes
-    leaf_hash: bytes
-    at_ms: int | None
-    verdict: str | None
-    reason: str | None
-    message_id: str | None
-    sender: str | None
-    recipients: tuple[str, ...]
-    kind: str | None
-    priority: str | None
-    case_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditFilter:
-    """Query filters; ``None`` means "any". Time range is ``since_ms <= at_ms < until_ms``.
-
-    Text filters take a str or an enum (matched by its label, as stored).
-    """
-
-    since_ms: int | None = None
-    until_ms: int | None = None
-    verdict: str | enum.Enum | None = None
-    reason: str | enum.Enum | None = None
-    message_id: str | None = None
-    sender: str | None = None
-    recipient: str | None = None
-    kind: str | enum.Enum | None = None
-    priority: str | enum.Enum | None = None
-    case_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StatsRow:
-    """How many records one (sender, recipient, kind, verdict, reason) has; labels as stored."""
-
-    sender: str
-    recipient: str
-    kind: str
-    verdict: str
-    reason: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    records: tuple[StoredEntry, ...]
-    next_page_token: str | None
 
 
 class AuditStore(Protocol):
@@ -149,7 +83,6 @@ class AuditStore(Protocol):
     def add_cosignature(self, size: int, witness: str, signature: bytes) -> None: ...
     def cosignatures(self, size: int) -> dict[str, bytes]: ...
     def stats(self, since_ms: int | None = None, until_ms: int | None = None) -> list[StatsRow]: ...
-    def has_message(self, message_id: str, verdict: str | enum.Enum | None = None) -> bool: ...
     def get_nodes(self, keys: list[NodeKey]) -> dict[NodeKey, bytes]: ...
     def close(self) -> None: ...
 
@@ -398,14 +331,6 @@ class SQLAuditStoreBase:
             token = f"{'o' if oldest_first else 'n'}.{records[-1].index}"
         return AuditPage(records, token)
 
-    def has_message(self, message_id: str, verdict: str | enum.Enum | None = None) -> bool:
-        sql, params = "SELECT 1 FROM entries WHERE message_id = ?", list[object]([message_id])
-        if verdict is not None:
-            sql += f" AND {self._no_index}verdict = ?"  # by the message id index, not the verdict one"
-            params.append(_text("verdict", verdict))
-        with self._guard("query"), self._read_lock:
-            return bool(self._read(sql + " LIMIT 1", params))
-
     # tree heads and cosignatures --------------------------------------------------------
     def save_tree_head(self, size: int, signed: bytes) -> None:
         """Store a signed tree head; the first one stored for a size wins."""
@@ -481,88 +406,3 @@ class SQLAuditStoreBase:
                 key = (sender or "", recipient, kind or "", verdict or "", reason or "")
                 counts[key] = counts.get(key, 0) + int(count)
         return [StatsRow(*key, count) for key, count in sorted(counts.items())]
-
-
-# --- SQLite ------------------------------------------------------------------------------
-
-_SQLITE_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS entries (
-    idx INTEGER PRIMARY KEY, entry BLOB NOT NULL, leaf_hash BLOB NOT NULL,
-    at_ms INTEGER, verdict TEXT, reason TEXT, message_id TEXT, sender TEXT, recipients TEXT,
-    kind TEXT, priority TEXT, case_id TEXT);
-CREATE INDEX IF NOT EXISTS entries_at_ms ON entries (at_ms, idx);
-CREATE INDEX IF NOT EXISTS entries_message_id ON entries (message_id, idx);
-CREATE INDEX IF NOT EXISTS entries_sender ON entries (sender, idx);
-CREATE INDEX IF NOT EXISTS entries_verdict ON entries (verdict, idx);
-CREATE INDEX IF NOT EXISTS entries_kind ON entries (kind, idx);
-CREATE INDEX IF NOT EXISTS entries_case_id ON entries (case_id, idx);
-CREATE TABLE IF NOT EXISTS nodes (
-    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
-    PRIMARY KEY (level, idx)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tree_heads (size INTEGER PRIMARY KEY, head BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS cosignatures (
-    size INTEGER NOT NULL, witness TEXT NOT NULL, signature BLOB NOT NULL,
-    PRIMARY KEY (size, witness)) WITHOUT ROWID;
-"""
-
-
-def _sqlite_connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise StoreError(f"SQLite refused WAL mode (got {mode})")
-    conn.execute("PRAGMA synchronous=FULL")
-    return conn
-
-
-class SQLiteAuditStore(SQLAuditStoreBase):
-    """The audit log in one SQLite file (WAL, synchronous=FULL)."""
-
-    _db_errors = (sqlite3.Error,)
-    _no_index = "+"
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__()
-        with self._guard("open"):
-            self._w = _sqlite_connect(path)
-            self._w.executescript(_SQLITE_SCHEMA)
-            self._r = _sqlite_connect(path)
-        self._load_frontier()
-
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        return self._r.execute(sql, params).fetchall()
-
-    def _write(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        return self._w.execute(sql, params).fetchall()
-
-    @contextlib.contextmanager
-    def _write_transaction(self) -> Iterator[None]:
-        self._w.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._w.execute("COMMIT")
-        except BaseException:
-            if self._w.in_transaction:
-                self._w.execute("ROLLBACK")
-            raise
-
-    def _insert_rows(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
-        if not rows:
-            return
-        marks = ", ".join("?" * len(rows[0]))
-        self._w.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)  # noqa: S608
-
-    def _node_rows(self, keys: list[NodeKey]) -> list[tuple[Any, ...]]:
-        values = ", ".join("(?, ?)" for _ in keys)
-        flat = [v for key in keys for v in key]
-        # CTE + CROSS JOIN: SQLite plans one primary-key lookup per key (a row-value IN scans).
-        sql = (
-            f"WITH k(level, idx) AS (VALUES {values}) "  # noqa: S608
-            "SELECT n.level, n.idx, n.hash FROM k CROSS JOIN nodes n ON n.level = k.level AND n.idx = k.idx"
-        )
-        return self._read(sql, flat)
-
-    def close(self) -> None:
-        with self._write_lock, self._read_lock:
-            self._w.close()
-            self._r.close()

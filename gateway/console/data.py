@@ -15,7 +15,7 @@ from typing import Final
 from exchange.core.errors import LiaisonError
 from gateway.audit.codec import decode_record, decode_signature, decode_signed_tree_head
 from gateway.audit.errors import TreeHeadNotFoundError
-from gateway.audit.store import AuditFilter
+from gateway.audit.query import AuditFilter
 from gateway.audit.treehead import Cosignature, SignedTreeHead, verify_cosignature
 from gateway.console.views import record_fields, row_fields, volume_chart
 from gateway.node import GatewayNode

@@ -18,8 +18,8 @@ from typing import Final
 
 from exchange.core.errors import LiaisonError
 from exchange.core.model import Kind, Priority, Reason
+from gateway.audit.query import AuditFilter, StatsRow, StoredEntry
 from gateway.audit.record import AuditRecord, Verdict
-from gateway.audit.store import AuditFilter, StatsRow, StoredEntry
 
 __all__ = [
     "FILTER_KEYS",

@@ -1,4 +1,4 @@
-"""The witness process: follow the gateway's tree heads, check them, co-sign, keep state.
+"""The witness loop: follow the gateway's tree heads, check them, co-sign, keep state.
 
 I/O shell around :func:`gateway.witness.checks.check_new_head`. Each round fetches
 the gateway's current signed head, fetches the consistency proof from the
@@ -12,7 +12,9 @@ so a clear takes effect without a restart. An unreachable gateway is logged
 and retried with a bounded back-off.
 
 What it does not: decide whether a head is acceptable (the pure core does),
-or hold any key other than the witness's own.
+open keystores or write files (the process wiring in :mod:`liaison.serve.witness`
+opens the witness's key, writes the state file and is given to :class:`Witness`
+as ``save_state``), or hold any key other than the witness's own.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import base64
 import binascii
 import json
 import random
-import signal
 import threading
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -33,10 +35,9 @@ import structlog
 from exchange.client.sdk import ClientTls
 from exchange.core.clock import Clock, now_ms
 from exchange.core.directory import DirectoryState, SignedDirectory
-from exchange.core.errors import ConfigError, KeystoreError, LiaisonError, NotFoundError, RemoteError
+from exchange.core.errors import ConfigError, LiaisonError, NotFoundError, RemoteError
 from exchange.core.identity import IdentityKey
-from exchange.core.model import Algorithm, check_id
-from exchange.runtime.lifecycle import load_directory
+from exchange.core.model import check_id
 from gateway.audit.codec import encode_signed_tree_head
 from gateway.audit.treehead import SignedTreeHead, sign_cosignature
 from gateway.client import AuditClient
@@ -49,19 +50,16 @@ from gateway.witness.checks import (
     check_new_head,
     check_record,
 )
-from keys.keystore import open_keystore, passphrase_from, write_private_file
 
 __all__ = [
     "Alarm",
+    "SaveState",
     "StateFile",
     "Witness",
     "WitnessConfig",
-    "clear_alarm",
     "load_state",
     "load_witness_config",
-    "open_witness_key",
-    "save_state",
-    "serve_witness",
+    "run_witness",
 ]
 
 log = structlog.get_logger()
@@ -206,6 +204,14 @@ class StateFile:
             }
         return {"format": STATE_FORMAT, "witness": self.witness, "last": last, "alarm": alarm}
 
+    def to_bytes(self) -> bytes:
+        """The state file's content (JSON, indented, newline-terminated)."""
+        return (json.dumps(self.to_json(), indent=2) + "\n").encode()
+
+
+SaveState = Callable[[Path, StateFile], None]
+"""Writes the state file atomically (:func:`liaison.serve.witness.save_state`)."""
+
 
 def _parse_state(doc: Any, witness: str) -> StateFile:
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
@@ -259,30 +265,6 @@ def load_state(path: Path, witness: str) -> StateFile:
         raise ConfigError(f"witness state {path} is malformed: {e}") from e
 
 
-def save_state(path: Path, state: StateFile) -> None:
-    """Write the state atomically (temp file, fsync, rename): a crash leaves the old or the new."""
-    try:
-        write_private_file(path, (json.dumps(state.to_json(), indent=2) + "\n").encode())
-    except OSError as e:
-        raise ConfigError(f"cannot write witness state {path}: {e.strerror}") from e
-
-
-def clear_alarm(path: Path, witness: str, *, forget_head: bool = False) -> tuple[StateFile, Path | None]:
-    """Remove a standing alarm (``forget_head``: also the co-signed head, so the next is TOFU).
-
-    The state as it was (with the signed evidence) is kept next to it first;
-    returns the new state and where the old one was kept (None if nothing changed).
-    """
-    state = load_state(path, witness)
-    cleared = StateFile(witness) if forget_head else replace(state, alarm=None)
-    if cleared == state:
-        return state, None
-    kept = path.with_name(f"{path.name}.{now_ms()}.cleared")
-    write_private_file(kept, path.read_bytes())
-    save_state(path, cleared)
-    return cleared, kept
-
-
 # --- the loop ----------------------------------------------------------------------------
 
 
@@ -295,9 +277,12 @@ class Witness:
         client: AuditClient,
         directory: DirectoryState,
         key: IdentityKey,
+        *,
+        save_state: SaveState,
         clock: Clock = now_ms,
     ) -> None:
         self.cfg, self.client, self.directory, self.key, self.clock = cfg, client, directory, key, clock
+        self._save_state = save_state
         self._directory_checked_ms = 0  # the first round asks the gateway for a newer directory
         self._rng = random.SystemRandom()  # which older records are re-checked: not predictable
         self._alarm_logged_ms: int | None = None
@@ -350,7 +335,7 @@ class Witness:
             self._raise_alarm(e, head, state)
             return
         self.client.add_cosignature(new.size, sign_cosignature(head, self.cfg.witness, self.key.key))
-        save_state(
+        self._save_state(
             self.cfg.state,
             StateFile(
                 self.cfg.witness, new, self.clock(), encode_signed_tree_head(replace(head, cosignatures=()))
@@ -386,7 +371,7 @@ class Witness:
         alarm = Alarm(
             e.kind, str(e), self.clock(), h.size, h.root, h.timestamp_ms, encode_signed_tree_head(head)
         )
-        save_state(self.cfg.state, replace(state, alarm=alarm))
+        self._save_state(self.cfg.state, replace(state, alarm=alarm))
         self._report(alarm, head)
 
     def _report(self, alarm: Alarm, head: SignedTreeHead) -> None:
@@ -406,48 +391,26 @@ class Witness:
         )
 
 
-def open_witness_key(cfg: WitnessConfig, directory: DirectoryState) -> IdentityKey:
-    """The witness's Ed25519 authority key, checked against the directory's entry for it."""
-    identity = open_keystore(cfg.keys_dir, passphrase_from(cfg.passphrase_file))
-    if identity.owner_id != cfg.witness:
-        raise ConfigError(f"keystore {cfg.keys_dir} belongs to {identity.owner_id}, not {cfg.witness}")
-    key = identity.key(Algorithm.ED25519)
-    authority = directory.directory.authority(cfg.witness)
-    if authority is None:
-        raise ConfigError(f"{cfg.witness} is not an authority of the directory; only authorities witness")
-    if authority.key(key.key_id) is None:
-        raise KeystoreError(f"the directory does not list {cfg.witness}'s Ed25519 key {key.key_id}")
-    return key
-
-
-def serve_witness(cfg: WitnessConfig, stop: threading.Event | None = None) -> None:
-    """Run rounds every ``interval_s`` until SIGTERM/SIGINT (or ``stop``)."""
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-    directory = load_directory(cfg.directory)
-    key = open_witness_key(cfg, directory)
-    load_state(cfg.state, cfg.witness)  # a broken state file is a start-up error, not a loop
+def run_witness(witness: Witness, stop: threading.Event) -> None:
+    """Run rounds every ``interval_s`` until ``stop``; an unreachable gateway backs off (bounded)."""
+    cfg = witness.cfg
     log.info("witness_started", witness=cfg.witness, gateway=cfg.endpoint, interval_s=cfg.interval_s)
     backoff_cap = min(MAX_BACKOFF_S, 10 * cfg.interval_s)
-    with AuditClient(cfg.endpoint, tls=cfg.tls, timeout=cfg.timeout_s) as client:
-        witness = Witness(cfg, client, directory, key)
-        failures = 0
-        while not stop.is_set():
-            try:
-                witness.round()
-                if failures:
-                    log.info("witness_gateway_reachable", after_failures=failures)
-                failures = 0
-            except RemoteError as e:
-                failures += 1
-                if e.status in _UNREACHABLE:
-                    log.warning("witness_gateway_unreachable", status=e.status, failures=failures)
-                else:
-                    log.warning("witness_gateway_error", error=str(e), failures=failures)
-            except LiaisonError as e:  # a malformed answer or an unwritable state file: report, go on
-                log.error("witness_round_failed", error=str(e))  # noqa: TRY400 - one line, no traceback
-            wait = cfg.interval_s * 2 ** min(failures - 1, 10) if failures else cfg.interval_s
-            stop.wait(min(wait, max(cfg.interval_s, backoff_cap)))
+    failures = 0
+    while not stop.is_set():
+        try:
+            witness.round()
+            if failures:
+                log.info("witness_gateway_reachable", after_failures=failures)
+            failures = 0
+        except RemoteError as e:
+            failures += 1
+            if e.status in _UNREACHABLE:
+                log.warning("witness_gateway_unreachable", status=e.status, failures=failures)
+            else:
+                log.warning("witness_gateway_error", error=str(e), failures=failures)
+        except LiaisonError as e:  # a malformed answer or an unwritable state file: report, go on
+            log.error("witness_round_failed", error=str(e))  # noqa: TRY400 - one line, no traceback
+        wait = cfg.interval_s * 2 ** min(failures - 1, 10) if failures else cfg.interval_s
+        stop.wait(min(wait, max(cfg.interval_s, backoff_cap)))
     log.info("witness_stopped", witness=cfg.witness)

@@ -52,7 +52,9 @@ from psycopg import sql
 from exchange.core.errors import ConfigError, StoreError
 from gateway.audit.merkle import verify_consistency, verify_inclusion
 from gateway.audit.postgres import PostgresAuditStore
-from gateway.audit.store import MAX_APPEND_BATCH, AuditStore, SQLiteAuditStore
+from gateway.audit.query import MAX_APPEND_BATCH
+from gateway.audit.sqlite import SQLiteAuditStore
+from gateway.audit.store import AuditStore
 
 __all__ = [
     "DEFAULT_BATCH",

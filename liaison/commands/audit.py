@@ -12,12 +12,15 @@ as holding: ``proof`` and ``consistency`` exit 2 when the gateway's proof does
 not verify; ``verify``, ``export`` and ``verify-bundle`` print ONE verdict line
 (``OK: …`` exit 0, ``FAILED: …`` exit 1). No message content exists in the log,
 so none can be printed.
+
+This module parses arguments, fetches from the gateway and prints; every check
+is :mod:`gateway.audit.verify`'s (the same workflow the bundle verifier runs),
+and the output formats are :mod:`liaison.commands.audit_format`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import itertools
 import json
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from exchange.client.sdk import ClientTls
 from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError, LiaisonError, RemoteError
+from liaison.commands.audit_format import iso, label, record_json, record_row, stats_json, stats_lines
 
 if TYPE_CHECKING:
     from exchange.core.directory import SignedDirectory
@@ -86,16 +90,6 @@ def _ms(text: str | None) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _iso(ms: int) -> str:
-    return (
-        dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
-
-
-def _label(value: Any) -> str:
-    return value.name.lower().replace("_", "-") if value is not None else ""
-
-
 def _enum_arg(cls: Any, text: str | None, what: str) -> Any:
     """The enum member ``text`` names ("case-message"); None for no text (any)."""
     if not text:
@@ -103,7 +97,7 @@ def _enum_arg(cls: Any, text: str | None, what: str) -> Any:
     try:
         return cls[text.upper().replace("-", "_")]
     except KeyError:
-        names = ", ".join(_label(v) for v in cls)
+        names = ", ".join(label(v) for v in cls)
         raise ConfigError(f"unknown {what} {text!r} ({names})") from None
 
 
@@ -134,55 +128,8 @@ def _checking(args: argparse.Namespace, fn: Any) -> int:
 # --- records -------------------------------------------------------------------------
 
 
-def record_json(r: LoggedRecord) -> dict[str, Any]:
-    """A logged record for scripts: every field, ``entry`` = base64 of the exact leaf bytes."""
-    from gateway.audit.merkle import leaf_hash
-
-    rec = r.record
-    return {
-        "index": r.index,
-        "entry": base64.b64encode(r.entry).decode("ascii"),
-        "leaf_hash": leaf_hash(r.entry).hex(),
-        "at_ms": rec.at_ms,
-        "at": _iso(rec.at_ms),
-        "verdict": rec.verdict.label,
-        "reason": _label(rec.reason),
-        "detail": rec.detail,
-        "message_id": rec.message_id,
-        "sender": rec.sender,
-        "recipients": list(rec.recipients),
-        "kind": _label(rec.kind),
-        "priority": _label(rec.priority),
-        "case_id": rec.case_id,
-        "created_ms": rec.created_ms,
-        "expires_ms": rec.expires_ms,
-        "envelope_size": rec.envelope_size,
-        "header_digest": rec.header_digest.hex(),
-        "ciphertext_digest": rec.ciphertext_digest.hex(),
-        "suite": _label(rec.suite),
-        "receipt_state": _label(rec.receipt_state),
-        "receipt_signer": rec.receipt_signer,
-        "source_seq": rec.source_seq,
-    }
-
-
-def _row(r: LoggedRecord) -> str:
-    rec = r.record
-    if rec.reason is not None:
-        extra = f"  {_label(rec.reason)}: {rec.detail}".rstrip(": ")
-    elif rec.receipt_state is not None:
-        extra = f"  {_label(rec.receipt_state)} by {rec.receipt_signer or rec.sender}"
-    else:
-        extra = ""
-    to = ",".join(rec.recipients) or "-"
-    return (
-        f"#{r.index:<6} {_iso(rec.at_ms)}  {rec.verdict.label:8} {_label(rec.kind) or '-':16} "
-        f"{_label(rec.priority) or '-':9} {rec.sender} -> {to}  {rec.message_id or '-'}{extra}"
-    )
-
-
 def _print_record(args: argparse.Namespace, r: LoggedRecord) -> None:
-    print(json.dumps(record_json(r)) if args.json else _row(r), flush=True)
+    print(json.dumps(record_json(r)) if args.json else record_row(r), flush=True)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -252,17 +199,15 @@ def _show(args: argparse.Namespace) -> int:
 
 def _directory(client: AuditClient, pinned: str | None) -> SignedDirectory:
     """The gateway's directory, verified against a pinned one, or against its own authorities."""
-    from exchange.core.directory import SignedDirectory, TrustAnchor, verify_directory
+    from gateway.audit.verify import trusted_directory
 
-    data = client.directory()
+    pinned_bytes = None
     if pinned:
         try:
-            anchor_dir = SignedDirectory.from_bytes(Path(pinned).read_bytes()).directory
+            pinned_bytes = Path(pinned).read_bytes()
         except OSError as e:
             raise ConfigError(f"cannot read pinned directory {pinned}: {e.strerror or e}") from e
-    else:
-        anchor_dir = SignedDirectory.from_bytes(data).directory
-    return verify_directory(data, trusted=None, anchor=TrustAnchor.from_directory(anchor_dir))
+    return trusted_directory(client.directory(), pinned_bytes)
 
 
 def _head(args: argparse.Namespace) -> int:
@@ -281,7 +226,7 @@ def _head(args: argparse.Namespace) -> int:
         return 0
     th = head.tree_head
     print(f"tree head   size {th.size}  root {th.root.hex()}")
-    print(f"signed      {_iso(th.timestamp_ms)} by {th.gateway} (signature verified)")
+    print(f"signed      {iso(th.timestamp_ms)} by {th.gateway} (signature verified)")
     for s in head.signatures:
         print(f"  {s.algorithm.name.lower():10} key {s.key_id}")
     for c in head.cosignatures:
@@ -301,25 +246,21 @@ def _signed_or_none(client: AuditClient, size: int) -> SignedTreeHead | None:
 
 
 def _proof(args: argparse.Namespace) -> int:
-    from gateway.audit.errors import ProofError
-    from gateway.audit.merkle import leaf_hash, verify_inclusion
+    from gateway.audit.verify import verify_record_inclusion
 
     with _client(args) as client:
         head = _signed_or_none(client, args.size)
         size = head.tree_head.size if head else args.size
         proof, root = client.inclusion_proof(args.index, size)
-        if head is not None:
-            head.verify(_directory(client, None).directory)
-            if root != head.tree_head.root:
-                raise ProofError(f"gateway's root for size {size} differs from its signed tree head")
-        leaf = leaf_hash(client.record(args.index).entry)
-    verify_inclusion(leaf, args.index, size, proof, root)
+        signed = (head, _directory(client, None).directory) if head is not None else None
+        entry = client.record(args.index).entry
+    leaf = verify_record_inclusion(entry, args.index, size, proof, root, signed=signed)
     if args.json:
         out = {"index": args.index, "size": size, "leaf_hash": leaf.hex(), "signed": head is not None}
         print(json.dumps({"proof": [p.hex() for p in proof], "root": root.hex(), **out}))
         return 0
-    signed = "signed tree head" if head else "UNSIGNED root (no tree head stored for this size)"
-    print(f"record {args.index} is included in tree size {size}: verified against the {signed}")
+    against = "signed tree head" if head else "UNSIGNED root (no tree head stored for this size)"
+    print(f"record {args.index} is included in tree size {size}: verified against the {against}")
     print(f"leaf  {leaf.hex()}\nroot  {root.hex()}")
     for i, p in enumerate(proof):
         print(f"  [{i}] {p.hex()}")
@@ -421,41 +362,30 @@ def _cosigned(heads: list[SignedTreeHead]) -> str:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from exchange.core.directory import directory_digest
-    from gateway.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
-    from gateway.audit.treehead import verify_cosignature
-    from gateway.audit.verify import verify_log
+    from gateway.audit.verify import LogEvidence, verify_audit_log, verify_further_proofs
 
     def run() -> tuple[str, dict[str, Any]]:
         with _client(args) as client:
             signed_dir = _directory(client, args.directory)
-            directory = signed_dir.directory
             heads, entries, proofs = _collect(client, args)
-            verify_log(entries, heads, directory, proofs)
-            oldest, newest = heads[0].tree_head, heads[-1].tree_head
-            n = newest.size
-            if 0 < oldest.size < n:
-                proof = client.consistency_proof(oldest.size, n)
-                verify_consistency(oldest.size, n, proof, oldest.root, newest.root)
+            report = verify_audit_log(LogEvidence(heads, entries, proofs), signed_dir)
+            # Asked for only now that the records hold: a damaged log is reported as such.
+            oldest, n = heads[0].tree_head.size, heads[-1].tree_head.size
+            span_proof = {(oldest, n): client.consistency_proof(oldest, n)} if 0 < oldest < n else {}
             sample = sorted({(n - 1) * k // max(args.sample - 1, 1) for k in range(args.sample)}) if n else []
-            for i in sample:
-                proof, _ = client.inclusion_proof(i, n)
-                verify_inclusion(leaf_hash(entries[i][1]), i, n, proof, newest.root)
-            for h in heads:
-                for c in h.cosignatures:
-                    verify_cosignature(h, c, directory)
-        digest = directory_digest(signed_dir)
-        span = f"consistency {oldest.size}->{n}" if oldest.size < n else "one head"
+            inclusion = {i: client.inclusion_proof(i, n)[0] for i in sample}
+            verify_further_proofs(heads, entries, span_proof, inclusion)
+        span = f"consistency {oldest}->{n}" if oldest < n else "one head"
         line = (
-            f"{n} records verified against {len(heads)} signed tree heads (sizes {oldest.size}..{n}), "
+            f"{n} records verified against {len(heads)} signed tree heads (sizes {oldest}..{n}), "
             f"{span}, {len(sample)} inclusion proofs; co-signed: {_cosigned(heads)}; "
-            f"directory v{signed_dir.version} digest {digest}"
+            f"directory v{report.directory_version} digest {report.directory_digest}"
         )
         extra = {
             "size": n,
-            "heads": [h.tree_head.size for h in heads],
+            "heads": list(report.head_sizes),
             "cosigned": {str(h.tree_head.size): [c.witness for c in h.cosignatures] for h in heads},
-            "directory_digest": digest,
+            "directory_digest": report.directory_digest,
         }
         return line, extra
 
@@ -506,35 +436,11 @@ def _verify_bundle(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     with _client(args) as client:
         rows = client.stats(_ms(args.since), _ms(args.until))
-    by_pair: dict[tuple[str, str], int] = {}
-    by_kind: dict[str, int] = {}
-    by_verdict: dict[str, int] = {}
-    for r in rows:
-        by_pair[(r.sender, r.recipient)] = by_pair.get((r.sender, r.recipient), 0) + r.count
-        by_kind[r.kind or "-"] = by_kind.get(r.kind or "-", 0) + r.count
-        by_verdict[r.verdict] = by_verdict.get(r.verdict, 0) + r.count
     if args.json:
-        out = {
-            "rows": [_stats_row(r) for r in rows],
-            "by_pair": [{"sender": s, "recipient": t, "count": c} for (s, t), c in sorted(by_pair.items())],
-            "by_kind": by_kind,
-            "by_verdict": by_verdict,
-            "total": sum(r.count for r in rows),
-        }
-        print(json.dumps(out))
-        return 0
-    print(f"{'sender':24} {'recipient':24} {'kind':16} {'verdict':9} {'reason':18} {'count':>7}")
-    for r in sorted(rows, key=lambda r: -r.count):
-        print(
-            f"{r.sender:24} {r.recipient or '-':24} {r.kind or '-':16} {r.verdict:9} "
-            f"{r.reason or '-':18} {r.count:>7}"
-        )
-    print(f"total {sum(r.count for r in rows)}; by verdict: {json.dumps(by_verdict)}")
+        print(json.dumps(stats_json(rows)))
+    else:
+        print("\n".join(stats_lines(rows)))
     return 0
-
-
-def _stats_row(r: Any) -> dict[str, Any]:
-    return {k: getattr(r, k) for k in ("sender", "recipient", "kind", "verdict", "reason", "count")}
 
 
 # --- parsers -------------------------------------------------------------------------

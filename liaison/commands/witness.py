@@ -21,7 +21,8 @@ __all__ = ["register"]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.witness.runner import load_witness_config, serve_witness
+    from gateway.witness.runner import load_witness_config
+    from liaison.serve.witness import serve_witness
 
     cfg = load_witness_config(Path(args.config))
     configure(f"witness:{cfg.witness}", args.log_format, args.log_level)
@@ -69,7 +70,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _clear(args: argparse.Namespace) -> int:
-    from gateway.witness.runner import clear_alarm, load_state, load_witness_config
+    from gateway.witness.runner import load_state, load_witness_config
+    from liaison.serve.witness import clear_alarm
 
     cfg = load_witness_config(Path(args.config))
     before = load_state(cfg.state, cfg.witness)

@@ -17,7 +17,8 @@ from exchange.runtime.grpcutil import new_server
 from exchange.runtime.health import probe
 from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_node
 from gateway.audit.postgres import PostgresAuditStore
-from gateway.audit.store import AuditStore, SQLiteAuditStore
+from gateway.audit.sqlite import SQLiteAuditStore
+from gateway.audit.store import AuditStore
 from gateway.console import start_console_from_config
 from gateway.metrics import GatewayMetrics, sample_gateway
 from gateway.node import GatewayNode

@@ -24,8 +24,8 @@ from exchange.core.directory import SignedDirectory, TrustAnchor, sign_directory
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.core.seal import seal, sign_statement
 from gateway.audit.codec import encode_record, encode_signed_tree_head, encode_tree_head, stats_to_pb
+from gateway.audit.query import StatsRow
 from gateway.audit.record import AuditRecord, Verdict
-from gateway.audit.store import StatsRow
 from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_cosignature, sign_tree_head
 from tests.unit.conftest import GATEWAY_ID, NOW_MS, OfficeKeys, make_directory, make_gateway, make_office
 

@@ -6,6 +6,7 @@ The PostgreSQL leg needs ``LIAISON_TEST_PG_DSN`` and gets a fresh schema per tes
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +34,10 @@ from gateway.audit.merkle import (
     verify_inclusion,
 )
 from gateway.audit.postgres import PostgresAuditStore
-from gateway.audit.store import MAX_ENTRY_BYTES, AuditFilter, AuditStore, SQLiteAuditStore
+from gateway.audit.query import MAX_ENTRY_BYTES, AuditFilter
+from gateway.audit.schema import INDEXES, TABLES
+from gateway.audit.sqlite import SQLiteAuditStore
+from gateway.audit.store import AuditStore
 
 Opener = Callable[[], AuditStore]
 
@@ -271,12 +275,12 @@ def test_query_refuses_bad_paging(store: AuditStore) -> None:
         store.query(page_size=100_000)
 
 
-def test_has_message(store: AuditStore) -> None:
+def test_query_by_message_and_verdict(store: AuditStore) -> None:
     _fill(store, 6)
-    assert store.has_message("m-3")
-    assert store.has_message("m-3", "rejected")
-    assert not store.has_message("m-3", "accepted")
-    assert not store.has_message("m-99")
+    assert [r.index for r in store.query(AuditFilter(message_id="m-3")).records] == [3]
+    assert [r.index for r in store.query(AuditFilter(message_id="m-3", verdict="rejected")).records] == [3]
+    assert store.query(AuditFilter(message_id="m-3", verdict="accepted")).records == ()
+    assert store.query(AuditFilter(message_id="m-99")).records == ()
 
 
 def test_tree_heads(store: AuditStore) -> None:
@@ -334,3 +338,82 @@ def test_bad_appends_write_nothing(store: AuditStore, batch: list[tuple[bytes, d
         store.append(batch)
     assert store.size() == 2
     assert store.root() == root
+
+
+# --- one schema, two engines ------------------------------------------------------------
+
+
+Shape = tuple[set[tuple[str, str, bool]], set[tuple[str, tuple[str, ...]]]]
+"""(table, column, not null) and (index, its columns): what two engines must agree on."""
+
+
+def _sqlite_shape(path: Path) -> Shape:
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        columns: set[tuple[str, str, bool]] = set()
+        indexes: set[tuple[str, tuple[str, ...]]] = set()
+        for table in tables:
+            info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+            pk = tuple(r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5]))
+            columns |= {(table, r[1], bool(r[3]) or r[1] in pk) for r in info}
+            indexes.add((f"{table} primary key", pk))
+            for _, name, *_rest in conn.execute(f"PRAGMA index_list({table})").fetchall():
+                if not name.startswith("sqlite_autoindex_"):
+                    cols = [r[2] for r in conn.execute(f"PRAGMA index_info({name})").fetchall()]
+                    indexes.add((f"{table}.{name}", tuple(cols)))
+        return columns, indexes
+    finally:
+        conn.close()
+
+
+def _postgres_shape(
+    dsn: str, schema: str
+) -> tuple[set[tuple[str, str, bool]], set[tuple[str, tuple[str, ...]]]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        columns = {
+            (str(t), str(c), nullable == "NO")
+            for t, c, nullable in conn.execute(
+                "SELECT table_name, column_name, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = %s",
+                [schema],
+            )
+        }
+        rows = conn.execute(
+            "SELECT t.relname, i.relname, x.indisprimary, array_agg(a.attname::text ORDER BY k.ord) "
+            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord) "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+            "WHERE n.nspname = %s GROUP BY t.relname, i.relname, x.indisprimary",
+            [schema],
+        ).fetchall()
+        indexes = {
+            (f"{t} primary key" if primary else f"{t}.{i}", tuple(cols)) for t, i, primary, cols in rows
+        }
+        return columns, indexes
+
+
+@pytest.mark.postgres
+def test_both_engines_have_the_same_tables_columns_and_indexes(tmp_path: Path) -> None:
+    dsn = os.environ.get("LIAISON_TEST_PG_DSN")
+    if not dsn:
+        pytest.skip("LIAISON_TEST_PG_DSN not set: PostgreSQL store tests skipped")
+    SQLiteAuditStore(tmp_path / "audit.db").close()
+    schema = f"t_audit_{uuid.uuid4().hex[:16]}"
+    PostgresAuditStore(dsn, schema=schema).close()
+    try:
+        lite = _sqlite_shape(tmp_path / "audit.db")
+        pg = _postgres_shape(dsn, schema)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    assert lite == pg
+    # ...and both are what gateway.audit.schema describes.
+    expected_columns = {
+        (t.name, c.name, c.not_null or c.name in t.primary_key) for t in TABLES for c in t.columns
+    }
+    expected_indexes = {(f"{t.name} primary key", t.primary_key) for t in TABLES} | {
+        (f"{i.table}.{i.name}", i.columns) for i in INDEXES
+    }
+    assert lite == (expected_columns, expected_indexes)

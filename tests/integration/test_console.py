@@ -37,7 +37,7 @@ from exchange.core.model import AlertCategory, Priority, Suite
 from exchange.runtime.config import ConsoleConfig, load_gateway_config
 from exchange.runtime.lifecycle import load_directory
 from gateway.audit.merkle import verify_inclusion
-from gateway.audit.store import SQLiteAuditStore
+from gateway.audit.sqlite import SQLiteAuditStore
 from gateway.audit.treehead import sign_cosignature
 from gateway.client import AuditClient
 from gateway.console import load_token, start_console

@@ -65,11 +65,13 @@ import pytest
 from exchange.client.sdk import Client
 from exchange.runtime.lifecycle import load_directory
 from gateway.audit.codec import decode_record, encode_record
-from gateway.audit.merkle import Frontier, leaf_hash
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.tree import Frontier
 from gateway.client import AuditClient
-from gateway.witness.runner import Witness, load_state, load_witness_config, open_witness_key
+from gateway.witness.runner import Witness, load_state, load_witness_config
 from liaison.cli import main
 from liaison.lab.lab import Lab
+from liaison.serve.witness import open_witness_key, save_state
 from tests.integration.labutil import INVENTORY, wait_for
 
 pytestmark = pytest.mark.slow
@@ -123,7 +125,7 @@ def witness_round(config: Path) -> None:
     directory = load_directory(cfg.directory)
     key = open_witness_key(cfg, directory)
     with AuditClient(cfg.endpoint, tls=cfg.tls, timeout=cfg.timeout_s) as client:
-        Witness(cfg, client, directory, key).round()
+        Witness(cfg, client, directory, key, save_state=save_state).round()
 
 
 def witness_status(config: Path) -> tuple[int, dict[str, Any]]:

@@ -29,23 +29,18 @@ from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Suite
 from exchange.runtime.lifecycle import load_directory
 from gateway.audit.codec import decode_record, encode_record, encode_tree_head
-from gateway.audit.merkle import Frontier, MemoryTree, leaf_hash, root_at
-from gateway.audit.merkle import consistency_proof as memory_consistency_proof
-from gateway.audit.merkle import inclusion_proof as memory_inclusion_proof
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.tree import Frontier, MemoryTree, root_at
+from gateway.audit.tree import consistency_proof as memory_consistency_proof
+from gateway.audit.tree import inclusion_proof as memory_inclusion_proof
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead, sign_tree_head, verify_cosignature
 from gateway.client import AuditClient
-from gateway.witness.runner import (
-    Witness,
-    WitnessConfig,
-    clear_alarm,
-    load_state,
-    load_witness_config,
-    open_witness_key,
-)
+from gateway.witness.runner import Witness, WitnessConfig, load_state, load_witness_config
 from keys.deployment import Deployment, create_deployment, load_inventory
 from keys.keystore import open_keystore, passphrase_from
 from liaison.cli import main
 from liaison.lab.lab import Lab
+from liaison.serve.witness import clear_alarm, open_witness_key, save_state
 from tests.integration.labutil import INVENTORY, directory, wait_for
 
 WITNESS = "tj-embassy-moscow"
@@ -147,7 +142,7 @@ def rig(deployment: Deployment, tmp_path: Path) -> tuple[Witness, FakeGateway, W
     state = load_directory(d.directory_file)
     gateway_identity = open_keystore(d.keys_dir(GATEWAY), passphrase_from(d.passphrase_file))
     fake = FakeGateway(gateway_identity, state, d.directory_file.read_bytes())
-    witness = Witness(cfg, fake, state, open_witness_key(cfg, state))  # type: ignore[arg-type]
+    witness = Witness(cfg, fake, state, open_witness_key(cfg, state), save_state=save_state)  # type: ignore[arg-type]
     return witness, fake, cfg
 
 

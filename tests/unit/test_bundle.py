@@ -21,8 +21,9 @@ from exchange.core.errors import LiaisonError
 from exchange.core.model import Algorithm, Authority, Directory, Kind, Priority, Reason
 from gateway.audit.bundle import BUNDLE_FORMAT, build_bundle, head_from_json, head_to_json, verify_bundle_data
 from gateway.audit.codec import encode_record, encode_tree_head
-from gateway.audit.merkle import MemoryTree, consistency_proof, leaf_hash, root_from_leaf_hashes
+from gateway.audit.merkle import leaf_hash, root_from_leaf_hashes
 from gateway.audit.record import AuditRecord, Verdict
+from gateway.audit.tree import MemoryTree, consistency_proof
 from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_cosignature, sign_tree_head
 from tests.unit.conftest import GATEWAY_ID, Kit
 
@@ -43,8 +44,8 @@ def _authority(name: str) -> tuple[Authority, tuple[primitives.PrivateKey, ...]]
     return Authority(id=name, keys=tuple(Kit.public_key(k) for k in keys)), keys
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
+def make_world() -> World:
+    """Two authorities (threshold 2), one gateway, 11 encoded records."""
     ru, ru_keys = _authority("ru-embassy")
     tj, tj_keys = _authority("tj-embassy")
     gw, gw_keys = Kit.make_gateway()
@@ -67,6 +68,11 @@ def world() -> World:
         for i in range(11)
     ]
     return World(signed.directory, signed.to_bytes(), gw_keys, tj_keys[0], entries)
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return make_world()
 
 
 def _head(world: World, size: int) -> SignedTreeHead:

@@ -17,7 +17,7 @@ from exchange.core.identity import generate
 from exchange.core.model import Authority, Reason, ReceiptState
 from gateway.audit.codec import encode_record
 from gateway.audit.record import AuditRecord, Verdict
-from gateway.audit.store import SQLiteAuditStore
+from gateway.audit.sqlite import SQLiteAuditStore
 from gateway.metrics import GatewayMetrics
 from gateway.node import LOOKUP_PAGE, GatewayNode
 

@@ -23,18 +23,20 @@ from gateway.audit.errors import (
 )
 from gateway.audit.merkle import (
     EMPTY_ROOT,
+    leaf_hash,
+    node_hash,
+    root_from_leaf_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
+from gateway.audit.tree import (
     Frontier,
     MemoryTree,
     NodeKey,
     consistency_proof,
     inclusion_proof,
-    leaf_hash,
-    node_hash,
     perfect_keys,
     root_at,
-    root_from_leaf_hashes,
-    verify_consistency,
-    verify_inclusion,
 )
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "merkle"

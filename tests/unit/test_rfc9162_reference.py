@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.audit.merkle import MemoryTree, consistency_proof, inclusion_proof
+from gateway.audit.tree import MemoryTree, consistency_proof, inclusion_proof
 from tests.rfc9162_reference import (
     ReferenceProofError,
     leaf_hash,

@@ -16,7 +16,8 @@ from exchange.core.identity import OfficeIdentity, generate
 from exchange.core.model import Directory, Gateway, Suite
 from gateway.audit.codec import encode_tree_head
 from gateway.audit.errors import AuditError
-from gateway.audit.merkle import EMPTY_ROOT, MemoryTree, consistency_proof, root_at
+from gateway.audit.merkle import EMPTY_ROOT
+from gateway.audit.tree import MemoryTree, consistency_proof, root_at
 from gateway.audit.treehead import SignedTreeHead, TreeHead, sign_tree_head
 from gateway.witness.checks import (
     ForkError,
