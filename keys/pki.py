@@ -5,7 +5,8 @@ leaf certificates (``<name>.crt``/``<name>.key``, keys mode 0600) with
 CN=<name>, O=<deployment>, subject alternative names (DNS/IP for nodes; a
 URI ``spiffe://liaison/<kind>/<name>`` for every leaf so servers can read the
 peer's role) and the right extended key usage. Checks a chain and tells how
-many days a certificate has left.
+many days a certificate has left (``days_to_expiry``, computed in
+``exchange.core.expiry``).
 
 What it does not: no revocation lists, no intermediate CAs, no ACME. Key
 generation and PEM encoding live in ``exchange.core.primitives``. Keys are written
@@ -28,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exchange.core import model, primitives
 from exchange.core.errors import ConfigError, KeystoreError
+from exchange.core.expiry import days_to_expiry
 from keys.keystore import write_private_file
 
 __all__ = [
@@ -254,9 +256,3 @@ def check_chain(ca_pem: bytes, cert_pem: bytes, now: dt.datetime | None = None) 
     for c, what in ((ca, "CA certificate"), (cert, "certificate")):
         if not c.not_valid_before_utc <= at <= c.not_valid_after_utc:
             raise ConfigError(f"{what} {c.subject.rfc4514_string()} is not valid at {at.isoformat()}")
-
-
-def days_to_expiry(cert_pem: bytes, now: dt.datetime) -> int:
-    """Whole days from ``now`` until the certificate expires (negative once expired)."""
-    cert = _load_cert(cert_pem, "certificate")
-    return (cert.not_valid_after_utc - now).days

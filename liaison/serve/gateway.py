@@ -12,12 +12,12 @@ import structlog
 from exchange._pb.liaison.v1 import audit_pb2_grpc
 from exchange.nats.transport import Transport, connect
 from exchange.office.metrics import metrics_endpoint, node_watchers, run_with
-from exchange.runtime.config import GatewayConfig
 from exchange.runtime.grpcutil import new_server
 from exchange.runtime.health import probe
 from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_node
 from gateway.audit.postgres import PostgresAuditStore
 from gateway.audit.store import AuditStore, SQLiteAuditStore
+from gateway.config import GatewayConfig
 from gateway.console import start_console_from_config
 from gateway.metrics import sample_gateway
 from gateway.node import GatewayNode

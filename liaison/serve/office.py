@@ -11,11 +11,11 @@ import structlog
 
 from exchange._pb.liaison.v1 import exchange_pb2_grpc
 from exchange.nats.transport import Transport, connect
+from exchange.office.config import OfficeConfig
 from exchange.office.metrics import metrics_endpoint, node_watchers, out_queue_depth, run_with, sample_office
 from exchange.office.node import OfficeNode
 from exchange.office.service import SERVICE_NAME, ExchangeServicer, agency_access
 from exchange.office.store import OfficeStore
-from exchange.runtime.config import OfficeConfig
 from exchange.runtime.grpcutil import new_server
 from exchange.runtime.health import probe
 from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_node
