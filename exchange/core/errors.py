@@ -281,7 +281,7 @@ class DuplicateError(LiaisonError):
     grpc_status = "ALREADY_EXISTS"
 
 
-ExceptionMapping: TypeAlias = Mapping[type[BaseException], type[LiaisonError]]
+ExceptionMapping: TypeAlias = Mapping[type[Exception], type[LiaisonError]]
 
 
 def reason(e: BaseException) -> str:

@@ -30,7 +30,7 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from exchange.client.sdk import ClientTls
+from exchange.client.connection import LAB_JSON, ClientTls, channel
 from exchange.core.errors import ConfigError
 from exchange.nats.permissions import inbox_prefix, render_tls_authorization
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
@@ -101,8 +101,8 @@ class NodeProcess:
             return ""
 
     def wait_serving(self, deadline: float) -> None:
-        with _channel(self.grpc, self.health_tls) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+        with channel(self.grpc, self.health_tls) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
             while True:
                 if not self.running:
                     raise ConfigError(f"{self.name} exited during start-up:\n{self.log_tail()}")
@@ -115,13 +115,6 @@ class NodeProcess:
                 if time.monotonic() > deadline:
                     raise ConfigError(f"{self.name} did not become healthy in time:\n{self.log_tail()}")
                 time.sleep(0.2)
-
-
-def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
-    if tls is None:
-        return grpc.insecure_channel(target)
-    creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
-    return grpc.secure_channel(target, creds)
 
 
 class Lab:
@@ -398,6 +391,6 @@ class Lab:
         return doc
 
     def write_lab_json(self) -> Path:
-        path = self.root / "lab.json"
+        path = self.root / LAB_JSON
         path.write_text(json.dumps(self.describe(), indent=2) + "\n")
         return path
