@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exchange.core import model, primitives
-from exchange.core.errors import ConfigError, KeystoreError
+from exchange.core.errors import ConfigError, KeystoreError, map_exceptions
 from exchange.core.expiry import days_to_expiry
 from keys.keystore import write_private_file
 
@@ -77,13 +77,11 @@ def _name(value: str) -> str:
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
-    try:
+    with map_exceptions({OSError: KeystoreError}, f"cannot write {path}"):
         if private:
             write_private_file(path, data)
         else:
             path.write_bytes(data)
-    except OSError as e:
-        raise KeystoreError(f"cannot write {path}: {e.strerror}") from e
 
 
 def create_ca(
@@ -99,10 +97,8 @@ def create_ca(
     cert_path, key_path = directory / CA_CERT, directory / CA_KEY
     if cert_path.exists() or key_path.exists():
         raise KeystoreError(f"a CA exists already in {directory}; refusing to overwrite it")
-    try:
+    with map_exceptions({OSError: KeystoreError}, f"cannot create {directory}"):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise KeystoreError(f"cannot create {directory}: {e.strerror}") from e
     start = (now or _now()) - _BACKDATE
     key = primitives.new_tls_key()
     public = primitives.tls_public_key(key)
@@ -151,10 +147,8 @@ def _load_cert(pem: bytes, what: str) -> x509.Certificate:
 
 
 def _read(path: Path) -> bytes:
-    try:
+    with map_exceptions({OSError: ConfigError}, f"cannot read {path}"):
         return path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
 
 
 def _san(kind: str, name: str, hosts: Sequence[str]) -> x509.SubjectAlternativeName:

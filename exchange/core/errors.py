@@ -296,9 +296,11 @@ def reason(e: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def map_exceptions(table: ExceptionMapping, what: str) -> Iterator[None]:
+def map_exceptions(table: ExceptionMapping, what: str = "") -> Iterator[None]:
     """Re-raise a foreign exception of ``table`` as ours: ``raise Ours(f"{what}: {reason(e)}") from e``.
 
+    Without ``what`` the message is ``reason(e)`` alone (for a ValueError of
+    our own model, whose text already names the field).
     The first entry the exception is an instance of wins, so list subclasses
     before their bases; an exception not in the table passes unchanged (our
     own errors in particular).
@@ -308,5 +310,5 @@ def map_exceptions(table: ExceptionMapping, what: str) -> Iterator[None]:
     except Exception as e:
         for foreign, ours in table.items():
             if isinstance(e, foreign):
-                raise ours(f"{what}: {reason(e)}") from e
+                raise ours(f"{what}: {reason(e)}" if what else reason(e)) from e
         raise

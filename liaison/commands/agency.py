@@ -21,7 +21,7 @@ from exchange.client.connection import explicit_tls, lab_endpoint, lab_node
 from exchange.client.sdk import Client
 from exchange.core.api import Delivery, MessageStatus, SendRequest
 from exchange.core.envelope import Receipt, Rejection
-from exchange.core.errors import ConfigError
+from exchange.core.errors import ConfigError, map_exceptions
 from exchange.core.model import (
     Alert,
     AlertCategory,
@@ -48,10 +48,8 @@ def _client(args: argparse.Namespace, office: str | None) -> Client:
 
 
 def _parse(kind: type[Any], text: str) -> Any:
-    try:
+    with map_exceptions({ValueError: ConfigError}):
         return kind.parse(text)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
 
 
 def body_json(body: Body) -> dict[str, Any]:
@@ -141,7 +139,7 @@ def _statement_json(s: Receipt | Rejection) -> dict[str, Any]:
 def _send(args: argparse.Namespace) -> int:
     recipients = tuple(r for r in args.to.split(",") if r)
     body: Body
-    try:
+    with map_exceptions({ValueError: ConfigError}):
         if args.kind == "alert":
             body = Alert(
                 _parse(AlertCategory, args.category), _parse(Priority, args.priority), args.subject, args.text
@@ -161,8 +159,6 @@ def _send(args: argparse.Namespace) -> int:
             ttl_s=args.ttl,
             idempotency_key=args.idempotency_key,
         )
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
     files = [Path(f) for f in args.attach]
     for f in files:
         if not f.is_file():
