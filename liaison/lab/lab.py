@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -33,6 +32,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from exchange.client.connection import LAB_JSON, ClientTls, channel
 from exchange.core.errors import ConfigError
 from exchange.nats.permissions import inbox_prefix, render_tls_authorization
+from exchange.runtime.config import NatsConfig
+from exchange.runtime.lifecycle import nats_tls
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
 from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
 from liaison.lab.cluster import HUB_DOMAIN, HUB_SIZE, ClusterNats, RenderedNatsServer
@@ -214,8 +215,7 @@ class Lab:
     def nats_connect_args(self, owner: str) -> dict[str, Any]:
         """``exchange.nats.transport.connect`` keyword arguments for ``owner``'s NATS identity."""
         files = self.pki.files(owner)
-        context = ssl.create_default_context(cafile=str(files.ca))
-        context.load_cert_chain(str(files.cert), str(files.key))
+        context = nats_tls(NatsConfig(url="", ca=files.ca, cert=files.cert, key=files.key))
         gateway = self._is_gateway(owner)
         args: dict[str, Any] = {"tls": context, "inbox_prefix": None if gateway else inbox_prefix(owner)}
         if self.cluster is not None and not gateway:
