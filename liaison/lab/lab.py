@@ -32,7 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from exchange.client.connection import LAB_JSON, ClientTls, channel
 from exchange.core.errors import ConfigError
 from exchange.nats.permissions import inbox_prefix, render_tls_authorization
-from exchange.runtime.config import NatsConfig
+from exchange.runtime.config import NatsConfig, load_toml, metrics_section
 from exchange.runtime.lifecycle import nats_tls
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
 from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
@@ -344,13 +344,11 @@ class Lab:
 
         def metrics(node: NodeProcess) -> str | None:
             """The node's /metrics URL from its config's [metrics] section (None when off)."""
-            import tomllib  # noqa: PLC0415 - only describe() reads configs back
-
             try:
-                listen = tomllib.loads(node.config.read_text()).get("metrics", {}).get("listen")
-            except (OSError, tomllib.TOMLDecodeError):
+                cfg = metrics_section(node.config, load_toml(node.config))
+            except ConfigError:
                 return None
-            return f"http://{listen}/metrics" if isinstance(listen, str) else None
+            return f"http://{cfg.listen}/metrics" if cfg else None
 
         doc: dict[str, Any] = {
             "root": str(self.root),
