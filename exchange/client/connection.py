@@ -54,10 +54,15 @@ class ClientTls:
     def read(self) -> tuple[bytes, bytes, bytes]:
         """(CA, certificate, key) PEM bytes, each checked to be PEM of the right kind."""
         ca, cert, key = (_read(p) for p in (self.ca, self.cert, self.key))
-        with map_exceptions({ValueError: ConfigError}, f"{self.ca} is not a PEM CA certificate"):
+        # cryptography's ValueError text is a long FAQ pointer; the file's name says more.
+        try:
             x509.load_pem_x509_certificates(ca)
-        with map_exceptions({ValueError: ConfigError}, f"{self.cert} is not a PEM certificate"):
+        except ValueError as e:
+            raise ConfigError(f"{self.ca} is not a PEM CA certificate") from e
+        try:
             x509.load_pem_x509_certificate(cert)
+        except ValueError as e:
+            raise ConfigError(f"{self.cert} is not a PEM certificate") from e
         # Parsing the key would need cryptography.hazmat (exchange.core.primitives only) and
         # would refuse key types gRPC accepts; the markers catch a wrong or empty file.
         if not all(m in key for m in _KEY_MARKERS):

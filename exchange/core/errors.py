@@ -34,6 +34,7 @@ __all__ = [
     "DirectorySignatureError",
     "DuplicateError",
     "EnvelopeError",
+    "ExceptionMapping",
     "ExpiredError",
     "KeyNotValidError",
     "KeyRevokedError",
@@ -285,7 +286,7 @@ ExceptionMapping: TypeAlias = Mapping[type[Exception], type[LiaisonError]]
 
 
 def reason(e: BaseException) -> str:
-    """A foreign exception in a few words that never quote the data that caused it."""
+    """A foreign exception in a few words: a file error's reason, never a decode error's bytes."""
     if isinstance(e, OSError):
         return e.strerror or type(e).__name__  # the caller's ``what`` names the file
     if isinstance(e, UnicodeDecodeError):  # str() would quote the offending bytes
@@ -300,10 +301,10 @@ def map_exceptions(table: ExceptionMapping, what: str = "") -> Iterator[None]:
     """Re-raise a foreign exception of ``table`` as ours: ``raise Ours(f"{what}: {reason(e)}") from e``.
 
     Without ``what`` the message is ``reason(e)`` alone (for a ValueError of
-    our own model, whose text already names the field).
-    The first entry the exception is an instance of wins, so list subclasses
-    before their bases; an exception not in the table passes unchanged (our
-    own errors in particular).
+    our own model, whose text already names the field). The first entry the
+    exception is an instance of wins, so list subclasses before their bases;
+    an exception not in the table passes unchanged (our own errors in
+    particular).
     """
     try:
         yield
