@@ -11,7 +11,6 @@ caller's (``gateway.audit.verify``).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ from typing import Self, TypeVar
 import grpc
 
 from exchange._pb.liaison.v1 import audit_pb2_grpc
-from exchange.client.sdk import ClientTls, remote_error
-from exchange.core.errors import ConfigError, NotFoundError, RemoteError
+from exchange.client.connection import ClientTls, channel, lab_gateway
+from exchange.client.sdk import remote_error
+from exchange.core.errors import NotFoundError, RemoteError
 from gateway.audit import codec
 from gateway.audit.query import AuditFilter, StatsRow
 from gateway.audit.record import AuditRecord
@@ -44,13 +44,7 @@ class LoggedRecord:
 
 class AuditClient:
     def __init__(self, target: str, *, tls: ClientTls | None = None, timeout: float = 15.0) -> None:
-        if tls is None:
-            self._channel = grpc.insecure_channel(target)
-        else:
-            creds = grpc.ssl_channel_credentials(
-                tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes()
-            )
-            self._channel = grpc.secure_channel(target, creds)
+        self._channel = channel(target, tls)
         self._audit = audit_pb2_grpc.AuditServiceStub(self._channel)
         self._directory = audit_pb2_grpc.DirectoryServiceStub(self._channel)
         self.timeout = timeout
@@ -58,15 +52,8 @@ class AuditClient:
     @classmethod
     def from_lab(cls, lab_dir: Path | str, *, timeout: float = 15.0) -> AuditClient:
         """The gateway of a running lab, as its operator (lab.json: gateway.grpc, operator_tls)."""
-        path = Path(lab_dir) / "lab.json"
-        try:
-            lab = json.loads(path.read_text())
-            target = str(lab["gateway"]["grpc"])
-        except (OSError, ValueError, KeyError) as e:
-            raise ConfigError(f"cannot read the gateway address from {path}: {e}") from e
-        tls = lab.get("operator_tls")
-        client_tls = ClientTls(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"])) if tls else None
-        return cls(target, tls=client_tls, timeout=timeout)
+        target, tls = lab_gateway(lab_dir)
+        return cls(target, tls=tls, timeout=timeout)
 
     def close(self) -> None:
         self._channel.close()

@@ -31,7 +31,7 @@ from typing import Any, Final, TypeVar
 from exchange.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
 from exchange.core import model
 from exchange.core.directory import SignedDirectory
-from exchange.core.errors import ConfigError, DirectoryInvalidError
+from exchange.core.errors import ConfigError, DirectoryInvalidError, map_exceptions
 
 __all__ = [
     "DRAFT_FORMAT",
@@ -201,22 +201,18 @@ def directory_from_json(doc: Any) -> model.Directory:
 
 
 def _read(path: Path, limit: int) -> bytes:
-    try:
+    with map_exceptions({OSError: ConfigError}, f"cannot read {path}"):
         size = path.stat().st_size
         if size > limit:
             raise ConfigError(f"{path} is {size} bytes, limit {limit}")
         return path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
 
 
 def _write(path: Path, data: bytes) -> None:
-    try:
+    with map_exceptions({OSError: ConfigError}, f"cannot write {path}"):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
-    except OSError as e:
-        raise ConfigError(f"cannot write {path}: {e.strerror}") from e
 
 
 def load_public(path: Path) -> tuple[str, tuple[model.PublicKey, ...]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from exchange.core import model, primitives
-from exchange.core.errors import CodecError, ConfigError, KeystoreError
+from exchange.core.errors import CodecError, ConfigError, KeystoreError, map_exceptions
 from exchange.core.identity import IdentityKey, OfficeIdentity
 
 __all__ = [
@@ -77,11 +77,9 @@ def write_private_file(path: Path, data: bytes) -> None:
 
 
 def _private_dir(directory: Path) -> None:
-    try:
+    with map_exceptions({OSError: KeystoreError}, f"cannot create keystore directory {directory}"):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-    except OSError as e:
-        raise KeystoreError(f"cannot create keystore directory {directory}: {e.strerror}") from e
 
 
 def exists(directory: Path) -> bool:
@@ -117,10 +115,8 @@ def create(directory: Path, identity: OfficeIdentity, passphrase: bytes) -> Path
     path = directory / KEYSTORE_FILE
     if path.exists():
         raise KeystoreError(f"{path} exists already; refusing to overwrite keys")
-    try:
+    with map_exceptions({OSError: KeystoreError}, f"cannot write {path}"):
         write_private_file(path, _encode(identity, passphrase))
-    except OSError as e:
-        raise KeystoreError(f"cannot write {path}: {e.strerror}") from e
     return path
 
 
@@ -138,10 +134,8 @@ def update(directory: Path, identity: OfficeIdentity, passphrase: bytes) -> Path
     if lost:
         raise KeystoreError(f"refusing to drop key(s) {', '.join(lost)} from the keystore")
     path = directory / KEYSTORE_FILE
-    try:
+    with map_exceptions({OSError: KeystoreError}, f"cannot write {path}"):
         write_private_file(path, _encode(identity, passphrase))
-    except OSError as e:
-        raise KeystoreError(f"cannot write {path}: {e.strerror}") from e
     return path
 
 
@@ -210,12 +204,10 @@ def open_keystore(directory: Path, passphrase: bytes) -> OfficeIdentity:
 def passphrase_from(file: Path | None, env: Mapping[str, str] = os.environ) -> bytes:
     """The passphrase from ``file`` (one trailing newline stripped) or ``LIAISON_PASSPHRASE``."""
     if file is not None:
-        try:
+        with map_exceptions({OSError: ConfigError}, f"cannot read passphrase file {file}"):
             if file.stat().st_size > _MAX_PASSPHRASE_BYTES:
                 raise ConfigError(f"passphrase file {file} is larger than {_MAX_PASSPHRASE_BYTES} bytes")
             data = file.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"cannot read passphrase file {file}: {e.strerror}") from e
         data = data.removesuffix(b"\n").removesuffix(b"\r")
         if not data:
             raise ConfigError(f"passphrase file {file} is empty")

@@ -5,7 +5,8 @@ leaf certificates (``<name>.crt``/``<name>.key``, keys mode 0600) with
 CN=<name>, O=<deployment>, subject alternative names (DNS/IP for nodes; a
 URI ``spiffe://liaison/<kind>/<name>`` for every leaf so servers can read the
 peer's role) and the right extended key usage. Checks a chain and tells how
-many days a certificate has left.
+many days a certificate has left (``days_to_expiry``, computed in
+``exchange.core.expiry``).
 
 What it does not: no revocation lists, no intermediate CAs, no ACME. Key
 generation and PEM encoding live in ``exchange.core.primitives``. Keys are written
@@ -27,7 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exchange.core import model, primitives
-from exchange.core.errors import ConfigError, KeystoreError
+from exchange.core.errors import ConfigError, KeystoreError, map_exceptions
+from exchange.core.expiry import days_to_expiry
 from keys.keystore import write_private_file
 
 __all__ = [
@@ -75,13 +77,11 @@ def _name(value: str) -> str:
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
-    try:
+    with map_exceptions({OSError: KeystoreError}, f"cannot write {path}"):
         if private:
             write_private_file(path, data)
         else:
             path.write_bytes(data)
-    except OSError as e:
-        raise KeystoreError(f"cannot write {path}: {e.strerror}") from e
 
 
 def create_ca(
@@ -97,10 +97,8 @@ def create_ca(
     cert_path, key_path = directory / CA_CERT, directory / CA_KEY
     if cert_path.exists() or key_path.exists():
         raise KeystoreError(f"a CA exists already in {directory}; refusing to overwrite it")
-    try:
+    with map_exceptions({OSError: KeystoreError}, f"cannot create {directory}"):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise KeystoreError(f"cannot create {directory}: {e.strerror}") from e
     start = (now or _now()) - _BACKDATE
     key = primitives.new_tls_key()
     public = primitives.tls_public_key(key)
@@ -149,10 +147,8 @@ def _load_cert(pem: bytes, what: str) -> x509.Certificate:
 
 
 def _read(path: Path) -> bytes:
-    try:
+    with map_exceptions({OSError: ConfigError}, f"cannot read {path}"):
         return path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
 
 
 def _san(kind: str, name: str, hosts: Sequence[str]) -> x509.SubjectAlternativeName:
@@ -254,9 +250,3 @@ def check_chain(ca_pem: bytes, cert_pem: bytes, now: dt.datetime | None = None) 
     for c, what in ((ca, "CA certificate"), (cert, "certificate")):
         if not c.not_valid_before_utc <= at <= c.not_valid_after_utc:
             raise ConfigError(f"{what} {c.subject.rfc4514_string()} is not valid at {at.isoformat()}")
-
-
-def days_to_expiry(cert_pem: bytes, now: dt.datetime) -> int:
-    """Whole days from ``now`` until the certificate expires (negative once expired)."""
-    cert = _load_cert(cert_pem, "certificate")
-    return (cert.not_valid_after_utc - now).days

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -29,6 +27,7 @@ from typing import Any, Protocol, Self, TypeVar
 import grpc
 
 from exchange._pb.liaison.v1 import exchange_pb2_grpc
+from exchange.client.connection import ClientTls, aio_channel, lab_endpoint
 from exchange.codec import attachment as attach_codec
 from exchange.codec import service as codec
 from exchange.core.api import (
@@ -40,7 +39,7 @@ from exchange.core.api import (
     SendRequest,
     SendResult,
 )
-from exchange.core.errors import ConfigError, RemoteError
+from exchange.core.errors import RemoteError
 from exchange.core.model import (
     Alert,
     AlertCategory,
@@ -66,31 +65,6 @@ class Readable(Protocol):
     def read(self, n: int, /) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class ClientTls:
-    ca: Path
-    cert: Path
-    key: Path
-    server_name: str = ""
-
-
-def lab_endpoint(lab_dir: Path, office: str) -> tuple[str, ClientTls | None]:
-    """The gRPC address (and client TLS files) of ``office`` in a running lab's lab.json."""
-    path = Path(lab_dir) / "lab.json"
-    try:
-        lab = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {path}: is the lab running? ({e})") from e
-    office_entry = next((o for o in lab.get("offices", []) if o.get("id") == office), None)
-    if office_entry is None:
-        names = ", ".join(o.get("id", "?") for o in lab.get("offices", []))
-        raise ConfigError(f"no office {office!r} in {path} (offices: {names})")
-    # The office's own agency certificate when the lab lists one, else the lab-wide one.
-    tls = office_entry.get("client_tls") or lab.get("client_tls")
-    client_tls = ClientTls(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"])) if tls else None
-    return str(office_entry["grpc"]), client_tls
-
-
 def remote_error(e: grpc.aio.AioRpcError | grpc.RpcError) -> RemoteError:
     """A gRPC failure as RemoteError: status name and the node's one-line reason."""
     code = e.code() if hasattr(e, "code") else None
@@ -108,15 +82,7 @@ class AsyncClient:
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
         ]
-        if tls is None:
-            self._channel = grpc.aio.insecure_channel(target, options=options)
-        else:
-            creds = grpc.ssl_channel_credentials(
-                tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes()
-            )
-            if tls.server_name:
-                options.append(("grpc.ssl_target_name_override", tls.server_name))
-            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        self._channel = aio_channel(target, tls, options)
         self._stub = exchange_pb2_grpc.ExchangeServiceStub(self._channel)
         self.timeout = timeout
 

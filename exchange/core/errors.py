@@ -5,11 +5,16 @@ names what failed (an office id, a key id, a field) and never carries message
 content, key material or passphrases. ``reason`` is the rejection reason code
 the gateway reports for it; ``grpc_status`` is the one gRPC status code a
 service maps it to (by name, so this module needs no grpc import).
+
+``map_exceptions`` is the boundary helper (httpcore's ``_exceptions.py`` is
+the model): one table says which foreign exception becomes which of ours.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import ClassVar, TypeAlias
 
 from exchange.core.model import Reason
 
@@ -29,6 +34,7 @@ __all__ = [
     "DirectorySignatureError",
     "DuplicateError",
     "EnvelopeError",
+    "ExceptionMapping",
     "ExpiredError",
     "KeyNotValidError",
     "KeyRevokedError",
@@ -51,6 +57,8 @@ __all__ = [
     "UnknownRecipientError",
     "UnknownSenderError",
     "WrongPassphraseError",
+    "map_exceptions",
+    "reason",
 ]
 
 
@@ -272,3 +280,36 @@ class DuplicateError(LiaisonError):
     """Something with this id was stored already."""
 
     grpc_status = "ALREADY_EXISTS"
+
+
+ExceptionMapping: TypeAlias = Mapping[type[Exception], type[LiaisonError]]
+
+
+def reason(e: BaseException) -> str:
+    """A foreign exception in a few words: a file error's reason, never a decode error's bytes."""
+    if isinstance(e, OSError):
+        return e.strerror or type(e).__name__  # the caller's ``what`` names the file
+    if isinstance(e, UnicodeDecodeError):  # str() would quote the offending bytes
+        return "not UTF-8"
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e) or type(e).__name__
+
+
+@contextlib.contextmanager
+def map_exceptions(table: ExceptionMapping, what: str = "") -> Iterator[None]:
+    """Re-raise a foreign exception of ``table`` as ours: ``raise Ours(f"{what}: {reason(e)}") from e``.
+
+    Without ``what`` the message is ``reason(e)`` alone (for a ValueError of
+    our own model, whose text already names the field). The first entry the
+    exception is an instance of wins, so list subclasses before their bases;
+    an exception not in the table passes unchanged (our own errors in
+    particular).
+    """
+    try:
+        yield
+    except Exception as e:
+        for foreign, ours in table.items():
+            if isinstance(e, foreign):
+                raise ours(f"{what}: {reason(e)}" if what else reason(e)) from e
+        raise

@@ -3,7 +3,8 @@
 What it does: ``expiry_report`` lists, for each algorithm, the key in use
 (the newest ACTIVE key; older and retiring keys are superseded, so their end
 is expected and not reported) and each given certificate with the whole days
-it has left (negative once expired), soonest first. ``ExpiryItem.warn`` is
+it has left (negative once expired), soonest first; ``days_to_expiry`` is
+the certificate part (also ``keys.pki``'s). ``ExpiryItem.warn`` is
 True from ``WARN_DAYS`` (30) days before the end. Node health and metrics
 call the same function.
 
@@ -18,12 +19,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from cryptography import x509
+
 from exchange.core import model
 from exchange.core.errors import ConfigError
 from exchange.core.identity import OfficeIdentity
-from keys.pki import days_to_expiry
 
-__all__ = ["CERTIFICATE", "KEY", "WARN_DAYS", "ExpiryItem", "expiry_report"]
+__all__ = ["CERTIFICATE", "KEY", "WARN_DAYS", "ExpiryItem", "days_to_expiry", "expiry_report"]
 
 WARN_DAYS: Final = 30
 KEY: Final = "key"
@@ -46,6 +48,15 @@ class ExpiryItem:
         if self.days_left < 0:
             return f"{self.kind} {self.name} expired {-self.days_left} day(s) ago"
         return f"{self.kind} {self.name} expires in {self.days_left} day(s)"
+
+
+def days_to_expiry(cert_pem: bytes, now: dt.datetime) -> int:
+    """Whole days from ``now`` until the certificate expires (negative once expired)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as e:  # its text is cryptography's long advice, not ours
+        raise ConfigError("certificate is not a PEM certificate") from e
+    return (cert.not_valid_after_utc - now).days
 
 
 def _label(algorithm: model.Algorithm) -> str:

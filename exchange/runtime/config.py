@@ -1,8 +1,14 @@
-"""Node configuration files (TOML) for office nodes and the gateway.
+"""The shared part of the nodes' configuration files (TOML): reading and common sections.
 
-Parses and checks; opens nothing. Relative paths are resolved against the
-config file's folder so a bundle can be moved as a whole. Every problem is a
-one-line ``ConfigError`` naming the file and the key.
+What it does: ``load_toml`` reads a file (every foreign error becomes a
+one-line ``ConfigError`` naming the file); ``Section`` reads typed keys of
+one table; ``nats_section``, ``tls_section`` and ``metrics_section`` build
+the sections office nodes and the gateway share. Relative paths are resolved
+against the config file's folder so a bundle can be moved as a whole. Every
+problem is a one-line ``ConfigError`` naming the file and the key.
+
+What it does not: no node's own settings (``exchange.office.config``,
+``gateway.config``), and it opens nothing but the config file itself.
 """
 
 from __future__ import annotations
@@ -12,17 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from exchange.core.errors import ConfigError
-from exchange.core.model import Suite, check_id
+from exchange.core.errors import ConfigError, map_exceptions
+from exchange.core.model import check_id
 
 __all__ = [
-    "ConsoleConfig",
-    "GatewayConfig",
     "MetricsConfig",
     "NatsConfig",
-    "OfficeConfig",
-    "load_gateway_config",
-    "load_office_config",
+    "Section",
+    "TlsConfig",
+    "checked_id",
+    "load_toml",
+    "metrics_section",
+    "nats_section",
+    "optional_section",
+    "section",
+    "tls_section",
 ]
 
 
@@ -64,14 +74,6 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
-class ConsoleConfig:
-    """The gateway's read-only web console: where it listens and the file holding its bearer token."""
-
-    listen: str
-    token_file: Path
-
-
-@dataclass(frozen=True)
 class MetricsConfig:
     """Where a node serves its Prometheus metrics over HTTP (``/metrics``): ``host:port``."""
 
@@ -83,37 +85,9 @@ class MetricsConfig:
         return f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class OfficeConfig:
-    office: str
-    store: Path
-    keys_dir: Path
-    passphrase_file: Path | None
-    directory: Path
-    nats: NatsConfig
-    grpc_listen: str
-    suite: Suite = Suite.CLASSIC
-    tls: TlsConfig | None = None
-    metrics: MetricsConfig | None = None  # off unless the file has a [metrics] section
+class Section:
+    """One table of a config file; each getter raises ConfigError naming the file, table and key."""
 
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    gateway: str
-    store: Path
-    keys_dir: Path
-    passphrase_file: Path | None
-    directory: Path
-    nats: NatsConfig
-    grpc_listen: str
-    pg_dsn: str = field(default="", repr=False)
-    tree_head_interval_s: float = 2.0
-    tls: TlsConfig | None = None
-    console: ConsoleConfig | None = None  # off unless the file has a [console] section
-    metrics: MetricsConfig | None = None  # off unless the file has a [metrics] section
-
-
-class _Section:
     def __init__(self, path: Path, name: str, data: dict[str, Any]) -> None:
         self.path, self.name, self.data = path, name, data
 
@@ -151,31 +125,34 @@ class _Section:
         return float(value)
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as e:  # a directory, no permission...
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    except UnicodeDecodeError as e:  # the decode error would quote the file's bytes
-        raise ConfigError(f"{path}: not valid TOML: not UTF-8") from e
-    except RecursionError as e:
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from e
+def load_toml(path: Path) -> dict[str, Any]:
+    """The parsed file; a missing, unreadable or malformed file is a ConfigError naming it."""
+    with map_exceptions({OSError: ConfigError}, f"cannot read config file {path}"):
+        f = path.open("rb")  # a missing file, a directory, no permission...
+    # UnicodeDecodeError and RecursionError: reason() names them without quoting the file's bytes.
+    toml_errors = {
+        tomllib.TOMLDecodeError: ConfigError,
+        UnicodeDecodeError: ConfigError,
+        RecursionError: ConfigError,
+    }
+    with f, map_exceptions(toml_errors, f"{path}: not valid TOML"):
+        return tomllib.load(f)
 
 
-def _section(path: Path, data: dict[str, Any], name: str) -> _Section:
+def section(path: Path, data: dict[str, Any], name: str) -> Section:
     value = data.get(name)
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: section [{name}] is missing")
-    return _Section(path, name, value)
+    return Section(path, name, value)
 
 
-def _nats(path: Path, data: dict[str, Any]) -> NatsConfig:
-    s = _section(path, data, "nats")
+def optional_section(path: Path, data: dict[str, Any], name: str) -> Section:
+    """Table ``name``, or an empty one (every key takes its default) when the file has none."""
+    return section(path, data, name) if name in data else Section(path, name, {})
+
+
+def nats_section(path: Path, data: dict[str, Any]) -> NatsConfig:
+    s = section(path, data, "nats")
     return NatsConfig(
         url=s.text("url"),
         user=s.text("user", ""),
@@ -190,26 +167,17 @@ def _nats(path: Path, data: dict[str, Any]) -> NatsConfig:
     )
 
 
-def _tls(path: Path, data: dict[str, Any]) -> TlsConfig | None:
+def tls_section(path: Path, data: dict[str, Any]) -> TlsConfig | None:
     if "tls" not in data:
         return None
-    s = _section(path, data, "tls")
+    s = section(path, data, "tls")
     return TlsConfig(ca=s.path_("ca"), cert=s.path_("cert"), key=s.path_("key"), clients=s.texts("clients"))
 
 
-def _console(path: Path, data: dict[str, Any]) -> ConsoleConfig | None:
-    if "console" not in data:
-        return None
-    s = _section(path, data, "console")
-    return ConsoleConfig(
-        listen=s.text("listen", "127.0.0.1:8080"), token_file=s.path_("token_file", "console.token")
-    )
-
-
-def _metrics(path: Path, data: dict[str, Any]) -> MetricsConfig | None:
+def metrics_section(path: Path, data: dict[str, Any]) -> MetricsConfig | None:
     if "metrics" not in data:
         return None
-    s = _section(path, data, "metrics")
+    s = section(path, data, "metrics")
     listen = s.text("listen", "127.0.0.1:9464")
     host, sep, port = listen.rpartition(":")
     # isascii: str.isdigit() is also true for digits int() refuses, such as "²".
@@ -218,51 +186,6 @@ def _metrics(path: Path, data: dict[str, Any]) -> MetricsConfig | None:
     return MetricsConfig(host=host.strip("[]") or "127.0.0.1", port=int(port))
 
 
-def _checked_id(path: Path, value: str, what: str) -> str:
-    try:
+def checked_id(path: Path, value: str, what: str) -> str:
+    with map_exceptions({ValueError: ConfigError}, str(path)):
         return check_id(value, what)
-    except ValueError as e:
-        raise ConfigError(f"{path}: {e}") from None
-
-
-def load_office_config(path: Path) -> OfficeConfig:
-    data = _load(path)
-    node = _section(path, data, "office")
-    keys = _section(path, data, "keys")
-    try:
-        suite = Suite.parse(node.text("suite", "classic"))
-    except ValueError as e:
-        raise ConfigError(f"{path}: [office] suite: {e}") from None
-    return OfficeConfig(
-        office=_checked_id(path, node.text("id"), "office"),
-        store=node.path_("store", "office.db"),
-        keys_dir=keys.path_("dir"),
-        passphrase_file=keys.opt_path("passphrase_file"),
-        directory=_section(path, data, "directory").path_("file"),
-        nats=_nats(path, data),
-        grpc_listen=_section(path, data, "grpc").text("listen"),
-        suite=suite,
-        tls=_tls(path, data),
-        metrics=_metrics(path, data),
-    )
-
-
-def load_gateway_config(path: Path) -> GatewayConfig:
-    data = _load(path)
-    node = _section(path, data, "gateway")
-    keys = _section(path, data, "keys")
-    audit = _section(path, data, "audit") if "audit" in data else _Section(path, "audit", {})
-    return GatewayConfig(
-        gateway=_checked_id(path, node.text("id"), "gateway"),
-        store=audit.path_("store", "audit.db"),
-        pg_dsn=audit.text("postgres_dsn", ""),
-        tree_head_interval_s=audit.number("tree_head_interval_s", 2.0),
-        keys_dir=keys.path_("dir"),
-        passphrase_file=keys.opt_path("passphrase_file"),
-        directory=_section(path, data, "directory").path_("file"),
-        nats=_nats(path, data),
-        grpc_listen=_section(path, data, "grpc").text("listen"),
-        tls=_tls(path, data),
-        console=_console(path, data),
-        metrics=_metrics(path, data),
-    )

@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from exchange.codec.health import HEALTH_SERVICE, NOT_SERVING, REFLECTION_SERVICE
-from exchange.core.errors import AccessDeniedError, ClientBusyError, LiaisonError
+from exchange.core.errors import AccessDeniedError, ClientBusyError, ConfigError, LiaisonError, map_exceptions
 
 __all__ = [
     "MAX_GRPC_MESSAGE_BYTES",
@@ -158,8 +158,10 @@ def _credentials(tls: tuple[Path, Path, Path] | None) -> grpc.ServerCredentials 
     if tls is None:
         return None
     ca, cert, key = tls
+    with map_exceptions({OSError: ConfigError}, f"cannot read gRPC TLS files ({ca}, {cert}, {key})"):
+        pems = ca.read_bytes(), cert.read_bytes(), key.read_bytes()
     return grpc.ssl_server_credentials(
-        [(key.read_bytes(), cert.read_bytes())], root_certificates=ca.read_bytes(), require_client_auth=True
+        [(pems[2], pems[1])], root_certificates=pems[0], require_client_auth=True
     )
 
 

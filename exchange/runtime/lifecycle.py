@@ -22,7 +22,7 @@ from grpc_health.v1 import health
 
 from exchange.codec.health import SERVING
 from exchange.core.directory import DirectoryState, SignedDirectory, TrustAnchor
-from exchange.core.errors import ConfigError, LiaisonError
+from exchange.core.errors import ConfigError, LiaisonError, map_exceptions
 from exchange.nats.transport import Transport
 from exchange.runtime.config import NatsConfig
 
@@ -41,10 +41,8 @@ def stop_on_signals() -> asyncio.Event:
 
 def load_directory(pinned: Path, stored: bytes | None = None) -> DirectoryState:
     """The directory state from the pinned file, moved forward to ``stored`` if that verifies."""
-    try:
+    with map_exceptions({OSError: ConfigError}, f"cannot read directory {pinned}"):
         genesis = pinned.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read directory {pinned}: {e.strerror}") from e
     anchor = TrustAnchor.from_directory(SignedDirectory.from_bytes(genesis).directory)
     state = DirectoryState(anchor)
     state.apply(genesis)
@@ -61,12 +59,11 @@ def nats_tls(cfg: NatsConfig) -> ssl.SSLContext | None:
     """The client TLS context for NATS (CA to trust, and this node's certificate when given)."""
     if cfg.ca is None:
         return None
-    try:
+    # ssl.SSLError (a file that is not PEM, a key that does not match) is an OSError.
+    with map_exceptions({OSError: ConfigError}, f"cannot load NATS TLS files ({cfg.ca}, {cfg.cert})"):
         ctx = ssl.create_default_context(cafile=str(cfg.ca))
         if cfg.cert and cfg.key:
             ctx.load_cert_chain(str(cfg.cert), str(cfg.key))
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError(f"cannot load NATS TLS files ({cfg.ca}, {cfg.cert}): {e}") from e
     return ctx
 
 

@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from exchange.core.errors import ConfigError, LiaisonError
-from exchange.runtime.config import ConsoleConfig
+from gateway.config import ConsoleConfig
 from gateway.console import data
 from gateway.console.auth import (
     SESSION_COOKIE,

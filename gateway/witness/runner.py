@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import structlog
 
-from exchange.client.sdk import ClientTls
+from exchange.client.connection import ClientTls
 from exchange.core.clock import Clock, now_ms
 from exchange.core.directory import DirectoryState, SignedDirectory
 from exchange.core.errors import ConfigError, LiaisonError, NotFoundError, RemoteError

@@ -31,8 +31,9 @@ from cryptography import x509
 
 from exchange.core import primitives
 from exchange.core.errors import ConfigError, LiaisonError
-from exchange.runtime.config import load_gateway_config, load_office_config
+from exchange.office.config import load_office_config
 from exchange.runtime.lifecycle import load_directory
+from gateway.config import load_gateway_config
 from gateway.witness.runner import load_witness_config
 from keys import pki
 from keys.keystore import open_keystore

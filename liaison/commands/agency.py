@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exchange.client.sdk import Client, ClientTls, lab_endpoint
+from exchange.client.connection import explicit_tls, lab_endpoint, lab_node
+from exchange.client.sdk import Client
 from exchange.core.api import Delivery, MessageStatus, SendRequest
 from exchange.core.envelope import Receipt, Rejection
-from exchange.core.errors import ConfigError
+from exchange.core.errors import ConfigError, map_exceptions
 from exchange.core.model import (
     Alert,
     AlertCategory,
@@ -37,12 +38,7 @@ __all__ = ["register"]
 
 def _client(args: argparse.Namespace, office: str | None) -> Client:
     if args.endpoint:
-        tls = None
-        if args.ca or args.cert or args.key:
-            if not (args.ca and args.cert and args.key):
-                raise ConfigError("mutual TLS needs all of --ca, --cert and --key")
-            tls = ClientTls(Path(args.ca), Path(args.cert), Path(args.key))
-        return Client(args.endpoint, tls=tls, timeout=args.timeout)
+        return Client(args.endpoint, tls=explicit_tls(args.ca, args.cert, args.key), timeout=args.timeout)
     if args.lab:
         if not office:
             raise ConfigError("with --lab, name the office (--office, or --from for send)")
@@ -52,10 +48,8 @@ def _client(args: argparse.Namespace, office: str | None) -> Client:
 
 
 def _parse(kind: type[Any], text: str) -> Any:
-    try:
+    with map_exceptions({ValueError: ConfigError}):
         return kind.parse(text)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
 
 
 def body_json(body: Body) -> dict[str, Any]:
@@ -145,7 +139,7 @@ def _statement_json(s: Receipt | Rejection) -> dict[str, Any]:
 def _send(args: argparse.Namespace) -> int:
     recipients = tuple(r for r in args.to.split(",") if r)
     body: Body
-    try:
+    with map_exceptions({ValueError: ConfigError}):
         if args.kind == "alert":
             body = Alert(
                 _parse(AlertCategory, args.category), _parse(Priority, args.priority), args.subject, args.text
@@ -165,8 +159,6 @@ def _send(args: argparse.Namespace) -> int:
             ttl_s=args.ttl,
             idempotency_key=args.idempotency_key,
         )
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
     files = [Path(f) for f in args.attach]
     for f in files:
         if not f.is_file():
@@ -208,15 +200,11 @@ def _inbox(args: argparse.Namespace) -> int:
 
 def _node_status(args: argparse.Namespace) -> int:
     """``status --node HOST:PORT`` or ``status --lab DIR --name NODE``: a node's health at a glance."""
-    from liaison.commands.nodestatus import check_node, lab_node, render
+    from liaison.commands.nodestatus import check_node, render
 
     metrics_url = args.metrics
     if args.node:
-        target, tls = args.node, None
-        if args.ca or args.cert or args.key:
-            if not (args.ca and args.cert and args.key):
-                raise ConfigError("mutual TLS needs all of --ca, --cert and --key")
-            tls = ClientTls(Path(args.ca), Path(args.cert), Path(args.key))
+        target, tls = args.node, explicit_tls(args.ca, args.cert, args.key)
     elif args.lab and args.name:
         target, tls, lab_metrics = lab_node(Path(args.lab), args.name)
         metrics_url = metrics_url or lab_metrics

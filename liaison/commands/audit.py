@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exchange.client.sdk import ClientTls
+from exchange.client.connection import explicit_tls, lab_gateway
 from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError, LiaisonError, RemoteError
 from liaison.commands.audit_format import iso, label, record_json, record_row, stats_json, stats_lines
@@ -54,23 +54,11 @@ def _client(args: argparse.Namespace) -> AuditClient:
     from gateway.client import AuditClient
 
     if args.endpoint:
-        tls = None
-        if args.ca or args.cert or args.key:
-            if not (args.ca and args.cert and args.key):
-                raise ConfigError("mutual TLS needs all of --ca, --cert and --key")
-            tls = ClientTls(Path(args.ca), Path(args.cert), Path(args.key))
-        return AuditClient(args.endpoint, tls=tls, timeout=args.timeout)
+        return AuditClient(
+            args.endpoint, tls=explicit_tls(args.ca, args.cert, args.key), timeout=args.timeout
+        )
     if args.lab:
-        path = Path(args.lab) / "lab.json"
-        try:
-            lab = json.loads(path.read_text())
-            target = str(lab["gateway"]["grpc"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(
-                f"cannot read the gateway address from {path}: is the lab running? ({e})"
-            ) from e
-        op = lab.get("operator_tls")
-        tls = ClientTls(Path(op["ca"]), Path(op["cert"]), Path(op["key"])) if op else None
+        target, tls = lab_gateway(args.lab)
         return AuditClient(target, tls=tls, timeout=args.timeout)
     raise ConfigError("give --endpoint HOST:PORT or --lab DIR")
 

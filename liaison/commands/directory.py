@@ -32,7 +32,7 @@ from exchange.core.directory import (
     sign_directory,
     verify_directory,
 )
-from exchange.core.errors import ConfigError, DirectoryError, DirectoryInvalidError
+from exchange.core.errors import ConfigError, DirectoryError, DirectoryInvalidError, map_exceptions
 from keys import directory_file as files
 from keys import keystore, rotation
 from liaison.commands.keys import run
@@ -41,10 +41,8 @@ __all__ = ["main", "register"]
 
 
 def _build(**fields: Any) -> model.Directory:
-    try:
+    with map_exceptions({ValueError: DirectoryInvalidError}):
         return model.Directory(**fields)
-    except ValueError as e:
-        raise DirectoryInvalidError(str(e)) from e
 
 
 def _edit(path: Path, **changes: Any) -> model.Directory:
@@ -100,10 +98,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
             raise ConfigError(f"--authority {spec!r}: expected ID=PUBLIC_JSON")
         keys = _public(Path(path), authority_id)
         signing = tuple(k for k in keys if k.algorithm.is_signing)
-        try:
+        with map_exceptions({ValueError: DirectoryInvalidError}):
             authorities.append(model.Authority(id=authority_id, keys=signing))
-        except ValueError as e:
-            raise DirectoryInvalidError(str(e)) from e
     directory = _build(
         deployment=args.deployment,
         version=args.version,
@@ -120,7 +116,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 def _cmd_add_office(args: argparse.Namespace) -> int:
     d = _draft(args.file)
-    try:
+    with map_exceptions({ValueError: DirectoryInvalidError}):
         office = model.Office(
             id=args.id,
             keys=_public(args.public, args.id),
@@ -129,8 +125,6 @@ def _cmd_add_office(args: argparse.Namespace) -> int:
             city=args.city,
             display_name=args.name,
         )
-    except ValueError as e:
-        raise DirectoryInvalidError(str(e)) from e
     offices = tuple(o for o in d.offices if o.id != args.id)
     _edit(args.file, offices=(*offices, office))
     print(f"{'replaced' if len(offices) < len(d.offices) else 'added'} office {args.id}")
@@ -139,12 +133,10 @@ def _cmd_add_office(args: argparse.Namespace) -> int:
 
 def _cmd_add_gateway(args: argparse.Namespace) -> int:
     d = _draft(args.file)
-    try:
+    with map_exceptions({ValueError: DirectoryInvalidError}):
         gateway = model.Gateway(
             id=args.id, keys=_public(args.public, args.id), country=args.country, display_name=args.name
         )
-    except ValueError as e:
-        raise DirectoryInvalidError(str(e)) from e
     gateways = tuple(g for g in d.gateways if g.id != args.id)
     _edit(args.file, gateways=(*gateways, gateway))
     print(f"{'replaced' if len(gateways) < len(d.gateways) else 'added'} gateway {args.id}")
@@ -153,10 +145,8 @@ def _cmd_add_gateway(args: argparse.Namespace) -> int:
 
 def _cmd_set_policy(args: argparse.Namespace) -> int:
     d = _draft(args.file)
-    try:
+    with map_exceptions({ValueError: ConfigError}):
         kinds = frozenset(model.Kind.parse(k) for k in _csv(args.kinds))
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
     recipients = frozenset(_csv(args.recipients))
     if not kinds or not recipients:
         raise ConfigError("set-policy needs at least one kind and one recipient")
@@ -186,10 +176,8 @@ def _cmd_set_limits(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {f: getattr(args, f) for f in _LIMIT_FIELDS if getattr(args, f) is not None}
     if args.minimum_suite is not None:
         changes["minimum_suite"] = model.Suite.parse(args.minimum_suite)
-    try:
+    with map_exceptions({ValueError: DirectoryInvalidError}):
         limits = dataclasses.replace(d.limits, **changes)
-    except ValueError as e:
-        raise DirectoryInvalidError(str(e)) from e
     _edit(args.file, limits=limits)
     print(f"limits: {limits}")
     return 0

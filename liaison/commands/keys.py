@@ -20,7 +20,7 @@ from typing import Any
 from exchange.core import expiry, primitives
 from exchange.core import identity as identity_mod
 from exchange.core.clock import now_ms
-from exchange.core.errors import ConfigError, KeystoreError, LiaisonError
+from exchange.core.errors import ConfigError, KeystoreError, LiaisonError, map_exceptions
 from keys import keystore, pki, rotation
 from keys.directory_file import public_to_json
 
@@ -67,10 +67,8 @@ def _write_public(text: str, out: Path | None, owner: str) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    try:
+    with map_exceptions({OSError: ConfigError}, f"cannot write {out}"):
         out.write_text(text)
-    except OSError as e:
-        raise ConfigError(f"cannot write {out}: {e.strerror}") from e
     print(f"wrote public identity of {owner} to {out}")
 
 
@@ -98,11 +96,9 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 def _read_certs(directory: Path | None) -> dict[str, bytes]:
     if directory is None:
         return {}
-    try:
+    with map_exceptions({OSError: ConfigError}, f"cannot read certificates in {directory}"):
         paths = sorted(p for p in directory.iterdir() if p.suffix in (".crt", ".pem") and p.is_file())
         return {p.name: p.read_bytes() for p in paths}
-    except OSError as e:
-        raise ConfigError(f"cannot read certificates in {directory}: {e.strerror}") from e
 
 
 def _cmd_expiry(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+from exchange.client.connection import LAB_JSON
 from liaison.lab.lab import DEFAULT_INVENTORY, TOPOLOGIES
 
 __all__ = ["register"]
@@ -34,7 +35,7 @@ def _lab_up(args: argparse.Namespace) -> int:
             leaf = f", leaf node {office['nats']['url']}" if cluster else ""
             print(f"  office  {office['id']:22} gRPC {office['grpc']}{leaf}")
         print(
-            f"wrote {lab.root / 'lab.json'}; logs in {lab.root / 'logs'}; Ctrl-C stops everything", flush=True
+            f"wrote {lab.root / LAB_JSON}; logs in {lab.root / 'logs'}; Ctrl-C stops everything", flush=True
         )
         while not stop.wait(1.0):
             for name, node in lab.nodes.items():

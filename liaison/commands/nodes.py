@@ -6,7 +6,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from exchange.runtime.config import load_gateway_config, load_office_config
+from exchange.office.config import load_office_config
+from gateway.config import load_gateway_config
 from liaison.logs import configure
 
 __all__ = ["register"]

@@ -12,12 +12,10 @@ values other than ids and counts (metrics never carry content).
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 import grpc
@@ -25,7 +23,8 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from exchange.client.sdk import ClientTls
+from exchange.client import connection
+from exchange.client.connection import ClientTls, lab_node
 from exchange.codec.health import (
     HEALTH_SERVICE,
     REFLECTION_SERVICE,
@@ -85,36 +84,6 @@ class NodeStatus:
         }
 
 
-def lab_node(lab_dir: Path, name: str) -> tuple[str, ClientTls | None, str | None]:
-    """(gRPC address, operator TLS files, metrics URL) of node ``name`` in a running lab's lab.json."""
-    path = lab_dir / "lab.json"
-    try:
-        lab = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {path}: is the lab running? ({e})") from e
-    nodes = [lab.get("gateway", {}), *lab.get("offices", [])]
-    entry = next(
-        (n for n in nodes if n.get("id") == name or (name == "gateway" and n is nodes[0])),
-        None,
-    )
-    if entry is None or "grpc" not in entry:
-        known = ", ".join(str(n.get("id", "?")) for n in nodes)
-        raise ConfigError(f"no node {name!r} in {path} (nodes: {known})")
-    tls = lab.get("operator_tls")
-    client_tls = ClientTls(Path(tls["ca"]), Path(tls["cert"]), Path(tls["key"])) if tls else None
-    return str(entry["grpc"]), client_tls, entry.get("metrics")
-
-
-def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
-    if tls is None:
-        return grpc.insecure_channel(target)
-    try:
-        creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
-    except OSError as e:
-        raise ConfigError(f"cannot read TLS files: {e.strerror} ({e.filename})") from e
-    return grpc.secure_channel(target, creds)
-
-
 def _services(channel: grpc.Channel, timeout: float) -> list[str]:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     for reply in stub.ServerReflectionInfo(iter([list_services_request()]), timeout=timeout):
@@ -166,7 +135,7 @@ def check_node(
     target: str, *, tls: ClientTls | None = None, metrics_url: str | None = None, timeout: float = 5.0
 ) -> NodeStatus:
     """Health of every service of the node at ``target`` and, with ``metrics_url``, its key figures."""
-    with _channel(target, tls) as channel:
+    with connection.channel(target, tls) as channel:
         try:
             services = _services(channel, timeout)
         except grpc.RpcError:

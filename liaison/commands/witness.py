@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from exchange.client.connection import lab_gateway, read_lab
 from exchange.core.errors import ConfigError
 from liaison.logs import configure
 
@@ -97,11 +98,8 @@ def _init(args: argparse.Namespace) -> int:
     if not args.interval > 0:
         raise ConfigError("--interval must be a positive number of seconds")
     lab = Path(args.lab).resolve()
-    try:
-        desc = json.loads((lab / "lab.json").read_text())
-        endpoint = str(desc["gateway"]["grpc"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{lab} has no readable lab.json with gateway.grpc (is the lab running?)") from e
+    endpoint, _ = lab_gateway(lab)
+    _, desc = read_lab(lab)  # the directory and operator TLS entries, for the witness's own config
     keys_dir = lab / "keys" / args.authority
     if not (keys_dir / "keystore.json").exists():
         raise ConfigError(f"the lab has no keystore for authority {args.authority} ({keys_dir})")

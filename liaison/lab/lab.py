@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -30,12 +29,14 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from exchange.client.sdk import ClientTls
+from exchange.client.connection import LAB_JSON, ClientTls, channel
 from exchange.codec.health import health_check_request, is_serving
 from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError
 from exchange.core.wire import inbox_prefix
 from exchange.nats.permissions import render_tls_authorization
+from exchange.runtime.config import NatsConfig, load_toml, metrics_section
+from exchange.runtime.lifecycle import nats_tls
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
 from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
 from liaison.lab.cluster import HUB_DOMAIN, HUB_SIZE, ClusterNats, RenderedNatsServer
@@ -104,8 +105,8 @@ class NodeProcess:
             return ""
 
     def wait_serving(self, deadline: float) -> None:
-        with _channel(self.grpc, self.health_tls) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+        with channel(self.grpc, self.health_tls) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
             while True:
                 if not self.running:
                     raise ConfigError(f"{self.name} exited during start-up:\n{self.log_tail()}")
@@ -117,13 +118,6 @@ class NodeProcess:
                 if time.monotonic() > deadline:
                     raise ConfigError(f"{self.name} did not become healthy in time:\n{self.log_tail()}")
                 time.sleep(0.2)
-
-
-def _channel(target: str, tls: ClientTls | None) -> grpc.Channel:
-    if tls is None:
-        return grpc.insecure_channel(target)
-    creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
-    return grpc.secure_channel(target, creds)
 
 
 class Lab:
@@ -221,8 +215,7 @@ class Lab:
     def nats_connect_args(self, owner: str) -> dict[str, Any]:
         """``exchange.nats.transport.connect`` keyword arguments for ``owner``'s NATS identity."""
         files = self.pki.files(owner)
-        context = ssl.create_default_context(cafile=str(files.ca))
-        context.load_cert_chain(str(files.cert), str(files.key))
+        context = nats_tls(NatsConfig(url="", ca=files.ca, cert=files.cert, key=files.key))
         gateway = self._is_gateway(owner)
         args: dict[str, Any] = {"tls": context, "inbox_prefix": None if gateway else inbox_prefix(owner)}
         if self.cluster is not None and not gateway:
@@ -351,13 +344,11 @@ class Lab:
 
         def metrics(node: NodeProcess) -> str | None:
             """The node's /metrics URL from its config's [metrics] section (None when off)."""
-            import tomllib  # noqa: PLC0415 - only describe() reads configs back
-
             try:
-                listen = tomllib.loads(node.config.read_text()).get("metrics", {}).get("listen")
-            except (OSError, tomllib.TOMLDecodeError):
+                cfg = metrics_section(node.config, load_toml(node.config))
+            except ConfigError:
                 return None
-            return f"http://{listen}/metrics" if isinstance(listen, str) else None
+            return f"http://{cfg.listen}/metrics" if cfg else None
 
         doc: dict[str, Any] = {
             "root": str(self.root),
@@ -398,6 +389,6 @@ class Lab:
         return doc
 
     def write_lab_json(self) -> Path:
-        path = self.root / "lab.json"
+        path = self.root / LAB_JSON
         path.write_text(json.dumps(self.describe(), indent=2) + "\n")
         return path

@@ -12,13 +12,13 @@ import structlog
 from exchange.core.wire import gateway_client_name
 from exchange.nats.transport import Transport, connect
 from exchange.office.metrics import metrics_endpoint, node_watchers, run_with
-from exchange.runtime.config import GatewayConfig
 from exchange.runtime.grpcutil import new_server
 from exchange.runtime.health import probe
 from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_node
 from gateway.audit.postgres import PostgresAuditStore
 from gateway.audit.sqlite import SQLiteAuditStore
 from gateway.audit.store import AuditStore
+from gateway.config import GatewayConfig
 from gateway.console import start_console_from_config
 from gateway.metrics import GatewayMetrics, sample_gateway
 from gateway.node import GatewayNode

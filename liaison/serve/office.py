@@ -11,6 +11,7 @@ import structlog
 
 from exchange.core.wire import office_client_name
 from exchange.nats.transport import Transport, connect
+from exchange.office.config import OfficeConfig
 from exchange.office.metrics import (
     OfficeMetrics,
     metrics_endpoint,
@@ -22,7 +23,6 @@ from exchange.office.metrics import (
 from exchange.office.node import OfficeNode
 from exchange.office.service import SERVICE_NAME, ExchangeServicer, agency_access
 from exchange.office.store import OfficeStore
-from exchange.runtime.config import OfficeConfig
 from exchange.runtime.grpcutil import new_server
 from exchange.runtime.health import probe
 from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_node

@@ -19,7 +19,8 @@ from _harness import instrumented, run
 
 with instrumented():
     from exchange import errors, primitives
-    from exchange.runtime.config import load_gateway_config, load_office_config
+    from exchange.office.config import load_office_config
+    from gateway.config import load_gateway_config
     from keys import identity, keystore
     from keys.directory_file import directory_to_json, load_draft
     from tests.fuzz.corpus import NOW_MS, build_corpus

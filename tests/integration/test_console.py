@@ -34,12 +34,12 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from exchange.client.sdk import Client
 from exchange.core.errors import ConfigError
 from exchange.core.model import AlertCategory, Priority, Suite
-from exchange.runtime.config import ConsoleConfig, load_gateway_config
 from exchange.runtime.lifecycle import load_directory
 from gateway.audit.merkle import verify_inclusion
 from gateway.audit.sqlite import SQLiteAuditStore
 from gateway.audit.treehead import sign_cosignature
 from gateway.client import AuditClient
+from gateway.config import ConsoleConfig, load_gateway_config
 from gateway.console import load_token, start_console
 from gateway.metrics import GatewayMetrics
 from gateway.node import GatewayNode

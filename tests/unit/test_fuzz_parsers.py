@@ -47,9 +47,10 @@ from exchange.codec import envelope as envelope_codec
 from exchange.core import errors, identity, primitives
 from exchange.core.directory import verify_directory
 from exchange.core.seal import open_envelope, verify_envelope, verify_statement
-from exchange.runtime.config import load_gateway_config, load_office_config
+from exchange.office.config import load_office_config
 from gateway.audit import codec as audit_codec
 from gateway.audit.treehead import verify_cosignature
+from gateway.config import load_gateway_config
 from keys import keystore
 from keys.directory_file import directory_to_json, load_draft
 from tests.fuzz.corpus import NOW_MS, RECIPIENTS, Corpus, build_corpus

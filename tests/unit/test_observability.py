@@ -28,11 +28,12 @@ from exchange.core.errors import ConfigError
 from exchange.core.expiry import CERTIFICATE, KEY, ExpiryItem
 from exchange.core.identity import generate
 from exchange.core.model import Directory
+from exchange.office.config import load_office_config
 from exchange.office.metrics import OfficeMetrics, serve_metrics
-from exchange.runtime.config import load_gateway_config, load_office_config
 from exchange.runtime.health import HealthReport, log_expiry, node_expiry, probe, watch_health
 from gateway.audit.codec import encode_signed_tree_head, encode_tree_head
 from gateway.audit.treehead import SignedTreeHead, TreeHead
+from gateway.config import load_gateway_config
 from gateway.metrics import AuditSampler, GatewayMetrics
 from keys.pki import create_ca, issue
 from liaison.cli import main
