@@ -38,8 +38,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exchange.codec.envelope import decode_frame
 from exchange.core import primitives
+from exchange.core.codec.envelope import decode_frame
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.core.errors import (
     CodecError,

@@ -1,6 +1,6 @@
 """Prometheus metrics of the gateway: decisions, processing latency, audit log and witnesses.
 
-What it does: ``GatewayMetrics`` adds to ``exchange.office.metrics.NodeMetrics`` the
+What it does: ``GatewayMetrics`` adds to ``exchange.runtime.metrics.NodeMetrics`` the
 gateway's counters (accepted, rejected by reason, receipts by state,
 resumed), its processing latency histogram (a frame from hand-over by the
 consumer to its durable audit record and routing), the audit writer's
@@ -31,7 +31,7 @@ from exchange.core.directory import DirectoryState
 from exchange.core.model import Reason, ReceiptState
 from exchange.core.wire import GATEWAY_DURABLE_PREFIX, OUT_STREAM
 from exchange.nats.transport import Transport
-from exchange.office.metrics import NodeMetrics, stream_consumer_lags
+from exchange.runtime.metrics import NodeMetrics, stream_consumer_lags
 from gateway.audit.codec import decode_signed_tree_head
 from gateway.audit.store import AuditStore
 

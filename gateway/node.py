@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import structlog
 
-from exchange.codec.envelope import encode_frame
 from exchange.core.clock import Clock, now_ms
+from exchange.core.codec.envelope import encode_frame
 from exchange.core.directory import DirectoryState
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.core.errors import LiaisonError, NotFoundError, StoreError

@@ -28,8 +28,8 @@ import json
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from exchange.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
 from exchange.core import model
+from exchange.core.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
 from exchange.core.directory import SignedDirectory
 from exchange.core.errors import ConfigError, DirectoryInvalidError, map_exceptions
 

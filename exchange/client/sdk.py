@@ -4,7 +4,7 @@
 returns ``exchange.core.api`` types; ``Client`` is the same API for code without
 an event loop (it runs one on a private thread). gRPC errors become
 ``RemoteError`` with the status name and the node's one-line reason.
-Requests and responses are built and read by ``exchange.codec``; this module
+Requests and responses are built and read by ``exchange.core.codec``; this module
 uses only the generated stub.
 
     from exchange.client.sdk import Client
@@ -28,8 +28,6 @@ import grpc
 
 from exchange._pb.liaison.v1 import exchange_pb2_grpc
 from exchange.client.connection import ClientTls, aio_channel, lab_endpoint
-from exchange.codec import attachment as attach_codec
-from exchange.codec import service as codec
 from exchange.core.api import (
     AttachmentRef,
     CaseEntry,
@@ -39,6 +37,8 @@ from exchange.core.api import (
     SendRequest,
     SendResult,
 )
+from exchange.core.codec import attachment as attach_codec
+from exchange.core.codec import service as codec
 from exchange.core.errors import RemoteError
 from exchange.core.model import (
     Alert,
@@ -50,7 +50,7 @@ from exchange.core.model import (
     Person,
     Priority,
 )
-from exchange.runtime.grpcutil import MAX_GRPC_MESSAGE_BYTES
+from exchange.core.wire import MAX_GRPC_MESSAGE_BYTES
 
 __all__ = ["AsyncClient", "Client", "ClientTls", "lab_endpoint", "remote_error"]
 

@@ -1,7 +1,7 @@
 """Domain types of the office node's agency API (ExchangeService).
 
 What agency systems send and get back, independent of gRPC: the servicer
-and the client SDK both speak these; ``exchange.codec.service`` maps them to
+and the client SDK both speak these; ``exchange.core.codec.service`` maps them to
 and from the wire.
 """
 

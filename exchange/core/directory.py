@@ -21,7 +21,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exchange.codec.directory import (
+from exchange.core import model, primitives
+from exchange.core.codec.directory import (
     MAX_SIGNED_DIRECTORY_BYTES,
     AuthoritySignature,
     KeySignature,
@@ -29,7 +30,6 @@ from exchange.codec.directory import (
     encode_directory,
     encode_signed_directory,
 )
-from exchange.core import model, primitives
 from exchange.core.errors import (
     DirectoryError,
     DirectoryInvalidError,

@@ -16,8 +16,10 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exchange.codec.body import decode_body, encode_body
-from exchange.codec.envelope import (
+from exchange.core import errors, primitives
+from exchange.core.attachments import MAX_ATTACHMENTS_PER_MESSAGE, check_against_header, sealed_size_of
+from exchange.core.codec.body import decode_body, encode_body
+from exchange.core.codec.envelope import (
     decode_envelope,
     decode_header,
     decode_signed_statement,
@@ -27,8 +29,6 @@ from exchange.codec.envelope import (
     encode_header_context,
     encode_statement,
 )
-from exchange.core import errors, primitives
-from exchange.core.attachments import MAX_ATTACHMENTS_PER_MESSAGE, check_against_header, sealed_size_of
 from exchange.core.envelope import (
     ENVELOPE_VERSION,
     AttachmentDigest,

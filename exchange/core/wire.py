@@ -36,6 +36,7 @@ __all__ = [
     "IN_PREFIX",
     "IN_STREAM",
     "JS_API",
+    "MAX_GRPC_MESSAGE_BYTES",
     "MAX_MSG_ID_LEN",
     "MAX_PAYLOAD_BYTES",
     "OFFICE_DURABLE_PREFIX",
@@ -188,6 +189,8 @@ def directory_msg_id(data: bytes) -> str:
 HEADER_MSG_ID: Final = "Nats-Msg-Id"
 HEADER_PRIORITY: Final = "Liaison-Priority"
 MAX_PAYLOAD_BYTES: Final = 16 << 20
+# gRPC messages either way, on every server and channel (streamed attachments are cut in 1 MiB chunks).
+MAX_GRPC_MESSAGE_BYTES: Final = 16 << 20
 # Stream limit = payload limit + room for headers (the server's max_payload must be at least this).
 STREAM_MAX_MSG_SIZE: Final = MAX_PAYLOAD_BYTES + (64 << 10)
 DUPLICATE_WINDOW_S: Final = 120.0

@@ -25,11 +25,11 @@ from typing import Final
 
 import structlog
 
-from exchange.codec.body import decode_body
 from exchange.core import primitives
 from exchange.core.api import AttachmentRef
 from exchange.core.attachments import CHUNK_BYTES, ChunkOpener, ChunkSealer
 from exchange.core.clock import Clock
+from exchange.core.codec.body import decode_body
 from exchange.core.errors import (
     AttachmentCorruptError,
     CodecError,

@@ -15,13 +15,6 @@ from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
-from exchange.codec.body import decode_body
-from exchange.codec.envelope import (
-    decode_frame,
-    decode_signed_statement,
-    encode_frame,
-    encode_signed_statement,
-)
 from exchange.core import primitives
 from exchange.core.api import (
     CaseEntry,
@@ -34,6 +27,13 @@ from exchange.core.api import (
     SendResult,
 )
 from exchange.core.clock import Clock, now_ms
+from exchange.core.codec.body import decode_body
+from exchange.core.codec.envelope import (
+    decode_frame,
+    decode_signed_statement,
+    encode_frame,
+    encode_signed_statement,
+)
 from exchange.core.directory import DirectoryState
 from exchange.core.envelope import Receipt, Rejection, Routed, SignedStatement
 from exchange.core.errors import (

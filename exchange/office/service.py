@@ -13,10 +13,10 @@ from typing import Any
 import grpc
 
 from exchange._pb.liaison.v1 import exchange_pb2_grpc
-from exchange.codec import attachment as attach_codec
-from exchange.codec import service as codec
-from exchange.codec.service import EXCHANGE_SERVICE
 from exchange.core.api import SendResult
+from exchange.core.codec import attachment as attach_codec
+from exchange.core.codec import service as codec
+from exchange.core.codec.service import EXCHANGE_SERVICE
 from exchange.office.node import OfficeNode
 from exchange.runtime.grpcutil import Access, grpc_errors, grpc_stream_errors, peer_of
 

@@ -19,11 +19,11 @@ import structlog
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from exchange.codec.health import HEALTH_SERVICE, NOT_SERVING, REFLECTION_SERVICE
+from exchange.core.codec.health import HEALTH_SERVICE, NOT_SERVING, REFLECTION_SERVICE
 from exchange.core.errors import AccessDeniedError, ClientBusyError, ConfigError, LiaisonError, map_exceptions
+from exchange.core.wire import MAX_GRPC_MESSAGE_BYTES
 
 __all__ = [
-    "MAX_GRPC_MESSAGE_BYTES",
     "Access",
     "Peer",
     "grpc_errors",
@@ -104,7 +104,6 @@ def _authorize(servicer: Any, context: grpc.aio.ServicerContext[Any, Any], metho
 
 log = structlog.get_logger()
 
-MAX_GRPC_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 MAX_CONCURRENT_RPCS: Final = 1024
 # One client (certificate, or address on a plaintext server) may hold this many calls at once,
 # streams included; more get RESOURCE_EXHAUSTED, so one agency system cannot take the node.

@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import structlog
 
-from exchange.codec.health import serving_status
 from exchange.core import clock
+from exchange.core.codec.health import serving_status
 from exchange.core.directory import DirectoryState
 from exchange.core.errors import ConfigError
 from exchange.core.expiry import WARN_DAYS, ExpiryItem, expiry_report

@@ -20,7 +20,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health
 
-from exchange.codec.health import SERVING
+from exchange.core.codec.health import SERVING
 from exchange.core.directory import DirectoryState, SignedDirectory, TrustAnchor
 from exchange.core.errors import ConfigError, LiaisonError, map_exceptions
 from exchange.nats.transport import Transport

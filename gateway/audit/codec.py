@@ -18,8 +18,8 @@ from typing import Final, NamedTuple, TypeVar
 from google.protobuf.message import DecodeError
 
 from exchange._pb.liaison.v1 import audit_pb2, directory_pb2, envelope_pb2
-from exchange.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
-from exchange.codec.envelope import parse_limited, signatures_from_pb, signatures_to_pb
+from exchange.core.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
+from exchange.core.codec.envelope import parse_limited, signatures_from_pb, signatures_to_pb
 from exchange.core.envelope import Signature
 from exchange.core.errors import CodecError, OversizeError
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from exchange.codec.envelope import encode_envelope
 from exchange.core import primitives
+from exchange.core.codec.envelope import encode_envelope
 from exchange.core.model import Algorithm, CaseMessage, Directory, Kind, Office, PolicyRule, PublicKey, Suite
 from exchange.core.seal import open_envelope, seal, verify_envelope
 

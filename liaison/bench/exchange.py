@@ -24,10 +24,10 @@ from typing import Any
 import grpc
 
 from exchange.client.sdk import AsyncClient
-from exchange.runtime.grpcutil import MAX_GRPC_MESSAGE_BYTES
+from exchange.core.wire import MAX_GRPC_MESSAGE_BYTES
 from liaison.bench.nats import baseline as nats_baseline
 from liaison.lab.lab import DEFAULT_INVENTORY, Lab
-from liaison.lab.natsserver import free_port
+from liaison.natsserver import free_port
 
 __all__ = ["echo_rate", "echo_server", "grpc_echo_rate", "percentile", "run_exchange"]
 

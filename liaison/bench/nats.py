@@ -23,7 +23,7 @@ from nats.aio.msg import Msg
 from exchange.core.errors import OversizeError
 from exchange.core.wire import MAX_PAYLOAD_BYTES, out_subject
 from exchange.nats.transport import OutboundMessage, connect
-from liaison.lab.natsserver import NatsServer
+from liaison.natsserver import NatsServer
 
 __all__ = ["baseline", "main"]
 

@@ -41,7 +41,6 @@ from typing import Any, Final
 from exchange.client.sdk import AsyncClient
 from liaison.bench.exchange import echo_rate, echo_server, percentile
 from liaison.bench.nats import baseline as nats_baseline
-from liaison.commands.bench_series import size_label
 from liaison.lab.lab import Lab
 
 __all__ = [
@@ -62,6 +61,14 @@ MIB: Final = 1 << 20
 # Longest wait for the next delivery before a point is declared stuck.
 STALL_TIMEOUT_S: Final = 60.0
 _CASE: Final = "BENCH-SERIES"
+
+
+def size_label(n: int) -> str:
+    if n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    if n % 1024 == 0:
+        return f"{n >> 10} KiB"
+    return f"{n} B"
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from gateway.witness.runner import load_witness_config
 from keys import pki
 from keys.keystore import open_keystore
 from liaison.bundles.render import KEYS_ON_NODE, Bundle
-from liaison.lab.natsserver import find_nats_server_binary
+from liaison.natsserver import find_nats_server_binary
 
 __all__ = ["HARDENING", "Result", "check_bundle", "find_bundles"]
 

@@ -17,7 +17,7 @@ paths and subject DNs; reads and writes nothing.
   only (mutual TLS, the same permissions), and ``leafnodes { remotes }`` to
   every hub server over TLS with the site's certificate.
 
-What it does not: start servers (``liaison.lab.natsserver`` does for the lab and
+What it does not: start servers (``liaison.natsserver`` does for the lab and
 tests) or decide permissions (``exchange.nats.permissions`` does).
 """
 
@@ -32,7 +32,7 @@ from typing import Any, Final
 from exchange.core.wire import JS_API
 from exchange.nats.permissions import office_permissions
 from keys.inventory import HubServer, OfficeSite, SiteInventory
-from liaison.lab.natsserver import DEFAULT_MAX_FILE_STORE, DEFAULT_MAX_PAYLOAD
+from liaison.natsserver import DEFAULT_MAX_FILE_STORE, DEFAULT_MAX_PAYLOAD
 
 __all__ = ["TlsPaths", "domain_permissions", "hub_config", "leaf_config", "route_user"]
 

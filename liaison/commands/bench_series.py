@@ -27,14 +27,6 @@ def parse_size(text: str) -> int:
     raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 1024, 64KiB, 1MiB)")
 
 
-def size_label(n: int) -> str:
-    if n % (1 << 20) == 0:
-        return f"{n >> 20} MiB"
-    if n % 1024 == 0:
-        return f"{n >> 10} KiB"
-    return f"{n} B"
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The series options of `liaison bench`; None means the series default."""
     p.add_argument(
@@ -59,7 +51,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> dict[str, Any]:
     """Run the series from parsed arguments, printing progress and the table."""
-    from liaison.bench.series import OFFICES, PAYLOADS, SENDERS, SeriesBudget, format_series_table, run_series
+    from liaison.bench.series import (
+        OFFICES,
+        PAYLOADS,
+        SENDERS,
+        SeriesBudget,
+        format_series_table,
+        run_series,
+        size_label,
+    )
 
     chosen = {
         "seconds": args.point_seconds,

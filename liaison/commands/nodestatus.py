@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.client import connection
 from exchange.client.connection import ClientTls, lab_node
-from exchange.codec.health import (
+from exchange.core.codec.health import (
     HEALTH_SERVICE,
     REFLECTION_SERVICE,
     health_check_request,

@@ -34,7 +34,7 @@ from keys.deployment_pki import DeploymentPki
 from keys.inventory import GatewaySite, Hub, HubServer, Install, OfficeSite, SiteInventory
 from liaison.bundles.nats import TlsPaths, hub_config, leaf_config, route_user
 from liaison.bundles.render import issue_nats_certificates
-from liaison.lab.natsserver import NatsServer, free_port
+from liaison.natsserver import NatsServer, free_port
 
 __all__ = ["CLUSTER", "HUB_DOMAIN", "HUB_SIZE", "ClusterNats", "RenderedNatsServer", "jsz"]
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exchange.client.sdk import Client
-from exchange.codec.envelope import encode_frame
 from exchange.core.api import MessageStatus
 from exchange.core.clock import now_ms
+from exchange.core.codec.envelope import encode_frame
 from exchange.core.directory import SignedDirectory
 from exchange.core.envelope import Envelope
 from exchange.core.errors import LiaisonError

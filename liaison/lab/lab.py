@@ -30,8 +30,8 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from exchange.client.connection import LAB_JSON, ClientTls, channel
-from exchange.codec.health import health_check_request, is_serving
 from exchange.core.clock import now_ms
+from exchange.core.codec.health import health_check_request, is_serving
 from exchange.core.errors import ConfigError
 from exchange.core.wire import inbox_prefix
 from exchange.nats.permissions import render_tls_authorization
@@ -40,7 +40,7 @@ from exchange.runtime.lifecycle import nats_tls
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
 from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
 from liaison.lab.cluster import HUB_DOMAIN, HUB_SIZE, ClusterNats, RenderedNatsServer
-from liaison.lab.natsserver import NatsServer, free_port
+from liaison.natsserver import NatsServer, free_port
 
 __all__ = ["DEFAULT_INVENTORY", "TOPOLOGIES", "Lab", "NodeProcess"]
 

@@ -11,10 +11,10 @@ import structlog
 
 from exchange.core.wire import gateway_client_name
 from exchange.nats.transport import Transport, connect
-from exchange.office.metrics import metrics_endpoint, node_watchers, run_with
 from exchange.runtime.grpcutil import new_server
 from exchange.runtime.health import probe
 from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_node
+from exchange.runtime.metrics import metrics_endpoint, node_watchers, run_with
 from gateway.audit.postgres import PostgresAuditStore
 from gateway.audit.sqlite import SQLiteAuditStore
 from gateway.audit.store import AuditStore

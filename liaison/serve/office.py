@@ -1,7 +1,7 @@
 """`liaison office serve`: wire config, keys, store, gRPC and NATS into a running node.
 
 Beside the node run its watchers: live gRPC health (``exchange.runtime.health``),
-sampled metrics and key/certificate expiry (``exchange.office.metrics``); the
+sampled metrics and key/certificate expiry (``exchange.runtime.metrics``); the
 ``/metrics`` endpoint is served when the config has a ``[metrics]`` section.
 """
 
@@ -12,20 +12,14 @@ import structlog
 from exchange.core.wire import office_client_name
 from exchange.nats.transport import Transport, connect
 from exchange.office.config import OfficeConfig
-from exchange.office.metrics import (
-    OfficeMetrics,
-    metrics_endpoint,
-    node_watchers,
-    out_queue_depth,
-    run_with,
-    sample_office,
-)
+from exchange.office.metrics import OfficeMetrics, out_queue_depth, sample_office
 from exchange.office.node import OfficeNode
 from exchange.office.service import SERVICE_NAME, ExchangeServicer, agency_access
 from exchange.office.store import OfficeStore
 from exchange.runtime.grpcutil import new_server
 from exchange.runtime.health import probe
 from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_node
+from exchange.runtime.metrics import metrics_endpoint, node_watchers, run_with
 from keys.keystore import open_keystore, passphrase_from
 
 __all__ = ["serve_office"]

@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from exchange.codec.body import encode_body
-from exchange.codec.envelope import (
+from exchange.core import model, primitives
+from exchange.core.codec.body import encode_body
+from exchange.core.codec.envelope import (
     encode_envelope,
     encode_frame,
     encode_signed_statement,
     encode_statement,
 )
-from exchange.core import model, primitives
 from exchange.core.directory import SignedDirectory, TrustAnchor, sign_directory
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.core.seal import seal, sign_statement

@@ -12,7 +12,7 @@ from __future__ import annotations
 from _harness import instrumented, run
 
 with instrumented():
-    from exchange.codec.directory import decode_signed_directory
+    from exchange.core.codec.directory import decode_signed_directory
     from exchange.core.directory import verify_directory
     from exchange.core.errors import CodecError, DirectoryError
     from tests.fuzz.corpus import build_corpus

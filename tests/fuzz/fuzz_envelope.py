@@ -13,7 +13,7 @@ import contextlib
 from _harness import instrumented, run
 
 with instrumented():
-    from exchange.codec.envelope import decode_envelope, encode_envelope
+    from exchange.core.codec.envelope import decode_envelope, encode_envelope
     from exchange.core.errors import CodecError, EnvelopeError
     from exchange.core.seal import open_envelope, verify_envelope
     from tests.fuzz.corpus import NOW_MS, RECIPIENTS, build_corpus

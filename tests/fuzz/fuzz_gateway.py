@@ -13,7 +13,7 @@ from _harness import instrumented, run
 
 with instrumented():
     from exchange import primitives
-    from exchange.codec.envelope import encode_frame
+    from exchange.core.codec.envelope import encode_frame
     from gateway.audit.codec import decode_record, encode_record
     from gateway.decide import Accepted, Forward, Prior, Refused, Resume, decide
     from tests.fuzz.corpus import NOW_MS, RECIPIENTS, SENDER, build_corpus

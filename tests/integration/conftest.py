@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exchange.nats.transport import Transport, connect
-from liaison.lab.natsserver import NatsServer
+from liaison.natsserver import NatsServer
 
 ConnectTransport = Callable[..., Awaitable[Transport]]
 

@@ -28,7 +28,7 @@ from exchange.client.sdk import Client, ClientTls
 from keys.inventory import load_site_inventory
 from liaison.bundles.render import KEYS_BUNDLED, render
 from liaison.lab.lab import NodeProcess
-from liaison.lab.natsserver import find_nats_server_binary, free_port
+from liaison.natsserver import find_nats_server_binary, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
 PASSPHRASE = b"deploy-test-passphrase"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from exchange.codec.envelope import encode_frame
+from exchange.core.codec.envelope import encode_frame
 from exchange.core.directory import SignedDirectory
 from exchange.core.envelope import Envelope
 from exchange.core.identity import OfficeIdentity

@@ -44,7 +44,7 @@ from gateway.console import load_token, start_console
 from gateway.metrics import GatewayMetrics
 from gateway.node import GatewayNode
 from liaison.lab.lab import Lab
-from liaison.lab.natsserver import free_port
+from liaison.natsserver import free_port
 from tests.integration.labutil import INVENTORY, identity, wait_for
 
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"

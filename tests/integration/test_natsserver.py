@@ -14,7 +14,7 @@ import pytest
 from exchange.core.errors import ConfigError, TransportError
 from exchange.core.wire import OUT_STREAM, out_subject
 from exchange.nats.transport import PubAck, Transport
-from liaison.lab.natsserver import NatsServer, find_nats_server_binary, free_port
+from liaison.natsserver import NatsServer, find_nats_server_binary, free_port
 
 ConnectTransport = Callable[..., Awaitable[Transport]]
 

@@ -25,12 +25,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from exchange.client.sdk import Client
 from exchange.core.model import AlertCategory, Algorithm, Priority
 from exchange.core.wire import IN_STREAM, in_subject
-from exchange.office.metrics import consumer_lag, stream_consumer_lags
+from exchange.runtime.metrics import consumer_lag, stream_consumer_lags
 from gateway.audit.treehead import sign_cosignature
 from gateway.client import AuditClient
 from liaison.cli import main
 from liaison.lab.lab import Lab, NodeProcess
-from liaison.lab.natsserver import NatsServer
+from liaison.natsserver import NatsServer
 from tests.integration.conftest import ConnectTransport
 from tests.integration.labutil import INVENTORY, directory, identity, wait_for
 

@@ -27,7 +27,7 @@ from exchange.core.wire import (
     out_subject,
 )
 from exchange.nats.transport import BatchHandler, Delivered, Transport
-from liaison.lab.natsserver import NatsServer
+from liaison.natsserver import NatsServer
 from tests.integration.aioutil import WAIT, each, running
 
 ConnectTransport = Callable[..., Awaitable[Transport]]

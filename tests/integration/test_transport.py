@@ -21,7 +21,7 @@ from exchange.core.wire import (
     out_subject,
 )
 from exchange.nats.transport import Delivered, OutboundMessage, PermanentError, Transport, connect
-from liaison.lab.natsserver import NatsServer, free_port
+from liaison.natsserver import NatsServer, free_port
 from tests.integration.aioutil import WAIT, each, running
 
 ConnectTransport = Callable[..., Awaitable[Transport]]

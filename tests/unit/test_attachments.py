@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from exchange.codec.body import decode_body, encode_body
 from exchange.core import errors
 from exchange.core.attachments import CHUNK_BYTES, ChunkOpener, ChunkSealer, sealed_size_of
+from exchange.core.codec.body import decode_body, encode_body
 from exchange.core.model import Attachment, AttachmentManifest, CaseMessage, Directory, Suite
 from exchange.core.seal import open_envelope, seal
 from tests.unit.conftest import NOW_MS

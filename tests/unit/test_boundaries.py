@@ -37,7 +37,7 @@ from exchange.runtime.lifecycle import load_directory, nats_tls
 from gateway.config import load_gateway_config
 from keys import directory_file, keystore, pki
 from liaison.cli import main
-from liaison.lab.natsserver import free_port
+from liaison.natsserver import free_port
 
 GARBAGE_PEM = b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
 RU = "ru-mvd-dushanbe"

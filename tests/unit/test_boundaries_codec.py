@@ -5,7 +5,7 @@ input no honest peer sends: an unknown enum number, bytes that do not parse,
 a response without its payload. The result must be ``CodecError`` (or its
 ``OversizeError``), raised ``from`` the foreign exception when there was one,
 so that no ``ValueError``, ``KeyError`` or protobuf ``DecodeError`` escapes
-``exchange.codec``, ``gateway.audit.codec`` or ``gateway.client``.
+``exchange.core.codec``, ``gateway.audit.codec`` or ``gateway.client``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from google.protobuf.message import DecodeError
 
 from exchange._pb.liaison.v1 import audit_pb2, body_pb2, exchange_pb2
-from exchange.codec import service as codec
-from exchange.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
+from exchange.core.codec import service as codec
+from exchange.core.codec.directory import MAX_SIGNED_DIRECTORY_BYTES
 from exchange.core.errors import CodecError, OversizeError
 from gateway.audit import codec as audit_codec
 from gateway.client import AuditClient, AuditFilter
@@ -41,7 +41,7 @@ def _alert_request(handling: int) -> exchange_pb2.SendAlertRequest:
     )
 
 
-# exchange/codec/service.py: ExchangeService messages, both directions.
+# exchange/core/codec/service.py: ExchangeService messages, both directions.
 EXCHANGE_CASES = {
     "status-unknown-receipt-state": Case(
         lambda: codec.status_from_pb(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from exchange._pb.liaison.v1 import body_pb2, envelope_pb2, transport_pb2
-from exchange.codec import body as body_codec
-from exchange.codec import envelope as env_codec
 from exchange.core import errors
+from exchange.core.codec import body as body_codec
+from exchange.core.codec import envelope as env_codec
 from exchange.core.envelope import Receipt, Rejection, Routed
 from exchange.core.ids import check_message_id, new_message_id, uuid7_time_ms
 from exchange.core.model import CaseMessage, Reason, ReceiptState, Suite

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from exchange.codec import body as body_codec
 from exchange.core import errors, seal
+from exchange.core.codec import body as body_codec
 from exchange.core.directory import DirectoryState, TrustAnchor
 from exchange.core.identity import generate
 from exchange.core.model import Authority, CaseMessage, Directory, Suite

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from exchange.codec.envelope import encode_frame
 from exchange.core import errors, primitives
+from exchange.core.codec.envelope import encode_frame
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed
 from exchange.core.model import Alert, AlertCategory, Directory, Priority, Reason, ReceiptState, Suite
 from exchange.core.seal import seal, sign_statement

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from exchange.codec.directory import (
+from exchange.core import model, primitives
+from exchange.core.codec.directory import (
     MAX_SIGNED_DIRECTORY_BYTES,
     AuthoritySignature,
     decode_directory,
@@ -15,7 +16,6 @@ from exchange.codec.directory import (
     encode_directory,
     encode_signed_directory,
 )
-from exchange.core import model, primitives
 from exchange.core.directory import (
     DirectoryState,
     SignedDirectory,

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange._pb.liaison.v1 import transport_pb2
-from exchange.codec.envelope import encode_frame
 from exchange.core import errors, primitives
+from exchange.core.codec.envelope import encode_frame
 from exchange.core.envelope import Routed
 from gateway.audit.codec import decode_record, encode_record
 from gateway.decide import Accepted, Decision, Forward, Prior, Refused, Resume, decide

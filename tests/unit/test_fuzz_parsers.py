@@ -41,10 +41,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange._pb.liaison.v1 import audit_pb2, body_pb2, directory_pb2, envelope_pb2, transport_pb2
-from exchange.codec import body as body_codec
-from exchange.codec import directory as directory_codec
-from exchange.codec import envelope as envelope_codec
 from exchange.core import errors, identity, primitives
+from exchange.core.codec import body as body_codec
+from exchange.core.codec import directory as directory_codec
+from exchange.core.codec import envelope as envelope_codec
 from exchange.core.directory import verify_directory
 from exchange.core.seal import open_envelope, verify_envelope, verify_statement
 from exchange.office.config import load_office_config

@@ -29,8 +29,9 @@ from exchange.core.expiry import CERTIFICATE, KEY, ExpiryItem
 from exchange.core.identity import generate
 from exchange.core.model import Directory
 from exchange.office.config import load_office_config
-from exchange.office.metrics import OfficeMetrics, serve_metrics
+from exchange.office.metrics import OfficeMetrics
 from exchange.runtime.health import HealthReport, log_expiry, node_expiry, probe, watch_health
+from exchange.runtime.metrics import serve_metrics
 from gateway.audit.codec import encode_signed_tree_head, encode_tree_head
 from gateway.audit.treehead import SignedTreeHead, TreeHead
 from gateway.config import load_gateway_config
@@ -38,7 +39,7 @@ from gateway.metrics import AuditSampler, GatewayMetrics
 from keys.pki import create_ca, issue
 from liaison.cli import main
 from liaison.commands.nodestatus import NodeStatus, lab_node, render, summarize
-from liaison.lab.natsserver import free_port
+from liaison.natsserver import free_port
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.codec.body import encode_body
-from exchange.codec.envelope import decode_envelope, encode_envelope, encode_signed_statement
 from exchange.core import errors, primitives
+from exchange.core.codec.body import encode_body
+from exchange.core.codec.envelope import decode_envelope, encode_envelope, encode_signed_statement
 from exchange.core.envelope import Receipt, Rejection
 from exchange.core.ids import uuid7_time_ms
 from exchange.core.model import (

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from exchange.codec.envelope import encode_envelope, encode_header, encode_header_context
 from exchange.core import errors, primitives
+from exchange.core.codec.envelope import encode_envelope, encode_header, encode_header_context
 from exchange.core.envelope import Envelope, Signature
 from exchange.core.model import (
     Alert,

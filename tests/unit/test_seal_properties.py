@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.codec.envelope import encode_envelope
 from exchange.core import errors
+from exchange.core.codec.envelope import encode_envelope
 from exchange.core.model import Alert, AlertCategory, Attachment, CaseMessage, Priority, Suite
 from exchange.core.seal import open_envelope, seal
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.codec.body import decode_body
 from exchange.core import primitives
+from exchange.core.codec.body import decode_body
 from exchange.core.model import Algorithm, Directory, Kind, Office, PolicyRule, PublicKey
 from exchange.core.seal import open_envelope, verify_envelope
 

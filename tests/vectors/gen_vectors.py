@@ -14,9 +14,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from exchange.codec.body import encode_body
-from exchange.codec.envelope import encode_envelope
 from exchange.core import primitives
+from exchange.core.codec.body import encode_body
+from exchange.core.codec.envelope import encode_envelope
 from exchange.core.model import (
     Alert,
     AlertCategory,

@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Final, TypeVar
 
 from exchange._pb.liaison.v1 import body_pb2, exchange_pb2
-from exchange.codec.body import body_from_pb, body_to_pb
-from exchange.codec.envelope import decode_enum, signed_statement_from_pb, signed_statement_to_pb
 from exchange.core.api import (
     CaseEntry,
     Delivery,
@@ -23,6 +21,8 @@ from exchange.core.api import (
     SendRequest,
     SendResult,
 )
+from exchange.core.codec.body import body_from_pb, body_to_pb
+from exchange.core.codec.envelope import decode_enum, signed_statement_from_pb, signed_statement_to_pb
 from exchange.core.envelope import SignedStatement
 from exchange.core.errors import CodecError
 from exchange.core.ids import check_message_id

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from exchange._pb.liaison.v1 import body_pb2, envelope_pb2
-from exchange.codec.envelope import decode_enum, parse_limited
+from exchange.core.codec.envelope import decode_enum, parse_limited
 from exchange.core.errors import CodecError
 from exchange.core.model import (
     Alert,
