@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from exchange.client.sdk import Client
+from exchange.client import Client
 from exchange.core.model import AlertCategory, Priority, ReceiptState
 
 lab = sys.argv[1] if len(sys.argv) > 1 else "lab"

@@ -1,8 +1,11 @@
-"""Liaison office node and the shared envelope core.
+"""The office node, the SDK and the core every Liaison process shares.
 
-The pure core (``model``, ``codec``, ``seal``, ``directory``) takes bytes and an
-injected clock and does no I/O; the shells (node, service, transport, client)
-move those bytes over gRPC, NATS and SQLite.
+``core`` is pure (bytes and an injected clock in, values or a precise error
+out; the codec inside it is the only user of generated protobuf classes);
+``nats`` and ``runtime`` are thin I/O shells over NATS, gRPC and SQLite;
+``office`` is the office node built on them; ``client`` is the SDK for agency
+systems and imports no server plumbing. docs/architecture.md states what each
+may import, and tests/unit/test_architecture.py keeps it so.
 """
 
-__all__: list[str] = []
+__all__ = ["client", "core", "nats", "office", "runtime"]

@@ -5,4 +5,4 @@ types in ``exchange.core.model``; every decoder checks its named size limit befo
 parsing and maps protobuf errors to ``CodecError``.
 """
 
-__all__: list[str] = []
+__all__ = ["attachment", "body", "directory", "envelope", "health", "service"]
