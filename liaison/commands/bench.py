@@ -92,12 +92,37 @@ def _attachments(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": runs}
 
 
+def _poison(args: argparse.Namespace) -> dict[str, Any]:
+    from liaison.bench.poison import run_poison
+
+    result = run_poison(count=args.count, concurrency=args.concurrency[0])
+    for phase in ("before", "flood", "after"):
+        r = result[phase]
+        print(
+            f"poison {phase:6}: {r['messages']} honest messages, "
+            f"latency p50 {r['latency_ms_p50']:.1f} ms p99 {r['latency_ms_p99']:.1f} ms"
+        )
+    f = result["flood"]
+    print(
+        f"  flood: {f['poison_frames_published']} poison frames ({f['poison_frames_per_s']:.0f}/s), "
+        f"{f['poison_frames_audited_as_rejected']} audited as rejected, "
+        f"backlog drained {f['backlog_drained_s_after_flood']:.1f} s after the flood"
+    )
+    return result
+
+
 def _bench(args: argparse.Namespace) -> int:
     configure("bench", "console", "error")
     which = ("crypto", "exchange", "audit") if args.which == "all" else (args.which,)
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name in which:
-        runners = {"crypto": _crypto, "exchange": _exchange, "audit": _audit, "attachments": _attachments}
+        runners = {
+            "crypto": _crypto,
+            "exchange": _exchange,
+            "audit": _audit,
+            "attachments": _attachments,
+            "poison": _poison,
+        }
         report[name] = runners[name](args)
         print()
     out = Path(args.out)
@@ -108,7 +133,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks with same-run baselines")
-    choices = ("crypto", "exchange", "audit", "attachments", "all")
+    choices = ("crypto", "exchange", "audit", "attachments", "poison", "all")
     p.add_argument("which", nargs="?", choices=choices, default="all")
     p.add_argument("--out", default="bench-report.json", help="JSON report path")
     p.add_argument("--seconds", type=float, default=1.0, help="crypto: seconds per case")
