@@ -66,8 +66,12 @@ def poison_frames(sender: str) -> list[bytes]:
     return [envelope, b"\xff" + os.urandom(512)]
 
 
-async def _honest(lab: Lab, count: int, concurrency: int) -> list[float]:
-    """Send → delivery latencies (ms) of ``count`` case messages from SENDER to RECIPIENT."""
+async def _honest(lab: Lab, count: int, rate: float) -> list[float]:
+    """Send → delivery latencies (ms) of ``count`` case messages from SENDER to RECIPIENT.
+
+    Paced at ``rate`` messages per second (an open loop well below capacity), so a
+    latency is one message's, not a queue's built by the benchmark itself.
+    """
     sender = AsyncClient.from_lab(lab.root, SENDER)
     recipient = AsyncClient.from_lab(lab.root, RECIPIENT)
     sent_at: dict[str, float] = {}
@@ -82,18 +86,18 @@ async def _honest(lab: Lab, count: int, concurrency: int) -> list[float]:
                 done.set()
 
     receiver = asyncio.create_task(receive())
-    remaining = count
 
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            t0 = time.perf_counter()
-            result = await sender.send_case_message([RECIPIENT], case_id="BENCH-POISON", text="x" * 256)
-            sent_at[result.message_id] = t0
+    async def one() -> None:
+        t0 = time.perf_counter()
+        result = await sender.send_case_message([RECIPIENT], case_id="BENCH-POISON", text="x" * 256)
+        sent_at[result.message_id] = t0
 
     try:
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        sends = []
+        for _ in range(count):
+            sends.append(asyncio.create_task(one()))
+            await asyncio.sleep(1 / rate)
+        await asyncio.gather(*sends)
         await asyncio.wait_for(done.wait(), timeout=max(120.0, count / 10))
     finally:
         receiver.cancel()
@@ -126,12 +130,12 @@ async def _flood(lab: Lab, stop: asyncio.Event) -> int:
     return published
 
 
-async def _phase_with_flood(lab: Lab, count: int, concurrency: int) -> tuple[list[float], int]:
+async def _phase_with_flood(lab: Lab, count: int, rate: float) -> tuple[list[float], int]:
     stop = asyncio.Event()
     flood = asyncio.create_task(_flood(lab, stop))
     await asyncio.sleep(1.0)  # the flood is under way before the first honest message
     try:
-        latencies = await _honest(lab, count, concurrency)
+        latencies = await _honest(lab, count, rate)
     finally:
         stop.set()
     return latencies, await flood
@@ -145,18 +149,24 @@ def _summary(latencies: list[float]) -> dict[str, float]:
     }
 
 
-def run_poison(*, count: int = 300, concurrency: int = 4, lab_dir: Path | None = None) -> dict[str, Any]:
-    """The three phases in one lab (started and stopped here)."""
+def run_poison(
+    *, count: int = 300, rate: float = 20.0, inventory: Path | None = None, lab_dir: Path | None = None
+) -> dict[str, Any]:
+    """The three phases in one lab (started and stopped here); ``rate``: honest messages per second.
+
+    ``inventory``: the lab's (default: the built-in lab); its ``[limits] sender_rate_per_s``
+    is the gateway's per-office admission, which the flood meets.
+    """
     with tempfile.TemporaryDirectory(prefix="liaison-bench-poison-") as tmp:
-        lab = Lab(lab_dir or Path(tmp), inventory=DEFAULT_INVENTORY)
+        lab = Lab(lab_dir or Path(tmp), inventory=inventory or DEFAULT_INVENTORY)
         lab.start()
         try:
-            asyncio.run(_honest(lab, min(50, count), concurrency))  # warm-up
-            before = asyncio.run(_honest(lab, count, concurrency))
+            asyncio.run(_honest(lab, min(50, count), rate))  # warm-up
+            before = asyncio.run(_honest(lab, count, rate))
             with AuditClient.from_lab(lab.root) as audit:
                 rejected_before = _rejected(audit)
                 flood_started = time.perf_counter()
-                during, published = asyncio.run(_phase_with_flood(lab, count, concurrency))
+                during, published = asyncio.run(_phase_with_flood(lab, count, rate))
                 flood_s = time.perf_counter() - flood_started
                 # Every poison frame ends as an audited rejection (bounded wait): none lost, none stuck.
                 drained = time.perf_counter()
@@ -165,10 +175,11 @@ def run_poison(*, count: int = 300, concurrency: int = 4, lab_dir: Path | None =
                     time.sleep(0.5)
                 audited = _rejected(audit) - rejected_before
                 drain_s = time.perf_counter() - drained
-            after = asyncio.run(_honest(lab, count, concurrency))
+            after = asyncio.run(_honest(lab, count, rate))
         finally:
             lab.stop()
     return {
+        "honest_rate_per_s": rate,
         "before": _summary(before),
         "flood": {
             **_summary(during),

@@ -1,4 +1,4 @@
-"""`liaison bench [crypto|exchange|audit|all]`: measured figures, a JSON report and a table.
+"""`liaison bench [crypto|exchange|audit|attachments|poison|all]`: figures, a JSON report and a table.
 
 Each benchmark measures its raw baselines in the same run (see the modules
 it calls), so figures are comparable across machines as ratios.
@@ -95,7 +95,8 @@ def _attachments(args: argparse.Namespace) -> dict[str, Any]:
 def _poison(args: argparse.Namespace) -> dict[str, Any]:
     from liaison.bench.poison import run_poison
 
-    result = run_poison(count=args.count, concurrency=args.concurrency[0])
+    inventory = Path(args.inventory) if args.inventory else None
+    result = run_poison(count=args.count, rate=args.rate, inventory=inventory)
     for phase in ("before", "flood", "after"):
         r = result[phase]
         print(
@@ -140,6 +141,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--count", type=int, default=2000, help="exchange: messages per run")
     p.add_argument("--concurrency", type=int, nargs="+", default=[64], help="exchange: concurrent senders")
     p.add_argument("--body", type=int, default=1024, help="exchange: body bytes")
+    p.add_argument("--rate", type=float, default=20.0, help="poison: honest messages per second")
+    p.add_argument("--inventory", default=None, help="poison: lab inventory (default: the built-in lab)")
     add_series_arguments(p)
     p.add_argument(
         "--audit-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
