@@ -151,6 +151,20 @@ def test_poison_headers_end_as_audited_rejections_and_others_flow(lab: Lab, audi
         assert "case_id" in record.detail
         assert "128" in record.detail
         assert record.case_id == ""  # the oversize value is not copied into the log
+    # The sender office got each signed rejection (it sent none of them itself, so its node
+    # logs a rejection for a message it does not know, by id).
+    office_log = lab.nodes[RU].log
+    wait_for(
+        lambda: all(m in office_log.read_text(errors="replace") for m in poison_ids),
+        timeout=SETTLE_S,
+        what="the signed rejections at the sender office",
+    )
+    rejections = [
+        line
+        for line in office_log.read_text(errors="replace").splitlines()
+        if "rejection_for_unknown" in line
+    ]
+    assert all(any(m in line for line in rejections) for m in poison_ids)
 
 
 def _with_case_id(lab: Lab, sender: str, recipients: list[str], case_id: str, *, text: str) -> Envelope:
