@@ -12,6 +12,10 @@ The plan for an envelope (``decide``), each step stopping an attack:
 (1) size before parsing (memory exhaustion);
 (2) parse the frame (malformed input); a signed statement goes to the
     receipt plan below, a routed frame is refused (offices do not route);
+(2b) every header field within its named bound (``exchange.core.bounds``): a
+    field over its bound is refused with a record that leaves the field out,
+    so one office's poison header cannot make a record the audit store refuses
+    or a reader cannot read (a halted log, a frame retried for ever);
 (3) the envelope's claimed sender must be the office whose subject carried it
     (one office posing as another);
 (4) the envelope core's verification: directory membership, key validity and
@@ -35,12 +39,21 @@ The plan for a receipt (``_receipt``):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from exchange.core import primitives
+from exchange.core.bounds import MAX_DETAIL_LEN
 from exchange.core.codec.envelope import decode_frame
-from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
+from exchange.core.envelope import (
+    Envelope,
+    Receipt,
+    Rejection,
+    Routed,
+    SignedStatement,
+    check_envelope_bounds,
+)
 from exchange.core.errors import (
     CodecError,
     LiaisonError,
@@ -132,14 +145,19 @@ class _Arrival:
     source_seq: int  # its out-stream sequence (0: unknown)
 
 
-def _refuse(error: LiaisonError, arrival: _Arrival, envelope: Envelope | None) -> Refused:
+def _refuse(
+    error: LiaisonError, arrival: _Arrival, envelope: Envelope | None, *, within_bounds: bool = True
+) -> Refused:
     record = _envelope_record(envelope, arrival, Verdict.REJECTED, error=error)
+    if not within_bounds:
+        # Only what was checked: the id (a UUIDv7) and digests; the offending fields stay out.
+        record = dataclasses.replace(record, recipients=(), case_id="")
     return Refused(error, record, arrival.from_office)
 
 
 def _detail(error: LiaisonError) -> str:
     # Error texts name ids, keys and fields, never content; keep them short in the log.
-    return str(error)[:300]
+    return str(error)[:MAX_DETAIL_LEN]
 
 
 def _envelope_record(
@@ -207,6 +225,11 @@ def decide(
         routed = CodecError("offices may not send routed frames")
         return _refuse(routed, arrival, None)
     envelope = frame
+    # (2b): every field within its bound, before anything of it is used or logged.
+    try:
+        check_envelope_bounds(envelope)
+    except CodecError as e:
+        return _refuse(e, arrival, envelope, within_bounds=False)
     # (3): the subject names the sender.
     if envelope.header.context.sender != from_office:
         claimed = envelope.header.context.sender

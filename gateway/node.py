@@ -17,13 +17,14 @@ from dataclasses import replace
 
 import structlog
 
+from exchange.core.bounds import MAX_DETAIL_LEN
 from exchange.core.clock import Clock, now_ms
 from exchange.core.codec.envelope import encode_frame
 from exchange.core.directory import DirectoryState
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
-from exchange.core.errors import LiaisonError, NotFoundError, StoreError
+from exchange.core.errors import DirectoryError, LiaisonError, NotFoundError, StoreError, TransportError
 from exchange.core.identity import OfficeIdentity
-from exchange.core.model import Reason, ReceiptState, Suite
+from exchange.core.model import Reason, ReceiptState, Suite, check_id
 from exchange.core.seal import sign_statement
 from exchange.core.wire import (
     OUT_FILTER,
@@ -43,7 +44,6 @@ from gateway.audit.codec import (
     decode_record,
     decode_signature,
     decode_signed_tree_head,
-    encode_record,
     encode_signature,
     encode_signed_tree_head,
     encode_tree_head,
@@ -58,8 +58,9 @@ from gateway.audit.treehead import (
     sign_tree_head,
     verify_cosignature,
 )
-from gateway.decide import Accepted, Forward, InFlight, Prior, Refused, Resume, decide
+from gateway.decide import Accepted, Decision, Forward, InFlight, Prior, Refused, Resume, decide
 from gateway.metrics import GatewayMetrics
+from gateway.writer import AuditWriter, RecordRefusedError
 
 __all__ = ["GatewayNode"]
 
@@ -72,56 +73,9 @@ CONSUME_BATCH = 256
 ACK_WAIT_S = 10.0
 # Audit entries read per page when looking up the records of one message id.
 LOOKUP_PAGE = 64
-
-
-class _AuditWriter:
-    """Collects records from concurrent handlers and appends them in one transaction."""
-
-    def __init__(self, store: AuditStore, metrics: GatewayMetrics | None = None) -> None:
-        self._store = store
-        self._metrics = metrics  # metrics
-        self._pending: list[tuple[AuditRecord, asyncio.Future[int]]] = []
-        self.failure: str | None = None  # the last append's error, until an append succeeds
-        self._wake = asyncio.Event()
-
-    async def append(self, record: AuditRecord) -> int:
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, fut))
-        self._wake.set()
-        return await fut
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, []
-            if not batch:
-                continue
-            entries = [(encode_record(r), r.index_columns()) for r, _ in batch]
-            try:
-                indices = await asyncio.to_thread(self._store.append, entries)
-            except Exception as e:  # noqa: BLE001 - every waiter gets the store's failure
-                if self.failure is None:
-                    # Disk full, read-only, database gone: nothing is acknowledged, the
-                    # frames stay in JetStream and come back; health reports NOT_SERVING.
-                    log.warning("audit_store_failed", error=str(e)[:300])
-                self.failure = str(e)[:300]
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            if self._metrics is not None:  # metrics: records per successful commit
-                self._metrics.on_commit(len(entries))
-            if self.failure is not None:
-                log.info("audit_store_recovered")
-                self.failure = None
-            for (_, fut), index in zip(batch, indices, strict=True):
-                if not fut.done():
-                    fut.set_result(index)
-
-    @property
-    def pending(self) -> int:  # metrics: records waiting for the next commit
-        return len(self._pending)
+# A frame whose handling failed this many times (its own fault, not an outage) is parked.
+POISON_ATTEMPTS = 5
+MAX_TRACKED_FAILURES = 10_000
 
 
 class GatewayNode:
@@ -145,10 +99,12 @@ class GatewayNode:
         self.tree_head_interval_s = tree_head_interval_s
         self.stream_replicas = stream_replicas
         self.metrics = metrics  # observability: hooks marked "# metrics"
-        self._writer = _AuditWriter(store, self.metrics)
+        self._writer = AuditWriter(store, self.metrics)
         self.metrics.watch_writer(lambda: self._writer.pending)  # metrics
         self._accepting: set[str] = set()
         self._receipts_in_flight: set[tuple[str, int, str]] = set()
+        # Frames whose handling failed (not a store or NATS outage): (subject, seq) -> (count, error).
+        self._failures: dict[tuple[str, int], tuple[int, str]] = {}
         self._transport: Transport | None = None
         self.ready = asyncio.Event()
         self._head_lock = threading.Lock()
@@ -202,6 +158,14 @@ class GatewayNode:
             prior=lookup,
             source_seq=item.seq,
         )
+        try:
+            await self._dispatch(decision, now)
+        except RecordRefusedError as e:
+            # The store took the other records of the commit and refused this one: the
+            # frame fails alone, as an audited rejection, instead of coming back for ever.
+            await self._refuse(_store_refused(decision, e, office, item, now), now)
+
+    async def _dispatch(self, decision: Decision, now: int) -> None:
         if isinstance(decision, Accepted):
             await self._accept(decision.envelope, decision.record)
         elif isinstance(decision, Resume):
@@ -248,10 +212,51 @@ class GatewayNode:
     async def handle_batch(self, items: Sequence[Delivered]) -> list[BaseException | None]:
         """A fetched batch, handled concurrently: its audit records share one commit."""
         results = await asyncio.gather(
-            *(self.metrics.timed(self.handle(item)) for item in items),  # metrics: processing latency
+            *(self.metrics.timed(self._handle_or_park(item)) for item in items),  # metrics: latency
             return_exceptions=True,
         )
         return [r if isinstance(r, BaseException) else None for r in results]
+
+    async def _handle_or_park(self, item: Delivered) -> None:
+        """``handle``, unless the frame failed POISON_ATTEMPTS times already: then it is parked.
+
+        Only failures of the frame's own handling count (a bug its bytes trigger), not a
+        store or NATS outage: those leave every frame in JetStream until they are over.
+        Parking writes a dead-letter audit record (rejected, malformed, its out-stream
+        sequence and size) and acknowledges the frame: no frame is retried for ever.
+        """
+        key = (item.subject, item.seq)
+        failures = self._failures.get(key)
+        if failures is not None and failures[0] >= POISON_ATTEMPTS:
+            await self._park(item, *failures)
+            del self._failures[key]
+            return
+        try:
+            await self.handle(item)
+        except (StoreError, TransportError, DirectoryError):
+            raise  # an outage or no directory yet: every frame waits, none is this frame's fault
+        except Exception as e:
+            if len(self._failures) < MAX_TRACKED_FAILURES:
+                count = failures[0] + 1 if failures else 1
+                self._failures[key] = (count, type(e).__name__)
+            log.warning("frame_failed", seq=item.seq, subject=item.subject, error_type=type(e).__name__)
+            raise
+        self._failures.pop(key, None)
+
+    async def _park(self, item: Delivered, attempts: int, error_type: str) -> None:
+        office = office_of_out_subject(item.subject)
+        record = AuditRecord(
+            at_ms=self.clock(),
+            verdict=Verdict.REJECTED,
+            sender=_record_sender(office),
+            envelope_size=len(item.payload),
+            reason=Reason.MALFORMED,
+            detail=f"frame parked after {attempts} failed attempts ({error_type})",
+            source_seq=item.seq,
+        )
+        index = await self._writer.append(record)
+        self.metrics.on_rejected(Reason.MALFORMED.label)  # metrics
+        log.error("frame_parked", seq=item.seq, office=record.sender, attempts=attempts, log_index=index)
 
     def check_store_writes(self) -> None:
         """Raise while audit appends fail (for health checks): the gateway is not accepting."""
@@ -376,8 +381,9 @@ class GatewayNode:
             handle,
             batch=batch,
             ack_wait=ACK_WAIT_S,
-            # Every frame ends as an audit record; the only failures left are transient
-            # (store, NATS), so a frame is retried for as long as it takes, never parked.
+            # Every frame ends as an audit record: a frame that keeps failing on its own is
+            # parked by _handle_or_park (a dead-letter record); a store or NATS outage is
+            # waited out (nothing is dropped by a delivery count while it lasts).
             max_deliver=-1,
         )
 
@@ -492,6 +498,33 @@ class _TokenBucket:
                 self._tokens -= n
                 return
             await asyncio.sleep(max(0.01, (min(n, burst) - self._tokens) / rate))
+
+
+def _record_sender(office: str) -> str:
+    """The subject's office token when it is an office id; a fixed marker otherwise."""
+    try:
+        return check_id(office, "office")
+    except ValueError:
+        return "invalid-subject"
+
+
+def _store_refused(
+    decision: Decision, error: RecordRefusedError, office: str, item: Delivered, now: int
+) -> Refused:
+    """The rejection that replaces a decision whose audit record the store refused: only checked fields."""
+    record = decision.prior if isinstance(decision, Resume) else decision.record
+    message_id = record.message_id if isinstance(record, AuditRecord) else ""
+    fallback = AuditRecord(
+        at_ms=now,
+        verdict=Verdict.REJECTED,
+        sender=_record_sender(office),
+        message_id=message_id,
+        envelope_size=len(item.payload),
+        reason=Reason.MALFORMED,
+        detail=str(error)[:MAX_DETAIL_LEN],
+        source_seq=item.seq,
+    )
+    return Refused(error, fallback, office)
 
 
 def _out(office: str, signed: SignedStatement, msg_id: str, priority: int) -> OutboundMessage:

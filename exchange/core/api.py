@@ -9,8 +9,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exchange.core.bounds import (
+    MAX_ATTACHMENTS,
+    MAX_CASE_ID_LEN,
+    MAX_IDEMPOTENCY_KEY_LEN,
+    MAX_RECIPIENTS,
+    check_count,
+    check_text,
+)
 from exchange.core.envelope import SignedStatement
-from exchange.core.model import Body, Handling, Kind, Priority, Reason, ReceiptState, check_attachment_id
+from exchange.core.errors import CodecError
+from exchange.core.ids import check_message_id
+from exchange.core.model import (
+    Body,
+    Handling,
+    Kind,
+    Priority,
+    Reason,
+    ReceiptState,
+    check_attachment_id,
+    check_id,
+)
 
 __all__ = [
     "AttachmentRef",
@@ -37,8 +56,21 @@ class SendRequest:
     attachments: tuple[str, ...] = ()  # ids of attachments uploaded to this office
 
     def __post_init__(self) -> None:
+        # Every field an agency controls is bounded here, so the office refuses it with
+        # INVALID_ARGUMENT naming the field and the limit, before anything is sealed.
         if not self.recipients:
             raise ValueError("name at least one recipient office")
+        check_count("recipients", len(self.recipients), MAX_RECIPIENTS)
+        for recipient in self.recipients:
+            check_id(recipient, "recipient")
+        check_text("case_id", self.case_id, MAX_CASE_ID_LEN, one_line=True)
+        if self.in_reply_to:
+            try:
+                check_message_id(self.in_reply_to)
+            except CodecError:
+                raise ValueError("in_reply_to is not a canonical UUIDv7 message id") from None
+        check_text("idempotency_key", self.idempotency_key, MAX_IDEMPOTENCY_KEY_LEN, one_line=True)
+        check_count("attachments", len(self.attachments), MAX_ATTACHMENTS)
         for attachment_id in self.attachments:
             check_attachment_id(attachment_id)
         if len(set(self.attachments)) != len(self.attachments):

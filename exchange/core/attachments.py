@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from exchange.core import errors, primitives
+from exchange.core.bounds import MAX_ATTACHMENTS
 from exchange.core.envelope import AttachmentDigest
 from exchange.core.model import AttachmentManifest, check_attachment_id
 
@@ -45,7 +46,7 @@ CHUNK_BYTES: Final = 1 << 20  # plaintext per chunk; one sealed chunk is one NAT
 TAG_BYTES: Final = 16
 SEALED_CHUNK_MAX: Final = CHUNK_BYTES + TAG_BYTES
 MAX_ATTACHMENT_BYTES: Final = 4 << 30  # 4 GiB: far above SIENA's 50 MiB, below any stream limit
-MAX_ATTACHMENTS_PER_MESSAGE: Final = 16
+MAX_ATTACHMENTS_PER_MESSAGE: Final = MAX_ATTACHMENTS
 _AAD_PREFIX: Final = b"liaison/v1/attach-chunk\x00"
 _ROOT_PREFIX: Final = b"liaison/v1/attach-root\x00"
 _INDEX: Final = struct.Struct(">Q")

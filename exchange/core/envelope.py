@@ -13,6 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from exchange.core.bounds import (
+    MAX_ATTACHMENTS,
+    MAX_CASE_ID_LEN,
+    MAX_KEY_ID_LEN,
+    MAX_RECIPIENTS,
+    MAX_SIGNING_KEY_IDS,
+    check_count,
+    check_text,
+)
+from exchange.core.errors import CodecError
 from exchange.core.ids import check_message_id
 from exchange.core.model import (
     Algorithm,
@@ -39,6 +49,8 @@ __all__ = [
     "SignedStatement",
     "Statement",
     "WrappedKey",
+    "check_envelope_bounds",
+    "check_header_bounds",
 ]
 
 ENVELOPE_VERSION: Final = 1
@@ -216,3 +228,33 @@ class Routed:
 
     envelope: Envelope
     stamp: SignedStatement
+
+
+def check_header_bounds(ctx: HeaderContext) -> None:
+    """Raise CodecError naming the field and its limit (``exchange.core.bounds``) when one is over.
+
+    The constructor checks shape (ids, times); this checks the size of every field the
+    sender controls, on the office (``seal``) and again at the gateway (``decide``), so
+    a header whose audit record could not be stored or read never gets that far.
+    """
+    try:
+        check_text("case_id", ctx.case_id, MAX_CASE_ID_LEN, one_line=True)
+        check_count("recipients", len(ctx.recipients), MAX_RECIPIENTS)
+        check_count("signing_key_ids", len(ctx.signing_key_ids), MAX_SIGNING_KEY_IDS)
+        for key_id in ctx.signing_key_ids:
+            check_text("signing key id", key_id, MAX_KEY_ID_LEN, one_line=True)
+        check_count("attachments", len(ctx.attachments), MAX_ATTACHMENTS)
+    except ValueError as e:
+        raise CodecError(str(e)) from None
+
+
+def check_envelope_bounds(envelope: Envelope) -> None:
+    """``check_header_bounds`` plus the key ids of the wrapped keys and the signatures."""
+    check_header_bounds(envelope.header.context)
+    try:
+        for w in envelope.header.wrapped_keys:
+            check_text("wrapped key id", w.key_id, MAX_KEY_ID_LEN, one_line=True)
+        for sig in envelope.signatures:
+            check_text("signature key id", sig.key_id, MAX_KEY_ID_LEN, one_line=True)
+    except ValueError as e:
+        raise CodecError(str(e)) from None

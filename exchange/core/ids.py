@@ -19,7 +19,7 @@ __all__ = ["MESSAGE_ID_LENGTH", "check_message_id", "new_message_id", "uuid7_tim
 
 MESSAGE_ID_LENGTH: Final = 36
 _MAX_MS: Final = (1 << 48) - 1
-_UUID7: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_UUID7: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def new_message_id(now_ms: int, rand: Callable[[int], bytes] = os.urandom) -> str:
@@ -38,7 +38,7 @@ def new_message_id(now_ms: int, rand: Callable[[int], bytes] = os.urandom) -> st
 
 def check_message_id(text: str) -> str:
     """Return ``text`` when it is a canonical lower-case UUIDv7, else raise CodecError."""
-    if len(text) != MESSAGE_ID_LENGTH or not _UUID7.match(text):
+    if not isinstance(text, str) or len(text) != MESSAGE_ID_LENGTH or not _UUID7.fullmatch(text):
         raise CodecError("message id is not a canonical UUIDv7")
     return text
 

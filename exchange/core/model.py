@@ -13,6 +13,20 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from exchange.core.bounds import (
+    MAX_ATTACHMENT_NAME_LEN,
+    MAX_ATTACHMENTS,
+    MAX_CASE_ID_LEN,
+    MAX_MEDIA_TYPE_LEN,
+    MAX_PERSON_FIELD_LEN,
+    MAX_PERSONS,
+    MAX_RECIPIENTS,
+    MAX_SUBJECT_LEN,
+    MAX_THREAD_LEN,
+    check_count,
+    check_text,
+)
+
 __all__ = [
     "Alert",
     "AlertCategory",
@@ -41,13 +55,17 @@ __all__ = [
     "Suite",
 ]
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 def check_id(value: str, what: str) -> str:
-    """An office/gateway/authority id: lower-case letters, digits and dashes."""
-    if not _ID.match(value):
-        raise ValueError(f"{what} id {value!r} is not [a-z0-9-], 1..63 characters")
+    """An office/gateway/authority id: lower-case letters, digits and dashes, 1..63 characters.
+
+    ``fullmatch``: ``re.match`` with ``$`` accepted a trailing newline.
+    """
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        shown = value if isinstance(value, str) and len(value) <= 80 else "(too long)"
+        raise ValueError(f"{what} id {shown!r} is not [a-z0-9-], 1..63 characters")
     return value
 
 
@@ -207,6 +225,10 @@ class Identifier:
     value: str
     issuer: str = ""
 
+    def __post_init__(self) -> None:
+        for name in ("scheme", "value", "issuer"):
+            check_text(f"identifier {name}", getattr(self, name), MAX_PERSON_FIELD_LEN)
+
 
 @dataclass(frozen=True)
 class Person:
@@ -216,13 +238,18 @@ class Person:
     identifiers: tuple[Identifier, ...] = ()
     role: str = ""
 
+    def __post_init__(self) -> None:
+        for name in ("full_name", "date_of_birth", "nationality", "role"):
+            check_text(f"person {name}", getattr(self, name), MAX_PERSON_FIELD_LEN)
+        check_count("person identifiers", len(self.identifiers), MAX_PERSONS)
 
-_ATTACHMENT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+_ATTACHMENT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def check_attachment_id(value: str) -> str:
     """An attachment id: 32 lower-case hex characters (128 random bits, unguessable)."""
-    if not _ATTACHMENT_ID.match(value):
+    if not isinstance(value, str) or not _ATTACHMENT_ID.fullmatch(value):
         raise ValueError("attachment id is not 32 lower-case hex characters")
     return value
 
@@ -260,8 +287,15 @@ class Attachment:
     external: AttachmentManifest | None = None
 
     def __post_init__(self) -> None:
+        check_text("attachment name", self.name, MAX_ATTACHMENT_NAME_LEN)
+        check_text("attachment media_type", self.media_type, MAX_MEDIA_TYPE_LEN)
         if self.external is not None and self.content:
             raise ValueError("an attachment is either inline or external, not both")
+
+
+def _check_body(subject: str, attachments: tuple[Attachment, ...]) -> None:
+    check_text("subject", subject, MAX_SUBJECT_LEN)
+    check_count("attachments", len(attachments), MAX_ATTACHMENTS)
 
 
 @dataclass(frozen=True)
@@ -274,6 +308,10 @@ class Alert:
     attachments: tuple[Attachment, ...] = ()
 
     kind = Kind.ALERT
+
+    def __post_init__(self) -> None:
+        _check_body(self.subject, self.attachments)
+        check_count("persons", len(self.persons), MAX_PERSONS)
 
 
 @dataclass(frozen=True)
@@ -289,6 +327,9 @@ class CaseMessage:
     def __post_init__(self) -> None:
         if not self.case_id:
             raise ValueError("a case message needs a case id")
+        check_text("case_id", self.case_id, MAX_CASE_ID_LEN, one_line=True)
+        check_text("thread", self.thread, MAX_THREAD_LEN)
+        _check_body(self.subject, self.attachments)
 
 
 @dataclass(frozen=True)
@@ -300,6 +341,9 @@ class ConsularRequest:
     attachments: tuple[Attachment, ...] = ()
 
     kind = Kind.CONSULAR_REQUEST
+
+    def __post_init__(self) -> None:
+        _check_body(self.subject, self.attachments)
 
 
 Body = Alert | CaseMessage | ConsularRequest
@@ -411,8 +455,8 @@ class Limits:
     def __post_init__(self) -> None:
         if self.max_body_bytes <= 0 or self.max_envelope_bytes < self.max_body_bytes:
             raise ValueError("limits: need 0 < max_body_bytes <= max_envelope_bytes")
-        if self.max_ttl_s <= 0 or self.max_recipients <= 0:
-            raise ValueError("limits: max_ttl_s and max_recipients must be positive")
+        if self.max_ttl_s <= 0 or not 0 < self.max_recipients <= MAX_RECIPIENTS:
+            raise ValueError(f"limits: max_ttl_s must be positive, max_recipients 1..{MAX_RECIPIENTS}")
         if self.sender_rate_per_s < 0 or self.sender_burst < 0:
             raise ValueError("limits: sender rate and burst must not be negative")
 

@@ -39,6 +39,7 @@ from exchange.core.envelope import (
     SignedStatement,
     Statement,
     WrappedKey,
+    check_header_bounds,
 )
 from exchange.core.ids import new_message_id
 from exchange.core.model import (
@@ -257,6 +258,7 @@ def seal(
             AttachmentDigest(m.id, m.owner, sealed_size_of(m), m.chunk_count, m.root) for m in external
         ),
     )
+    check_header_bounds(context)
     context_bytes = encode_header_context(context)
     content_key = primitives.random_bytes(CONTENT_KEY_BYTES)
     ciphertext = primitives.aead_seal(content_key, body_bytes, aad=context_bytes)

@@ -23,7 +23,7 @@ from exchange.core.codec.envelope import parse_limited, signatures_from_pb, sign
 from exchange.core.envelope import Signature
 from exchange.core.errors import CodecError, OversizeError
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
-from gateway.audit.query import AuditFilter, AuditPage, StatsRow, StoredEntry
+from gateway.audit.query import MAX_RECORD_BYTES, AuditFilter, AuditPage, StatsRow, StoredEntry
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead
 
@@ -83,7 +83,6 @@ __all__ = [
     "tree_head_response_to_pb",
 ]
 
-MAX_RECORD_BYTES: Final = 64 * 1024
 # Full gRPC names ("liaison.v1.AuditService"), for health, reflection and access rules.
 AUDIT_SERVICE: Final = audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name
 DIRECTORY_SERVICE: Final = audit_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name

@@ -12,10 +12,14 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from exchange.core.bounds import MAX_CASE_ID_LEN, MAX_OFFICE_ID_LEN
+
 __all__ = [
     "MAX_APPEND_BATCH",
     "MAX_ENTRY_BYTES",
+    "MAX_META_TEXT_LEN",
     "MAX_PAGE_SIZE",
+    "MAX_RECORD_BYTES",
     "MAX_SIGNED_BYTES",
     "MAX_WITNESS_LEN",
     "META_COLUMNS",
@@ -25,7 +29,15 @@ __all__ = [
     "StoredEntry",
 ]
 
-MAX_ENTRY_BYTES: Final = 1 << 20
+# One set of limits for what the store accepts and what every reader (Query, Tail, proofs,
+# export, verify, the witness, the console) decodes: a record the store takes is readable.
+# The largest record the gateway can build (every field at its bound in exchange.core.bounds:
+# MAX_RECIPIENTS ids of MAX_OFFICE_ID_LEN, a case id of MAX_CASE_ID_LEN, a detail of
+# MAX_DETAIL_LEN) is about 10 KiB; tests/unit/test_poison_bounds.py builds it.
+MAX_RECORD_BYTES: Final = 64 * 1024
+MAX_ENTRY_BYTES: Final = MAX_RECORD_BYTES
+# The longest indexed text column a record can fill (case id; ids and labels are shorter).
+MAX_META_TEXT_LEN: Final = max(MAX_CASE_ID_LEN, MAX_OFFICE_ID_LEN)
 MAX_APPEND_BATCH: Final = 100_000
 MAX_PAGE_SIZE: Final = 1000
 MAX_SIGNED_BYTES: Final = 64 * 1024  # a tree head or a cosignature

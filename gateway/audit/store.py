@@ -40,6 +40,7 @@ from gateway.audit.merkle import leaf_hash
 from gateway.audit.query import (
     MAX_APPEND_BATCH,
     MAX_ENTRY_BYTES,
+    MAX_META_TEXT_LEN,
     MAX_PAGE_SIZE,
     MAX_SIGNED_BYTES,
     MAX_WITNESS_LEN,
@@ -55,7 +56,9 @@ from gateway.audit.tree import inclusion_proof as _inclusion_proof
 
 __all__ = ["AuditStore", "SQLAuditStoreBase"]
 
-_MAX_TEXT_LEN: Final = 4096
+# Control characters (NUL above all: PostgreSQL's text type refuses it and fails the COPY)
+# are refused by both engines alike, before any SQL.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _COLUMNS: Final = "idx, entry, leaf_hash, " + ", ".join(META_COLUMNS)
 _TOKEN = re.compile(r"^([on])\.(\d{1,19})$")
 
@@ -95,9 +98,12 @@ def _text(column: str, value: object) -> str | None:
         return None
     if isinstance(value, enum.Enum):
         return value.name.lower().replace("_", "-")  # the model's label convention
-    if isinstance(value, str) and len(value) <= _MAX_TEXT_LEN:
+    if isinstance(value, str) and len(value) <= MAX_META_TEXT_LEN and not _CONTROL.search(value):
         return value
-    raise MetadataError(f"metadata {column!r} must be a str or enum of <= {_MAX_TEXT_LEN} characters")
+    raise MetadataError(
+        f"metadata {column!r} must be a str or enum of <= {MAX_META_TEXT_LEN} characters "
+        "without control characters"
+    )
 
 
 def _recipients(value: object) -> str | None:

@@ -50,6 +50,7 @@ from gateway.witness.checks import (
     check_new_head,
     check_record,
 )
+from gateway.witness.metrics import WitnessMetrics
 
 __all__ = [
     "Alarm",
@@ -69,6 +70,7 @@ MAX_STATE_BYTES: Final = 1024 * 1024
 ALARM_REPEAT_S: Final = 60.0  # how often a standing alarm is logged again
 DIRECTORY_REFRESH_S: Final = 60.0
 MAX_BACKOFF_S: Final = 30.0
+DEFAULT_STALL_AFTER_S: Final = 300.0
 _UNREACHABLE: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 
 
@@ -88,6 +90,9 @@ class WitnessConfig:
     tolerance_ms: int = DEFAULT_TIMESTAMP_TOLERANCE_MS
     tls: ClientTls | None = None
     sample: int = 16  # older records re-checked each round, besides every new one
+    # Stalled: the log has been ahead of the co-signed head for longer than this.
+    stall_after_s: float = DEFAULT_STALL_AFTER_S
+    metrics: tuple[str, int] | None = None  # [metrics] host and port of /metrics (None: not served)
 
 
 def _table(path: Path, data: dict[str, Any], name: str, *, required: bool = True) -> dict[str, Any]:
@@ -140,6 +145,13 @@ def load_witness_config(path: Path) -> WitnessConfig:
             key=base / _text(path, t, "tls", "key"),
         )
     passphrase = keys.get("passphrase_file")
+    metrics = None
+    if "metrics" in data:
+        m = _table(path, data, "metrics")
+        port = m.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"{path}: [metrics] port must be an integer 0..65535")
+        metrics = (_text(path, m, "metrics", "host", "127.0.0.1"), port)
     return WitnessConfig(
         witness=witness,
         state=base / _text(path, w, "witness", "state", "witness.json"),
@@ -147,6 +159,8 @@ def load_witness_config(path: Path) -> WitnessConfig:
         timeout_s=_number(path, w, "witness", "timeout_s", 10.0),
         tolerance_ms=int(_number(path, w, "witness", "timestamp_tolerance_s", 60.0) * 1000),
         sample=int(_number(path, w, "witness", "sample", 16.0)),
+        stall_after_s=_number(path, w, "witness", "stall_after_s", DEFAULT_STALL_AFTER_S),
+        metrics=metrics,
         keys_dir=base / _text(path, keys, "keys", "dir"),
         passphrase_file=base / _text(path, keys, "keys", "passphrase_file") if passphrase else None,
         endpoint=_text(path, gw, "gateway", "endpoint"),
@@ -178,6 +192,16 @@ class StateFile:
     cosigned_at_ms: int | None = None
     last_head: bytes = field(default=b"", repr=False)  # that head, signed, as evidence
     alarm: Alarm | None = None
+    # When the witness first saw the log beyond its co-signed head (None: not behind).
+    behind_since_ms: int | None = None
+    behind_size: int = 0  # the size it saw then
+
+    def stalled_for_ms(self, now_ms: int, stall_after_s: float) -> int | None:
+        """How long the log has been ahead of the co-signed head, once past ``stall_after_s``."""
+        if self.behind_since_ms is None:
+            return None
+        behind = now_ms - self.behind_since_ms
+        return behind if behind > stall_after_s * 1000 else None
 
     def to_json(self) -> dict[str, Any]:
         last = None
@@ -202,7 +226,16 @@ class StateFile:
                 "timestamp_ms": a.timestamp_ms,
                 "head": base64.b64encode(a.head).decode(),
             }
-        return {"format": STATE_FORMAT, "witness": self.witness, "last": last, "alarm": alarm}
+        behind = None
+        if self.behind_since_ms is not None:
+            behind = {"since_ms": self.behind_since_ms, "size": self.behind_size}
+        return {
+            "format": STATE_FORMAT,
+            "witness": self.witness,
+            "last": last,
+            "alarm": alarm,
+            "behind": behind,
+        }
 
     def to_bytes(self) -> bytes:
         """The state file's content (JSON, indented, newline-terminated)."""
@@ -231,6 +264,8 @@ def _parse_state(doc: Any, witness: str) -> StateFile:
             cosigned_at_ms=int(last["cosigned_at_ms"]) if last.get("cosigned_at_ms") is not None else None,
             last_head=base64.b64decode(last.get("head", ""), validate=True),
         )
+    if (b := doc.get("behind")) is not None:  # absent in files written before it existed
+        state = replace(state, behind_since_ms=int(b["since_ms"]), behind_size=int(b["size"]))
     if (a := doc.get("alarm")) is not None:
         state = replace(
             state,
@@ -280,8 +315,10 @@ class Witness:
         *,
         save_state: SaveState,
         clock: Clock = now_ms,
+        metrics: WitnessMetrics | None = None,
     ) -> None:
         self.cfg, self.client, self.directory, self.key, self.clock = cfg, client, directory, key, clock
+        self.metrics = metrics
         self._save_state = save_state
         self._directory_checked_ms = 0  # the first round asks the gateway for a newer directory
         self._rng = random.SystemRandom()  # which older records are re-checked: not predictable
@@ -304,6 +341,7 @@ class Witness:
         if self.clock() - self._directory_checked_ms > DIRECTORY_REFRESH_S * 1000:
             self.refresh_directory()
         head = self.client.tree_head()
+        state = self._note_growth(state, head)
         if state.alarm is not None:
             self._report(state.alarm, head)
             return
@@ -335,13 +373,30 @@ class Witness:
             self._raise_alarm(e, head, state)
             return
         self.client.add_cosignature(new.size, sign_cosignature(head, self.cfg.witness, self.key.key))
-        self._save_state(
-            self.cfg.state,
-            StateFile(
-                self.cfg.witness, new, self.clock(), encode_signed_tree_head(replace(head, cosignatures=()))
-            ),
+        cosigned_state = StateFile(
+            self.cfg.witness, new, self.clock(), encode_signed_tree_head(replace(head, cosignatures=()))
         )
+        self._save_state(self.cfg.state, cosigned_state)
+        if self.metrics is not None:
+            self.metrics.observe(cosigned_state, self.clock(), self.cfg.stall_after_s)
         log.info("witness_cosigned", size=new.size, root=new.root.hex(), timestamp_ms=new.timestamp_ms)
+
+    def _note_growth(self, state: StateFile, head: SignedTreeHead) -> StateFile:
+        """Remember (once) when the log first went beyond the co-signed head: the stall clock.
+
+        Written before any check, so a round that fails afterwards, for ever, still
+        leaves the evidence that ``liaison witness status`` reports as a stall.
+        """
+        cosigned = state.last.size if state.last is not None else 0
+        if head.tree_head.size <= cosigned or state.behind_since_ms is not None:
+            if self.metrics is not None:
+                self.metrics.observe(state, self.clock(), self.cfg.stall_after_s)
+            return state
+        state = replace(state, behind_since_ms=self.clock(), behind_size=head.tree_head.size)
+        self._save_state(self.cfg.state, state)
+        if self.metrics is not None:
+            self.metrics.observe(state, self.clock(), self.cfg.stall_after_s)
+        return state
 
     def _check_records(self, head: SignedTreeHead, cosigned: int) -> None:
         """The records behind the head are the ones its tree was built from.

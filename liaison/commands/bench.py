@@ -1,4 +1,4 @@
-"""`liaison bench [crypto|exchange|audit|all]`: measured figures, a JSON report and a table.
+"""`liaison bench [crypto|exchange|audit|attachments|poison|all]`: figures, a JSON report and a table.
 
 Each benchmark measures its raw baselines in the same run (see the modules
 it calls), so figures are comparable across machines as ratios.
@@ -92,12 +92,38 @@ def _attachments(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": runs}
 
 
+def _poison(args: argparse.Namespace) -> dict[str, Any]:
+    from liaison.bench.poison import run_poison
+
+    inventory = Path(args.inventory) if args.inventory else None
+    result = run_poison(count=args.count, rate=args.rate, inventory=inventory)
+    for phase in ("before", "flood", "after"):
+        r = result[phase]
+        print(
+            f"poison {phase:6}: {r['messages']} honest messages, "
+            f"latency p50 {r['latency_ms_p50']:.1f} ms p99 {r['latency_ms_p99']:.1f} ms"
+        )
+    f = result["flood"]
+    print(
+        f"  flood: {f['poison_frames_published']} poison frames ({f['poison_frames_per_s']:.0f}/s), "
+        f"{f['poison_frames_audited_as_rejected']} audited as rejected, "
+        f"backlog drained {f['backlog_drained_s_after_flood']:.1f} s after the flood"
+    )
+    return result
+
+
 def _bench(args: argparse.Namespace) -> int:
     configure("bench", "console", "error")
     which = ("crypto", "exchange", "audit") if args.which == "all" else (args.which,)
     report: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name in which:
-        runners = {"crypto": _crypto, "exchange": _exchange, "audit": _audit, "attachments": _attachments}
+        runners = {
+            "crypto": _crypto,
+            "exchange": _exchange,
+            "audit": _audit,
+            "attachments": _attachments,
+            "poison": _poison,
+        }
         report[name] = runners[name](args)
         print()
     out = Path(args.out)
@@ -108,13 +134,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks with same-run baselines")
-    choices = ("crypto", "exchange", "audit", "attachments", "all")
+    choices = ("crypto", "exchange", "audit", "attachments", "poison", "all")
     p.add_argument("which", nargs="?", choices=choices, default="all")
     p.add_argument("--out", default="bench-report.json", help="JSON report path")
     p.add_argument("--seconds", type=float, default=1.0, help="crypto: seconds per case")
     p.add_argument("--count", type=int, default=2000, help="exchange: messages per run")
     p.add_argument("--concurrency", type=int, nargs="+", default=[64], help="exchange: concurrent senders")
     p.add_argument("--body", type=int, default=1024, help="exchange: body bytes")
+    p.add_argument("--rate", type=float, default=20.0, help="poison: honest messages per second")
+    p.add_argument("--inventory", default=None, help="poison: lab inventory (default: the built-in lab)")
     add_series_arguments(p)
     p.add_argument(
         "--audit-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],

@@ -2,8 +2,9 @@
 
 A witness is a directory authority (e.g. the other country's embassy) that
 co-signs the gateway's tree heads after checking them; see
-:mod:`gateway.witness.checks`. ``status`` exits 1 while an alarm stands, so it can
-serve as a monitoring probe.
+:mod:`gateway.witness.checks`. ``status`` exits 1 while an alarm stands or the witness is stalled
+(the log has been ahead of the co-signed head for longer than
+``stall_after_s``), so it can serve as a monitoring probe.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange.client.connection import lab_gateway, read_lab
+from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError
 from liaison.logs import configure
 
@@ -41,8 +43,17 @@ def _status(args: argparse.Namespace) -> int:
     from gateway.witness.runner import load_state, load_witness_config
 
     cfg = load_witness_config(Path(args.config))
-    doc: dict[str, Any] = load_state(cfg.state, cfg.witness).to_json()
+    state = load_state(cfg.state, cfg.witness)
+    stalled_ms = state.stalled_for_ms(now_ms(), cfg.stall_after_s)
+    doc: dict[str, Any] = state.to_json()
     doc.pop("format")
+    doc["stalled"] = None
+    if stalled_ms is not None:
+        doc["stalled"] = {
+            "for_s": stalled_ms // 1000,
+            "stall_after_s": cfg.stall_after_s,
+            "log_size_seen": state.behind_size,
+        }
     for part in ("last", "alarm"):
         if doc[part] is not None:
             doc[part].pop("head")  # evidence stays in the state file; status shows the summary
@@ -67,7 +78,12 @@ def _status(args: argparse.Namespace) -> int:
                 f"          offending head: size {alarm['size']} root {alarm['root']}\n"
                 "          co-signing is suspended until `liaison witness clear`"
             )
-    return 1 if doc["alarm"] is not None else 0
+        if stalled_ms is not None:
+            print(
+                f"STALLED   the log reached size {state.behind_size} {stalled_ms // 1000} s ago "
+                f"(limit {cfg.stall_after_s:g} s) and no newer head is co-signed"
+            )
+    return 1 if doc["alarm"] is not None or stalled_ms is not None else 0
 
 
 def _clear(args: argparse.Namespace) -> int:
@@ -133,7 +149,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_serve)
 
-    status = inner.add_parser("status", help="last co-signed head and any alarm (exit 1 on alarm)")
+    status = inner.add_parser("status", help="last co-signed head, any alarm or stall (exit 1 on either)")
     status.add_argument("--config", required=True, help="witness config file (TOML)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_status)

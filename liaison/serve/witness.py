@@ -14,6 +14,9 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import structlog
+from prometheus_client import start_http_server
+
 from exchange.core.clock import now_ms
 from exchange.core.directory import DirectoryState
 from exchange.core.errors import ConfigError, KeystoreError
@@ -21,6 +24,7 @@ from exchange.core.identity import IdentityKey
 from exchange.core.model import Algorithm
 from exchange.runtime.lifecycle import load_directory
 from gateway.client import AuditClient
+from gateway.witness.metrics import WitnessMetrics
 from gateway.witness.runner import (
     StateFile,
     Witness,
@@ -31,6 +35,8 @@ from gateway.witness.runner import (
 from keys.keystore import open_keystore, passphrase_from, write_private_file
 
 __all__ = ["clear_alarm", "open_witness_key", "save_state", "serve_witness"]
+
+log = structlog.get_logger()
 
 
 def open_witness_key(cfg: WitnessConfig, directory: DirectoryState) -> IdentityKey:
@@ -80,5 +86,13 @@ def serve_witness(cfg: WitnessConfig, stop: threading.Event | None = None) -> No
     directory = load_directory(cfg.directory)
     key = open_witness_key(cfg, directory)
     load_state(cfg.state, cfg.witness)  # a broken state file is a start-up error, not a loop
+    metrics = WitnessMetrics(cfg.witness)
+    if cfg.metrics is not None:
+        host, port = cfg.metrics
+        try:
+            server, _ = start_http_server(port, addr=host, registry=metrics.registry)
+        except OSError as e:
+            raise ConfigError(f"metrics cannot listen on {host}:{port}: {e.strerror}") from None
+        log.info("metrics_serving", host=host, port=server.server_port)
     with AuditClient(cfg.endpoint, tls=cfg.tls, timeout=cfg.timeout_s) as client:
-        run_witness(Witness(cfg, client, directory, key, save_state=save_state), stop)
+        run_witness(Witness(cfg, client, directory, key, save_state=save_state, metrics=metrics), stop)
