@@ -201,6 +201,7 @@ class GatewayNode:
             now_ms=now,
             prior=lookup,
             source_seq=item.seq,
+            stored_ms=item.stored_ms,
         )
         if isinstance(decision, Accepted):
             await self._accept(decision.envelope, decision.record)
