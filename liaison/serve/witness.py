@@ -19,6 +19,7 @@ from exchange.core.directory import DirectoryState
 from exchange.core.errors import ConfigError, KeystoreError
 from exchange.core.identity import IdentityKey
 from exchange.core.model import Algorithm
+from exchange.runtime.dirstore import DirectoryFolder
 from exchange.runtime.lifecycle import load_directory
 from gateway.client import AuditClient
 from gateway.witness.runner import (
@@ -77,8 +78,11 @@ def serve_witness(cfg: WitnessConfig, stop: threading.Event | None = None) -> No
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    directory = load_directory(cfg.directory)
+    # The witness's state folder (beside its state file) keeps every directory it adopted.
+    copies = DirectoryFolder(cfg.state.parent / "directories")
+    directory = load_directory(cfg.directory, copies.stored())
     key = open_witness_key(cfg, directory)
     load_state(cfg.state, cfg.witness)  # a broken state file is a start-up error, not a loop
     with AuditClient(cfg.endpoint, tls=cfg.tls, timeout=cfg.timeout_s) as client:
-        run_witness(Witness(cfg, client, directory, key, save_state=save_state), stop)
+        witness = Witness(cfg, client, directory, key, save_state=save_state, save_directory=copies.save)
+        run_witness(witness, stop)
