@@ -16,7 +16,8 @@ The plan for an envelope (``decide``), each step stopping an attack:
     (one office posing as another);
 (4) the envelope core's verification: directory membership, key validity and
     revocation (judged no earlier than JetStream stored the frame), suite floor,
-    signatures, recipients, expiry, skew, digest;
+    signatures, recipients, expiry, skew, digest; a copy of an accepted message
+    that fails only on its key (republished after a revocation) is a replay;
 (5) routing policy (a kind an office may not send);
 (6) replay: a message id accepted before (or being accepted right now) is
     refused for as long as the audit log keeps it, far beyond JetStream's
@@ -45,6 +46,8 @@ from exchange.core.codec.envelope import decode_frame
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.core.errors import (
     CodecError,
+    KeyNotValidError,
+    KeyRevokedError,
     LiaisonError,
     OversizeError,
     ReplayError,
@@ -228,6 +231,15 @@ def decide(
         verified = verify_envelope(envelope, directory=directory, now_ms=now_ms, stored_ms=stored_ms)
         # (5): policy.
         check_policy(verified, directory)
+    except (KeyRevokedError, KeyNotValidError) as e:
+        # A new copy of a message accepted before (its office republishing after a crash)
+        # sent after the key was revoked is still a replay: the office keeps its stamp.
+        earlier = prior(envelope.header.context.message_id)
+        if isinstance(earlier, Prior) and earlier.header_digest == primitives.sha256(envelope.header_bytes):
+            message_id = envelope.header.context.message_id
+            replay = ReplayError(f"message {message_id} was accepted before at log index {earlier.log_index}")
+            return _refuse(replay, arrival, envelope)
+        return _refuse(e, arrival, envelope)
     except LiaisonError as e:  # EnvelopeError, or Codec/OversizeError from the core's own limits
         return _refuse(e, arrival, envelope)
     # (6): replay, unless this is the very stream message accepted before (resume).

@@ -285,3 +285,39 @@ def test_keys_are_judged_no_earlier_than_jetstream_stored_the_frame(
     else:
         assert isinstance(decision, Refused)
         assert type(decision.error) is error
+
+
+def test_a_republished_copy_after_revocation_is_a_replay_not_a_key_refusal(world: World) -> None:
+    """Accepted (stamped), sent again after its key was revoked: REPLAY, so the office keeps its stamp."""
+    office = world.directory.office(SENDER)
+    assert office is not None
+    keys = tuple(
+        dataclasses.replace(k, status=KeyStatus.REVOKED, revoked_at_ms=NOW + 10)
+        if k.algorithm.is_signing
+        else k
+        for k in office.keys
+    )
+    revoked = dataclasses.replace(
+        world.directory,
+        offices=tuple(
+            dataclasses.replace(o, keys=keys) if o.id == SENDER else o for o in world.directory.offices
+        ),
+    )
+
+    def judge(answer: Answer) -> Decision:
+        return decide(
+            encode_frame(world.envelope),
+            from_office=SENDER,
+            directory=revoked,
+            now_ms=NOW + 11,
+            prior=lambda _: answer,
+            source_seq=SEQ,
+            stored_ms=NOW + 10,
+        )
+
+    again = judge(world.prior(seq=SEQ - 1))
+    assert isinstance(again, Refused)
+    assert type(again.error) is errors.ReplayError
+    other_header = judge(world.prior(seq=SEQ - 1, digest=bytes(32)))
+    assert isinstance(other_header, Refused)
+    assert type(other_header.error) is errors.KeyRevokedError
