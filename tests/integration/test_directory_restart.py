@@ -190,6 +190,11 @@ def test_directory_update_survives_gateway_restart(lab: Lab, tmp_path: Path) -> 
 
     for name in ("gateway", MIG):
         wait_for(functools.partial(exported, name), what=f"{name} exporting v{version} and its age")
+        # ...and the health log names it (a detail even while the node serves).
+        health = [
+            json.loads(line) for line in lab.nodes[name].log.read_text().splitlines() if "health_" in line
+        ]
+        assert any(h.get("directory_version") == version and "directory_age_s" in h for h in health)
         age = _metrics(lab, name)["liaison_directory_age_seconds"]
         issued = SignedDirectory.from_bytes(signed).directory.issued_ms
         assert 0 <= age <= (now_ms() - issued) / 1000 + 5
