@@ -58,10 +58,14 @@ class DirectoryStream:
         raise NotImplementedError
 
     async def put_directory(self, data: bytes, *, after_seq: int | None = None) -> PubAck:
-        """Publish a signed directory (only over stream sequence ``after_seq`` when given)."""
-        return await self.publish(
-            DIRECTORY_SUBJECT, data, directory_msg_id(data), PRIORITY_MAX, after_seq=after_seq
-        )
+        """Publish a signed directory (only over stream sequence ``after_seq`` when given).
+
+        A conditional publish carries the sequence in its ``Nats-Msg-Id``: a retry of it
+        is still deduplicated, but the same bytes published again over a later sequence
+        (the stream changed meanwhile) are not swallowed as a duplicate.
+        """
+        msg_id = directory_msg_id(data) + ("" if after_seq is None else f"-after-{after_seq}")
+        return await self.publish(DIRECTORY_SUBJECT, data, msg_id, PRIORITY_MAX, after_seq=after_seq)
 
     async def last_directory(self) -> tuple[int, bytes] | None:
         """The directory stream's (sequence, bytes), unverified; None if nothing was published."""
