@@ -178,7 +178,9 @@ def test_directory_update_survives_gateway_restart(lab: Lab, tmp_path: Path) -> 
         new_id = envelope.header.context.message_id
         _inject_as_gateway(lab, NEW, encode_frame(envelope), new_id)
         wait_for(lambda: bool(_verdicts(audit, new_id)), what="the new office's envelope audited")
-        assert _verdicts(audit, new_id) == [(Verdict.ACCEPTED, None)]
+        verdicts = _verdicts(audit, new_id)  # RU's DELIVERED receipt may be audited already
+        assert (Verdict.ACCEPTED, None) in verdicts
+        assert all(v is not Verdict.REJECTED for v, _ in verdicts)
 
     # The office that started with nothing stored adopted v(N+1) from the stream.
     wait_for(lambda: _office_version(lab, MIG) == version, what=f"{MIG} adopting v{version}")
