@@ -19,7 +19,9 @@ The plan for an envelope (``decide``), each step stopping an attack:
 (3) the envelope's claimed sender must be the office whose subject carried it
     (one office posing as another);
 (4) the envelope core's verification: directory membership, key validity and
-    revocation, suite floor, signatures, recipients, expiry, skew, digest;
+    revocation (judged no earlier than JetStream stored the frame), suite floor,
+    signatures, recipients, expiry, skew, digest; a copy of an accepted message
+    that fails only on its key (republished after a revocation) is a replay;
 (5) routing policy (a kind an office may not send);
 (6) replay: a message id accepted before (or being accepted right now) is
     refused for as long as the audit log keeps it, far beyond JetStream's
@@ -30,7 +32,8 @@ The plan for an envelope (``decide``), each step stopping an attack:
     delivery count of 1 again.
 
 The plan for a receipt (``_receipt``):
-(R1) its signatures verify (``seal.verify_statement``);
+(R1) its signatures verify (``seal.verify_statement``: keys judged no earlier
+     than JetStream stored the frame, its time within the statement bounds);
 (R2) offices send only DELIVERED and READ receipts;
 (R3) signed by the office that sent it, about itself;
 (R4) about a message accepted before and addressed to that office;
@@ -56,6 +59,8 @@ from exchange.core.envelope import (
 )
 from exchange.core.errors import (
     CodecError,
+    KeyNotValidError,
+    KeyRevokedError,
     LiaisonError,
     OversizeError,
     ReplayError,
@@ -143,6 +148,7 @@ class _Arrival:
     at_ms: int
     size: int
     source_seq: int  # its out-stream sequence (0: unknown)
+    stored_ms: int = 0  # when JetStream stored it (0: unknown): keys are judged no earlier
 
 
 def _refuse(
@@ -179,7 +185,10 @@ def _envelope_record(
     return AuditRecord(
         at_ms=arrival.at_ms,
         verdict=verdict,
-        sender=c.sender,
+        # The office whose out subject carried it, never the sender it claims (step 3
+        # makes the two equal for an accepted envelope). Stops: a refusal logged in
+        # another office's name.
+        sender=arrival.from_office,
         message_id=c.message_id,
         recipients=c.recipients,
         kind=c.kind,
@@ -205,10 +214,15 @@ def decide(
     now_ms: int,
     prior: PriorLookup,
     source_seq: int = 0,
+    stored_ms: int = 0,
 ) -> Decision:
-    """Decide on one frame; ``source_seq`` is its out-stream sequence, kept in its audit record."""
+    """Decide on one frame; ``source_seq`` is its out-stream sequence, kept in its audit record.
+
+    ``stored_ms`` is JetStream's own timestamp of the frame: keys are judged no
+    earlier than that, whatever time the sender wrote into what it signed.
+    """
     size = len(payload)
-    arrival = _Arrival(from_office, now_ms, size, source_seq)
+    arrival = _Arrival(from_office, now_ms, size, source_seq, stored_ms)
     # (1): size before parsing.
     limit = directory.limits.max_envelope_bytes + FRAME_OVERHEAD_BYTES
     if size > limit:
@@ -237,9 +251,18 @@ def decide(
         return _refuse(mismatch, arrival, envelope)
     try:
         # (4): signatures, keys, suite, recipients, expiry, skew, digest.
-        verified = verify_envelope(envelope, directory=directory, now_ms=now_ms)
+        verified = verify_envelope(envelope, directory=directory, now_ms=now_ms, stored_ms=stored_ms)
         # (5): policy.
         check_policy(verified, directory)
+    except (KeyRevokedError, KeyNotValidError) as e:
+        # A new copy of a message accepted before (its office republishing after a crash)
+        # sent after the key was revoked is still a replay: the office keeps its stamp.
+        earlier = prior(envelope.header.context.message_id)
+        if isinstance(earlier, Prior) and earlier.header_digest == primitives.sha256(envelope.header_bytes):
+            message_id = envelope.header.context.message_id
+            replay = ReplayError(f"message {message_id} was accepted before at log index {earlier.log_index}")
+            return _refuse(replay, arrival, envelope)
+        return _refuse(e, arrival, envelope)
     except LiaisonError as e:  # EnvelopeError, or Codec/OversizeError from the core's own limits
         return _refuse(e, arrival, envelope)
     # (6): replay, unless this is the very stream message accepted before (resume).
@@ -264,7 +287,7 @@ def _receipt(
     from_office, now_ms, size = arrival.from_office, arrival.at_ms, len(signed.statement_bytes)
     try:
         # (R1): signatures.
-        statement = verify_statement(signed, directory=directory, now_ms=now_ms)
+        statement = verify_statement(signed, directory=directory, now_ms=now_ms, stored_ms=arrival.stored_ms)
         # (R2): only DELIVERED and READ. Stops: an office forging the gateway's STAMPED.
         if isinstance(statement, Rejection) or statement.state not in (
             ReceiptState.DELIVERED,

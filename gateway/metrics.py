@@ -169,7 +169,7 @@ async def sample_gateway(
 ) -> None:
     """Refresh the gateway's sampled gauges: connection, directory, audit log, consumer lag."""
     m.nats_connected.set(1 if transport.is_connected else 0)
-    m.directory_version.set(directory.directory.version)
+    m.observe_directory(directory.directory, now_ms())
     m.set_audit(await asyncio.to_thread(m.sampler.sample, store, now_ms()))
     if transport.is_connected:
         for consumer, lag in (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import structlog
@@ -20,7 +20,7 @@ import structlog
 from exchange.core.bounds import MAX_DETAIL_LEN
 from exchange.core.clock import Clock, now_ms
 from exchange.core.codec.envelope import encode_frame
-from exchange.core.directory import DirectoryState
+from exchange.core.directory import DirectoryState, SignedDirectory, verify_directory
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed, SignedStatement
 from exchange.core.errors import DirectoryError, LiaisonError, NotFoundError, StoreError, TransportError
 from exchange.core.identity import OfficeIdentity
@@ -40,6 +40,7 @@ from exchange.core.wire import (
 )
 from exchange.nats.attachments import ensure_attach_stream
 from exchange.nats.transport import Delivered, OutboundMessage, Transport
+from exchange.runtime.dirstore import publish_newest
 from gateway.audit.codec import (
     decode_record,
     decode_signature,
@@ -90,8 +91,10 @@ class GatewayNode:
         clock: Clock = now_ms,
         tree_head_interval_s: float = 2.0,
         stream_replicas: int = 1,
+        save_directory: Callable[[SignedDirectory], None] = lambda _: None,
     ) -> None:
         self.gateway = gateway
+        self.save_directory = save_directory  # every directory accepted, before it is used
         self.identity = identity
         self.directory = directory
         self.store = store
@@ -157,6 +160,7 @@ class GatewayNode:
             now_ms=now,
             prior=lookup,
             source_seq=item.seq,
+            stored_ms=item.stored_ms,
         )
         try:
             await self._dispatch(decision, now)
@@ -454,20 +458,22 @@ class GatewayNode:
         return current.to_bytes()
 
     async def publish_directory(self, data: bytes) -> int:
-        """Verify a directory update against the current one, adopt it and hand it to the offices."""
-        signed = self.directory.apply(data)
+        """Verify a directory update against the current one, save it, adopt it, hand it to the offices."""
+        signed = verify_directory(data, trusted=self.directory.directory, anchor=None)
+        await asyncio.to_thread(self.save_directory, signed)  # saved first: a restart keeps it
+        self.directory.apply(data)
         if self._transport is not None:
-            await self._transport.put_directory(data)
-        log.info("directory_published", version=signed.version)
+            await publish_newest(self._transport, self.directory, self.save_directory)
         return signed.version
 
     # --- running -----------------------------------------------------------------------
 
-    async def run(self, transport: Transport, signed_directory: bytes) -> None:
+    async def run(self, transport: Transport) -> None:
         self._transport = transport
         await transport.ensure_streams(replicas=self.stream_replicas)
         await ensure_attach_stream(transport, replicas=self.stream_replicas)
-        await transport.put_directory(signed_directory)
+        # The newest of ours and the stream's, never ours over a newer one (ADR 0010).
+        await publish_newest(transport, self.directory, self.save_directory)
         self.ready.set()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._writer.run())

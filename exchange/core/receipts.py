@@ -6,9 +6,10 @@ Each returns None or raises one precise error from ``exchange.core.errors``.
 
 - ``check_stamp``: the gateway's STAMPED receipt on mail routed to this office.
 - ``check_statement``: who may sign a receipt or rejection about a message this
-  office sent; the rules are small policies (``SignedByGateway``,
-  ``SignedByRecipient``) whose ``verify()`` returns None or raises, composed with
-  ``AllOf`` (the shape of sigstore-python's ``verify/policy.py``).
+  office sent, and that it is about what this office sent; the rules are small
+  policies (``AboutSentMessage``, ``SignedByGateway``, ``SignedByRecipient``)
+  whose ``verify()`` returns None or raises, composed with ``AllOf`` (the shape
+  of sigstore-python's ``verify/policy.py``).
 
 What it does not do: verify signatures (``seal.verify_statement`` does, first),
 read the store or decide what is logged or kept.
@@ -22,11 +23,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from exchange.core.envelope import Receipt, Rejection, Statement
-from exchange.core.errors import NotFoundError, SignatureError
+from exchange.core.errors import ClockSkewError, NotFoundError, SignatureError
 from exchange.core.model import Directory, ReceiptState
 
 __all__ = [
+    "AboutSentMessage",
     "AllOf",
+    "SentMessage",
     "SignedByGateway",
     "SignedByRecipient",
     "StatementPolicy",
@@ -65,6 +68,46 @@ def check_stamp(stamp: Statement, *, message_id: str, header_digest: bytes, dire
         raise SignatureError(f"message {message_id} lacks a valid gateway stamp: it names another message")
     if not hmac.compare_digest(stamp.header_digest, header_digest):
         raise SignatureError(f"message {message_id} lacks a valid gateway stamp: it names another header")
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What this office's store says about a message it sent (passed in as data)."""
+
+    recipients: tuple[str, ...]
+    header_digest: bytes
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class AboutSentMessage:
+    """The statement is about this office's message: its sender and, when known, its header.
+
+    ``sent`` is None when the office has no record of the message (something sent
+    under its name elsewhere): then only the sender is checked. ``max_skew_ms``
+    bounds how long before the message's creation a statement about it may be dated.
+    """
+
+    office: str
+    sent: SentMessage | None
+    max_skew_ms: int
+
+    def verify(self, statement: Statement) -> None:
+        what = "rejection of" if isinstance(statement, Rejection) else "receipt for"
+        # Stops: a statement about another office's message with the same id (e.g. the
+        # gateway's rejection of a recipient's re-submission) marking this office's.
+        if statement.sender != self.office:
+            raise SignatureError(
+                f"{what} {statement.message_id} names sender {statement.sender!r}, not {self.office}"
+            )
+        if self.sent is None:
+            return
+        # Stops: a statement about another header under the same message id.
+        if not hmac.compare_digest(statement.header_digest, self.sent.header_digest):
+            raise SignatureError(f"{what} {statement.message_id} names another header digest")
+        # Stops: a statement dated before the message existed (backdated to before a revocation).
+        if statement.at_ms < self.sent.created_ms - self.max_skew_ms:
+            raise ClockSkewError(f"{what} {statement.message_id} is dated before the message was created")
 
 
 class StatementPolicy(Protocol):
@@ -109,13 +152,15 @@ class AllOf:
 
 
 def statement_policy(
-    statement: Statement, *, recipients: tuple[str, ...] | None, directory: Directory
+    statement: Statement, *, office: str, sent: SentMessage | None, directory: Directory
 ) -> StatementPolicy:
-    """The signer rule for a statement about a message this office sent.
+    """The rule for a statement about a message this office (``office``) sent.
 
-    ``recipients`` is what the office's store says the message was sent to, or
-    None when the office has no record of it. The plan:
+    ``sent`` is what the office's store says about the message, or None when the
+    office has no record of it. The plan:
 
+    (0) it names this office as the message's sender and, when the office sent it,
+        that message's header digest, and is not dated before its creation;
     (1) a rejection must come from a gateway (whether or not the office knows the
         message: one sent under its name elsewhere is still shown);
     (2) a receipt must be about a message this office sent;
@@ -123,24 +168,25 @@ def statement_policy(
     (4) DELIVERED and READ: signed by a recipient, about itself;
     (5) ACCEPTED: any verified signer (the office's own, read back).
     """
+    about = AboutSentMessage(office, sent, directory.limits.max_clock_skew_s * 1000)  # (0)
     # (1): Stops: an office forging a refusal of another office's message.
     if isinstance(statement, Rejection):
-        return SignedByGateway(directory, "rejection of")
+        return AllOf((about, SignedByGateway(directory, "rejection of")))
     # (2): Stops: receipts about messages this office never sent filling its store.
-    if recipients is None:
+    if sent is None:
         raise NotFoundError(f"receipt about message {statement.message_id} this office did not send")
     # (3): Stops: an office claiming the gateway audited a message.
     if statement.state is ReceiptState.STAMPED:
-        return SignedByGateway(directory, "STAMPED receipt for")
+        return AllOf((about, SignedByGateway(directory, "STAMPED receipt for")))
     # (4): Stops: a third office confirming delivery on a recipient's behalf.
     if statement.state in (ReceiptState.DELIVERED, ReceiptState.READ):
-        return SignedByRecipient(recipients)
+        return AllOf((about, SignedByRecipient(sent.recipients)))
     # (5)
-    return AllOf(())
+    return about
 
 
 def check_statement(
-    statement: Statement, *, recipients: tuple[str, ...] | None, directory: Directory
+    statement: Statement, *, office: str, sent: SentMessage | None, directory: Directory
 ) -> None:
-    """Raise unless the signer of ``statement`` (already verified) may say it (``statement_policy``)."""
-    statement_policy(statement, recipients=recipients, directory=directory).verify(statement)
+    """Raise unless ``statement`` (verified) is about what ``office`` sent and its signer may say it."""
+    statement_policy(statement, office=office, sent=sent, directory=directory).verify(statement)

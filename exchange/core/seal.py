@@ -288,8 +288,14 @@ def seal(
 # --- verification (the gateway's checks) -----------------------------------------------
 
 
-def verify_envelope(envelope: bytes | Envelope, *, directory: Directory, now_ms: int) -> VerifiedHeader:
-    """Check everything about an envelope that needs no private key; raise on the first failure."""
+def verify_envelope(
+    envelope: bytes | Envelope, *, directory: Directory, now_ms: int, stored_ms: int = 0
+) -> VerifiedHeader:
+    """Check everything about an envelope that needs no private key; raise on the first failure.
+
+    ``stored_ms`` is when the backbone first stored the frame (JetStream's own
+    timestamp; 0 when unknown): keys are judged no earlier than that.
+    """
     limits = directory.limits
     # 1. Size before parsing. Stops: memory and CPU exhaustion by huge input.
     size = (
@@ -330,12 +336,14 @@ def verify_envelope(envelope: bytes | Envelope, *, directory: Directory, now_ms:
         if key is None or not key.algorithm.is_signing:
             raise errors.KeyNotValidError(f"key {kid} is not a signing key of {office.id}")
         keys[kid] = key
-    # 6. Keys valid at creation time. Stops: use of revoked or expired keys. (Backdating
-    #    is bounded by steps 9-10: created > now - max_ttl.)
+    # 6. Keys valid when signed, judged no earlier than the backbone stored the frame:
+    #    ``created_ms`` is the sender's claim. Stops: use of revoked or expired keys, and
+    #    a stolen key outliving its revocation by backdating ``created_ms``.
+    judged = max(ctx.created_ms, stored_ms)
     for key in keys.values():
-        if key.revoked_at(ctx.created_ms):
+        if key.revoked_at(judged):
             raise errors.KeyRevokedError(f"key {key.key_id} of {office.id} is revoked")
-        if not key.in_window(ctx.created_ms):
+        if not key.in_window(judged):
             raise errors.KeyNotValidError(f"key {key.key_id} of {office.id} is outside its validity window")
     # 7. A signature for every algorithm the suite requires and every named key, each
     #    verifying over the exact header bytes. Stops: tampering, stripping the ML-DSA
@@ -343,7 +351,7 @@ def verify_envelope(envelope: bytes | Envelope, *, directory: Directory, now_ms:
     _check_signatures(env.signatures, keys, ctx.suite, env.header_bytes, HEADER_SIGNING_CONTEXT)
     # 8. Recipients known; exactly one wrapped key each, to a key of theirs valid at
     #    creation. Stops: routing to unknown parties, recipients who cannot open.
-    _check_recipients(env.header, directory)
+    _check_recipients(env.header, directory, judged)
     # 9. Not expired, lifetime within the maximum. Stops: stale and indefinitely replayable messages.
     if now_ms >= ctx.expires_ms:
         raise errors.ExpiredError(f"message {ctx.message_id} expired")
@@ -387,7 +395,7 @@ def _check_signatures(
         primitives.verify(key.algorithm, key.public, sig.value, message, context)
 
 
-def _check_recipients(header: Header, directory: Directory) -> None:
+def _check_recipients(header: Header, directory: Directory, judged_ms: int) -> None:
     ctx = header.context
     for recipient in ctx.recipients:
         if directory.office(recipient) is None:
@@ -400,9 +408,9 @@ def _check_recipients(header: Header, directory: Directory) -> None:
         key = office.key(w.key_id) if office else None
         if key is None or key.algorithm is not ctx.suite.kem_algorithm:
             raise errors.KeyNotValidError(f"key {w.key_id} is not a {ctx.suite.label} key of {w.recipient}")
-        if key.revoked_at(ctx.created_ms):
+        if key.revoked_at(judged_ms):
             raise errors.KeyRevokedError(f"key {w.key_id} of {w.recipient} is revoked")
-        if not key.in_window(ctx.created_ms):
+        if not key.in_window(judged_ms):
             raise errors.KeyNotValidError(f"key {w.key_id} of {w.recipient} is outside its validity window")
 
 
@@ -476,7 +484,9 @@ def sign_statement(statement: Statement, keys: Sequence[primitives.PrivateKey]) 
     return SignedStatement(statement, data, signatures)
 
 
-def verify_statement(signed: SignedStatement | bytes, *, directory: Directory, now_ms: int) -> Statement:
+def verify_statement(
+    signed: SignedStatement | bytes, *, directory: Directory, now_ms: int, stored_ms: int = 0
+) -> Statement:
     """Check a signed statement against its signer (office or gateway) in the directory.
 
     Returns the statement parsed from the signed bytes. What it says (state,
@@ -485,10 +495,12 @@ def verify_statement(signed: SignedStatement | bytes, *, directory: Directory, n
 
     (1) size, then parse; the statement is taken from the signed bytes;
     (2) the signer is an office or gateway of the directory;
-    (3) each signing key named is the signer's and was valid when it signed;
+    (3) each signing key named is the signer's and was valid when it signed,
+        judged no earlier than ``stored_ms`` (when the backbone stored it; 0: unknown);
     (4) a signature for every algorithm of the directory's minimum suite, each
         over the exact statement bytes;
-    (5) not dated in the future.
+    (5) not dated in the future (``max_clock_skew_s``), nor longer ago than a
+        message may live (``max_ttl_s``).
     """
     # (1): size before parsing (decode_signed_statement checks its limit first), and
     #     only what was signed counts, never a parsed copy. Stops: memory exhaustion,
@@ -501,14 +513,17 @@ def verify_statement(signed: SignedStatement | bytes, *, directory: Directory, n
         raise errors.UnknownSenderError(f"unknown statement signer {st.signer}")
     # (3): keys belong to the signer and were valid when it signed. Stops: signing with
     #     another party's key, or with a revoked or expired one.
+    #     ``at_ms`` is the signer's claim. Stops: a stolen key outliving its revocation by
+    #     backdating.
+    judged = max(st.at_ms, stored_ms)
     keys: dict[str, PublicKey] = {}
     for sig in s.signatures:
         key = holder.key(sig.key_id)
         if key is None or not key.algorithm.is_signing:
             raise errors.KeyNotValidError(f"key {sig.key_id} is not a signing key of {holder.id}")
-        if key.revoked_at(st.at_ms):
+        if key.revoked_at(judged):
             raise errors.KeyRevokedError(f"key {key.key_id} of {holder.id} is revoked")
-        if not key.in_window(st.at_ms):
+        if not key.in_window(judged):
             raise errors.KeyNotValidError(f"key {key.key_id} of {holder.id} is outside its validity window")
         keys[key.key_id] = key
     # (4): every algorithm the minimum suite requires, over the exact statement bytes.
@@ -519,4 +534,9 @@ def verify_statement(signed: SignedStatement | bytes, *, directory: Directory, n
     # (5): not from the future. Stops: pre-dated statements that outlive key revocation.
     if st.at_ms > now_ms + directory.limits.max_clock_skew_s * 1000:
         raise errors.ClockSkewError(f"statement by {holder.id} is dated in the future")
+    #     Nor older than a message may live. Stops: statements dated long ago (before
+    #     a revocation, before the message) being passed off as current.
+    if st.at_ms < now_ms - directory.limits.max_ttl_s * 1000:
+        limit = directory.limits.max_ttl_s
+        raise errors.ExpiredError(f"statement by {holder.id} is dated more than {limit}s ago")
     return st

@@ -30,6 +30,7 @@ __all__ = [
     "DUPLICATE_WINDOW_S",
     "FROZEN_PREFIX",
     "GATEWAY_DURABLE_PREFIX",
+    "HEADER_EXPECTED_LAST_SUBJECT_SEQ",
     "HEADER_MSG_ID",
     "HEADER_PRIORITY",
     "IN_FILTER",
@@ -187,6 +188,8 @@ def directory_msg_id(data: bytes) -> str:
 # --- headers and limits ----------------------------------------------------------------
 
 HEADER_MSG_ID: Final = "Nats-Msg-Id"
+# Optimistic concurrency: JetStream stores the message only over that subject sequence.
+HEADER_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HEADER_PRIORITY: Final = "Liaison-Priority"
 MAX_PAYLOAD_BYTES: Final = 16 << 20
 # gRPC messages either way, on every server and channel (streamed attachments are cut in 1 MiB chunks).

@@ -38,20 +38,21 @@ from exchange.core.wire import (
     DIRECTORY_STREAM,
     DIRECTORY_SUBJECT,
     DUPLICATE_WINDOW_S,
+    HEADER_EXPECTED_LAST_SUBJECT_SEQ,
     HEADER_MSG_ID,
     HEADER_PRIORITY,
     IN_FILTER,
     IN_STREAM,
     OUT_FILTER,
     OUT_STREAM,
-    PRIORITY_MAX,
     STREAM_MAX_MSG_SIZE,
     check_outbound,
-    directory_msg_id,
     parse_priority,
     publish_headers,
 )
+from exchange.nats.directory import DirectoryCallback, DirectoryStream
 from exchange.nats.retention import migrate_to_work_queue
+from exchange.nats.tasks import raise_if_cancelling
 
 __all__ = [
     "BatchHandler",
@@ -71,18 +72,6 @@ log = structlog.get_logger()
 DEFAULT_REQUEST_TIMEOUT_S: Final = 5.0
 MAX_NAK_DELAY_S: Final = 30.0
 _RETRY_PAUSE_S: Final = 0.5
-
-
-def raise_if_cancelling() -> None:
-    """Raise ``CancelledError`` if the current task was asked to stop.
-
-    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that arrives as its
-    inner await completes (fixed in 3.12); a loop around it would then run on until
-    cancelled again. Loops call this each round so that one ``cancel()`` stops them.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class PermanentError(Exception):
@@ -111,6 +100,7 @@ class Delivered:
     headers: Mapping[str, str]
     seq: int
     num_delivered: int
+    stored_ms: int = 0  # when JetStream stored it (its own clock, not the sender's claim)
 
     @property
     def msg_id(self) -> str | None:
@@ -126,7 +116,6 @@ class Delivered:
 # None (done: ack), PermanentError (poison: term) or another exception (retry: nak).
 BatchHandler = Callable[[Sequence[Delivered]], Awaitable[Sequence[BaseException | None]]]
 PoisonCallback = Callable[[Delivered, PermanentError], Awaitable[None]]
-DirectoryCallback = Callable[[bytes], Awaitable[None]]
 
 
 def _delivered(msg: Msg) -> Delivered:
@@ -137,6 +126,7 @@ def _delivered(msg: Msg) -> Delivered:
         headers=dict(msg.headers or {}),
         seq=meta.sequence.stream,
         num_delivered=meta.num_delivered,
+        stored_ms=int(meta.timestamp.timestamp() * 1000),  # the ack subject's stored-at nanoseconds
     )
 
 
@@ -226,7 +216,7 @@ async def connect(
     return transport
 
 
-class Transport:
+class Transport(DirectoryStream):
     """One NATS connection and its JetStream context. Build it with :func:`connect`."""
 
     def __init__(self, name: str, *, request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S) -> None:
@@ -321,11 +311,23 @@ class Transport:
     # --- publish ----------------------------------------------------------------
 
     async def publish(
-        self, subject: str, payload: bytes, msg_id: str, priority: int, *, ack_timeout: float | None = None
+        self,
+        subject: str,
+        payload: bytes,
+        msg_id: str,
+        priority: int,
+        *,
+        ack_timeout: float | None = None,
+        after_seq: int | None = None,
     ) -> PubAck:
-        """Publish and await the JetStream ack; a repeat of ``msg_id`` in the window gives ``duplicate``."""
+        """Publish and await the JetStream ack; a repeat of ``msg_id`` in the window gives ``duplicate``.
+
+        ``after_seq``: stored only if the subject's last message is still that sequence (0: none).
+        """
         check_outbound(subject, payload, msg_id, priority)
         headers = publish_headers(msg_id, priority)
+        if after_seq is not None:
+            headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(after_seq)
         try:
             ack = await self.js.publish(
                 subject, payload, timeout=ack_timeout or self.request_timeout, headers=headers
@@ -534,63 +536,3 @@ class Transport:
             except Exception as e:  # noqa: BLE001 - a failing callback must not stop the consumer
                 # No traceback in the log: it could carry handler data.
                 log.error("nats.consume.on_poison_failed", seq=delivered.seq, error_type=type(e).__name__)  # noqa: TRY400
-
-    # --- directory --------------------------------------------------------------
-
-    async def put_directory(self, data: bytes) -> PubAck:
-        """Publish a signed directory; the stream keeps only the newest one."""
-        return await self.publish(DIRECTORY_SUBJECT, data, directory_msg_id(data), PRIORITY_MAX)
-
-    async def _last_directory(self) -> tuple[int, bytes] | None:
-        try:
-            raw = await self.js.get_last_msg(DIRECTORY_STREAM, DIRECTORY_SUBJECT)
-        except nats.js.errors.NotFoundError:
-            return None
-        except (TimeoutError, nats.errors.Error) as e:
-            raise TransportError(f"cannot read the directory stream: {type(e).__name__}") from e
-        return (raw.seq or 0), (raw.data or b"")
-
-    async def get_directory(self) -> bytes | None:
-        """The newest published directory bytes (unverified), or None if none was published."""
-        last = await self._last_directory()
-        return None if last is None else last[1]
-
-    async def watch_directory(self, callback: DirectoryCallback, *, resync_interval: float = 30.0) -> None:
-        """Call ``callback(bytes)`` with the current directory and each newer one, until cancelled.
-
-        Wakes on a publish to the directory subject, on reconnect, and every
-        ``resync_interval`` seconds; the callback (which must verify signature and
-        version) sees each stream sequence at most once. Its errors are logged.
-        """
-        wake = asyncio.Event()
-        self._wakeups.add(wake)
-
-        async def on_msg(_: Msg) -> None:
-            wake.set()
-
-        sub = await self.nc.subscribe(DIRECTORY_SUBJECT, cb=on_msg)
-        seen = 0
-        try:
-            while True:
-                raise_if_cancelling()
-                wake.clear()
-                pause = resync_interval
-                try:
-                    last = await self._last_directory()
-                except TransportError as e:
-                    log.warning("nats.directory.read_failed", error=str(e))
-                    last, pause = None, min(resync_interval, 1.0)
-                if last is not None and last[0] > seen:
-                    seen = last[0]
-                    try:
-                        await callback(last[1])
-                    except Exception as e:  # noqa: BLE001 - a rejected directory must not stop the watcher
-                        log.error(  # noqa: TRY400 - no traceback: it could carry directory content
-                            "nats.directory.callback_failed", seq=seen, error_type=type(e).__name__
-                        )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=pause)
-        finally:
-            self._wakeups.discard(wake)
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from exchange.core.clock import now_ms
 from exchange.core.model import Reason
 from exchange.core.wire import IN_STREAM, office_durable
 from exchange.nats.transport import Transport
@@ -92,7 +93,7 @@ async def sample_office(
 ) -> None:
     """Refresh an office's sampled gauges: connection, directory, out-queue, consumer lag."""
     m.nats_connected.set(1 if transport.is_connected else 0)
-    m.directory_version.set(directory.directory.version)
+    m.observe_directory(directory.directory, now_ms())
     m.out_queue.set(await asyncio.to_thread(out_queue_depth, store))
     if transport.is_connected:
         durable = office_durable(office)

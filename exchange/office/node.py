@@ -44,7 +44,7 @@ from exchange.core.errors import (
 )
 from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
-from exchange.core.receipts import check_stamp, check_statement
+from exchange.core.receipts import SentMessage, check_stamp, check_statement
 from exchange.core.seal import EncodedBody, open_envelope, seal, sign_statement, verify_statement
 from exchange.core.wire import (
     IN_STREAM,
@@ -273,7 +273,8 @@ class OfficeNode:
         directory = self.directory.directory
         statement = verify_statement(signed, directory=directory, now_ms=self.clock())
         sent = await asyncio.to_thread(self.store.sent, statement.message_id)
-        check_statement(statement, recipients=sent.recipients if sent else None, directory=directory)
+        facts = SentMessage(sent.recipients, sent.header_digest, sent.created_ms) if sent else None
+        check_statement(statement, office=self.office, sent=facts, directory=directory)
         if isinstance(statement, Rejection):
             if sent is None:
                 # Something under this office's name that this node never sent (a replayed

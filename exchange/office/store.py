@@ -395,6 +395,11 @@ class OfficeStore:
         )
         return bytes(row[0]) if row else None
 
+    def stored_directories(self) -> list[bytes]:
+        """Every directory this office accepted, oldest version first (for ``load_directory``)."""
+        rows = self.db.read(lambda c: c.execute("SELECT signed FROM directory ORDER BY version").fetchall())
+        return [bytes(r[0]) for r in rows]
+
     async def record_upload(self, upload: UploadRecord) -> None:
         await self.db.write(
             lambda c: c.execute(

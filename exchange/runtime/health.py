@@ -55,6 +55,10 @@ class HealthReport:
     nats: bool
     directory: bool
     store: bool
+    # Detail: the directory in force and seconds since it was issued (a node frozen on an
+    # old version shows in its log and metrics even while it serves).
+    directory_version: int = 0
+    directory_age_s: float = 0.0
 
     @property
     def serving(self) -> bool:
@@ -82,7 +86,15 @@ async def probe(
     except Exception as e:  # noqa: BLE001 - any failure of the read is the verdict, not a crash
         log.debug("store_check_failed", error_type=type(e).__name__)  # the report says it
         store_ok = False
-    return HealthReport(nats=transport.is_connected, directory=listed, store=store_ok)
+    version = current.directory.version if current is not None else 0
+    age_s = max(0, clock.now_ms() - current.directory.issued_ms) / 1000 if current is not None else 0.0
+    return HealthReport(
+        nats=transport.is_connected,
+        directory=listed,
+        store=store_ok,
+        directory_version=version,
+        directory_age_s=age_s,
+    )
 
 
 def _set(servicer: Any, services: Sequence[str], serving: bool) -> None:
@@ -103,6 +115,7 @@ async def watch_health(
     """Once ``ready``, set the health of ``services`` and "" from ``prober`` every ``interval`` s."""
     await ready.wait()
     last: bool | None = None
+    last_version = -1
     while True:
         try:
             report = await prober()
@@ -112,12 +125,16 @@ async def watch_health(
         _set(servicer, services, report.serving)
         if on_report is not None:
             on_report(report)
+        directory = {"directory_version": report.directory_version, "directory_age_s": report.directory_age_s}
         if report.serving != last:
             if report.serving:
-                log.info("health_serving")
+                log.info("health_serving", **directory)
             else:
-                log.warning("health_not_serving", failing=report.problems())
+                log.warning("health_not_serving", failing=report.problems(), **directory)
             last = report.serving
+        elif report.directory_version != last_version:
+            log.info("health_directory", **directory)
+        last_version = report.directory_version
         await asyncio.sleep(interval)
 
 

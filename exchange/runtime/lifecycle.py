@@ -2,8 +2,8 @@
 
 ``stop_on_signals`` turns SIGTERM/SIGINT into an event so a node shuts down
 cleanly (gRPC grace period, NATS drain, store closed). ``load_directory``
-opens the node's pinned signed directory and, when the node's store holds a
-newer one that verifies against it, that one.
+opens the node's pinned signed directory and moves it forward through the
+copies the node stored of every directory it accepted (newest valid wins).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +39,33 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def load_directory(pinned: Path, stored: bytes | None = None) -> DirectoryState:
-    """The directory state from the pinned file, moved forward to ``stored`` if that verifies."""
+def load_directory(pinned: Path, stored: Iterable[bytes] = ()) -> DirectoryState:
+    """The directory state from the pinned file, moved forward through the ``stored`` copies.
+
+    Each stored copy newer than the state so far is applied in version order, so
+    a node restarts from the newest directory it accepted before (an update that
+    revoked a key stays in force) and a chain of rotated authorities still
+    verifies step by step. A copy that does not verify is skipped and logged:
+    the newest valid one stands, whichever of pinned and stored that is.
+    """
     with map_exceptions({OSError: ConfigError}, f"cannot read directory {pinned}"):
         genesis = pinned.read_bytes()
     anchor = TrustAnchor.from_directory(SignedDirectory.from_bytes(genesis).directory)
     state = DirectoryState(anchor)
     state.apply(genesis)
-    if stored is not None:
+    candidates = []
+    for data in stored:
         try:
-            if SignedDirectory.from_bytes(stored).version > state.directory.version:
-                state.apply(stored)
-        except LiaisonError:
-            pass  # a stored directory that no longer verifies is ignored; the pinned one stands
+            candidates.append((SignedDirectory.from_bytes(data).version, data))
+        except LiaisonError as e:
+            log.warning("stored_directory_unreadable", error=str(e))
+    for version, data in sorted(candidates, key=lambda c: c[0]):
+        if version <= state.directory.version:
+            continue
+        try:
+            state.apply(data)
+        except LiaisonError as e:
+            log.warning("stored_directory_refused", version=version, error=str(e))
     return state
 
 

@@ -33,6 +33,7 @@ from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError, TransportError
 from exchange.core.expiry import CERTIFICATE, KEY, ExpiryItem
 from exchange.core.identity import OfficeIdentity
+from exchange.core.model import Directory
 from exchange.nats.transport import Transport
 from exchange.runtime.config import MetricsConfig
 from exchange.runtime.health import HealthReport, Prober, log_expiry, node_expiry, watch_health
@@ -91,6 +92,11 @@ class NodeMetrics:
         self.directory_version = Gauge(
             "liaison_directory_version", "Version of the signed directory the node applies.", registry=r
         )
+        self.directory_age = Gauge(
+            "liaison_directory_age_seconds",
+            "Seconds since the directory the node applies was issued (a node frozen on an old one shows).",
+            registry=r,
+        )
         self.key_days = Gauge(
             "liaison_key_days_to_expiry", "Whole days until a key in use expires.", ["key"], registry=r
         )
@@ -100,6 +106,10 @@ class NodeMetrics:
             ["certificate"],
             registry=r,
         )
+
+    def observe_directory(self, directory: Directory, now_ms: int) -> None:
+        self.directory_version.set(directory.version)
+        self.directory_age.set(max(0, now_ms - directory.issued_ms) / 1000)
 
     def observe_health(self, report: HealthReport) -> None:
         self.serving.set(1 if report.serving else 0)

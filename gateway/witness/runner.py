@@ -34,7 +34,7 @@ import structlog
 
 from exchange.client.connection import ClientTls
 from exchange.core.clock import Clock, now_ms
-from exchange.core.directory import DirectoryState, SignedDirectory
+from exchange.core.directory import DirectoryState, SignedDirectory, verify_directory
 from exchange.core.errors import ConfigError, LiaisonError, NotFoundError, RemoteError
 from exchange.core.identity import IdentityKey
 from exchange.core.model import check_id
@@ -314,12 +314,14 @@ class Witness:
         key: IdentityKey,
         *,
         save_state: SaveState,
+        save_directory: Callable[[SignedDirectory], None] = lambda _: None,
         clock: Clock = now_ms,
         metrics: WitnessMetrics | None = None,
     ) -> None:
         self.cfg, self.client, self.directory, self.key, self.clock = cfg, client, directory, key, clock
         self.metrics = metrics
         self._save_state = save_state
+        self._save_directory = save_directory  # each directory adopted, so a restart keeps it
         self._directory_checked_ms = 0  # the first round asks the gateway for a newer directory
         self._rng = random.SystemRandom()  # which older records are re-checked: not predictable
         self._alarm_logged_ms: int | None = None
@@ -330,7 +332,9 @@ class Witness:
         data = self.client.directory()
         try:
             if SignedDirectory.from_bytes(data).version > self.directory.directory.version:
-                signed = self.directory.apply(data)
+                signed = verify_directory(data, trusted=self.directory.directory, anchor=None)
+                self._save_directory(signed)
+                self.directory.apply(data)
                 log.info("witness_directory_updated", version=signed.version)
         except LiaisonError as e:
             log.warning("witness_directory_refused", error=str(e))

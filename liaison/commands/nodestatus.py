@@ -44,6 +44,7 @@ MAX_METRICS_BYTES: Final = 4 << 20
 KEY_FIGURES: Final[tuple[tuple[str, str, str], ...]] = (
     ("NATS connected", "liaison_nats_connected", "sum"),
     ("directory version", "liaison_directory_version", "sum"),
+    ("directory age (s)", "liaison_directory_age_seconds", "sum"),
     ("messages sent", "liaison_office_messages_sent_total", "sum"),
     ("messages delivered", "liaison_office_messages_delivered_total", "sum"),
     ("inbound refused", "liaison_office_inbound_refused_total", "sum"),

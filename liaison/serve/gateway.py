@@ -11,6 +11,7 @@ import structlog
 
 from exchange.core.wire import gateway_client_name
 from exchange.nats.transport import Transport, connect
+from exchange.runtime.dirstore import DirectoryFolder
 from exchange.runtime.grpcutil import new_server
 from exchange.runtime.health import probe
 from exchange.runtime.lifecycle import load_directory, nats_connect_args, run_node
@@ -45,7 +46,9 @@ def open_store(cfg: GatewayConfig) -> AuditStore:
 
 async def serve_gateway(cfg: GatewayConfig) -> None:
     identity = open_keystore(cfg.keys_dir, passphrase_from(cfg.passphrase_file))
-    directory = load_directory(cfg.directory)
+    # The gateway's state folder (beside its audit store) keeps every directory it accepted.
+    copies = DirectoryFolder(cfg.store.parent / "directories")
+    directory = load_directory(cfg.directory, copies.stored())
     store = open_store(cfg)
     try:
         metrics = GatewayMetrics(cfg.gateway)
@@ -57,6 +60,7 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
             store=store,
             tree_head_interval_s=cfg.tree_head_interval_s,
             stream_replicas=cfg.nats.replicas,
+            save_directory=copies.save,
         )
         tls = (cfg.tls.ca, cfg.tls.cert, cfg.tls.key) if cfg.tls else None
         server, health, port = new_server(cfg.grpc_listen, [AUDIT_SERVICE, DIRECTORY_SERVICE], tls)
@@ -83,7 +87,7 @@ async def serve_gateway(cfg: GatewayConfig) -> None:
                 identity=identity,
                 cert_files=certs,
             )
-            await run_with(node.run(transport, node.signed_directory()), watchers)
+            await run_with(node.run(transport), watchers)
 
         try:
             async with metrics_endpoint(cfg.metrics, metrics.registry) as endpoint:

@@ -31,7 +31,7 @@ async def serve_office(cfg: OfficeConfig) -> None:
     identity = open_keystore(cfg.keys_dir, passphrase_from(cfg.passphrase_file))
     store = OfficeStore(cfg.store)
     try:
-        directory = load_directory(cfg.directory, store.latest_directory())
+        directory = load_directory(cfg.directory, store.stored_directories())
         metrics = OfficeMetrics(cfg.office)
         node = OfficeNode(
             office=cfg.office,

@@ -22,6 +22,7 @@ from exchange.core.directory import DirectoryState
 from exchange.core.errors import ConfigError, KeystoreError
 from exchange.core.identity import IdentityKey
 from exchange.core.model import Algorithm
+from exchange.runtime.dirstore import DirectoryFolder
 from exchange.runtime.lifecycle import load_directory
 from gateway.client import AuditClient
 from gateway.witness.metrics import WitnessMetrics
@@ -83,7 +84,9 @@ def serve_witness(cfg: WitnessConfig, stop: threading.Event | None = None) -> No
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    directory = load_directory(cfg.directory)
+    # The witness's state folder (beside its state file) keeps every directory it adopted.
+    copies = DirectoryFolder(cfg.state.parent / "directories")
+    directory = load_directory(cfg.directory, copies.stored())
     key = open_witness_key(cfg, directory)
     load_state(cfg.state, cfg.witness)  # a broken state file is a start-up error, not a loop
     metrics = WitnessMetrics(cfg.witness)
@@ -95,4 +98,7 @@ def serve_witness(cfg: WitnessConfig, stop: threading.Event | None = None) -> No
             raise ConfigError(f"metrics cannot listen on {host}:{port}: {e.strerror}") from None
         log.info("metrics_serving", host=host, port=server.server_port)
     with AuditClient(cfg.endpoint, tls=cfg.tls, timeout=cfg.timeout_s) as client:
-        run_witness(Witness(cfg, client, directory, key, save_state=save_state, metrics=metrics), stop)
+        witness = Witness(
+            cfg, client, directory, key, save_state=save_state, save_directory=copies.save, metrics=metrics
+        )
+        run_witness(witness, stop)

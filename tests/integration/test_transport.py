@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from nats.js import api
 
+from exchange.core.clock import now_ms
 from exchange.core.errors import CodecError, LiaisonError, OversizeError, TransportError
 from exchange.core.wire import (
     DIRECTORY_STREAM,
@@ -54,8 +55,11 @@ async def test_streams_have_the_decided_settings(transport: Transport) -> None:
 
 
 async def test_round_trip_with_headers(transport: Transport) -> None:
+    before_ms = now_ms() - 1
     ack = await transport.publish(out_subject("office-a"), b"\x00frame\xff", "id-1", 3)
+    acked_ms = now_ms() + 1
     assert (ack.stream, ack.seq, ack.duplicate) == (OUT_STREAM, 1, False)
+    await asyncio.sleep(0.3)  # delivered later than stored: the two times differ
     got: list[Delivered] = []
 
     async def handler(d: Delivered) -> None:
@@ -67,6 +71,8 @@ async def test_round_trip_with_headers(transport: Transport) -> None:
     assert (d.payload, d.subject) == (b"\x00frame\xff", "liaison.v1.out.office-a")
     assert (d.seq, d.num_delivered) == (1, 1)
     assert (d.msg_id, d.priority) == ("id-1", 3)
+    # JetStream's own stored-at time, not the delivery's (the gateway judges keys no earlier).
+    assert before_ms <= d.stored_ms <= acked_ms
 
 
 async def test_office_consumer_sees_only_its_own_inbox(transport: Transport) -> None:
@@ -347,3 +353,17 @@ async def test_publish_while_server_down_is_a_transport_error(
     await asyncio.to_thread(nats_server.kill)
     with pytest.raises(TransportError):
         await t.publish(out_subject("a"), b"x", "down-1", 1, ack_timeout=0.5)
+
+
+async def test_directory_put_only_over_the_sequence_it_read(transport: Transport) -> None:
+    """``after_seq``: a node that read the stream cannot overwrite an update published meanwhile."""
+    with pytest.raises(TransportError):  # the stream is empty: no sequence 5 to publish over
+        await transport.put_directory(b"directory-v1", after_seq=5)
+    first = await transport.put_directory(b"directory-v1", after_seq=0)
+    last = await transport.last_directory()
+    assert last == (first.seq, b"directory-v1")
+    await transport.put_directory(b"directory-v2", after_seq=first.seq)  # what it read: stored
+    with pytest.raises(TransportError) as stale:  # read before v2 landed: refused, v2 stays
+        await transport.put_directory(b"directory-v0", after_seq=first.seq)
+    assert getattr(stale.value.__cause__, "err_code", None) == 10071
+    assert await transport.get_directory() == b"directory-v2"

@@ -27,6 +27,7 @@ from exchange.core.directory import DirectoryState
 from exchange.core.errors import ConfigError, NotFoundError, RemoteError
 from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Suite
+from exchange.runtime.dirstore import DirectoryFolder
 from exchange.runtime.lifecycle import load_directory
 from gateway.audit.codec import decode_record, encode_record, encode_tree_head
 from gateway.audit.merkle import leaf_hash
@@ -144,6 +145,42 @@ def rig(deployment: Deployment, tmp_path: Path) -> tuple[Witness, FakeGateway, W
     fake = FakeGateway(gateway_identity, state, d.directory_file.read_bytes())
     witness = Witness(cfg, fake, state, open_witness_key(cfg, state), save_state=save_state)  # type: ignore[arg-type]
     return witness, fake, cfg
+
+
+def test_an_adopted_directory_survives_a_witness_restart(
+    deployment: Deployment, rig: tuple[Witness, FakeGateway, WitnessConfig], tmp_path: Path
+) -> None:
+    """The witness saves each directory it adopts; a restart starts from it, not the pinned file.
+
+    Before the fix (issue 11, section 4, found by reading): the witness saved no
+    directory and ``serve_witness`` loaded the pinned file alone, so a restarted
+    witness was back on the pinned version.
+    """
+    witness, fake, cfg = rig
+    d = deployment
+    source, draft, out = tmp_path / "v1.pb", tmp_path / "v2.json", tmp_path / "v2.pb"
+    source.write_bytes(d.directory_file.read_bytes())
+    assert main(["directory", "next-version", "--from", str(source), "--out", str(draft)]) == 0
+    signing = draft
+    for authority in ("ru-embassy-dushanbe", "tj-embassy-moscow"):
+        argv = ["directory", "sign", "--file", str(signing), "--authority", authority]
+        argv += ["--keys", str(d.keys_dir(authority)), "--passphrase-file", str(d.passphrase_file)]
+        assert main([*argv, "--out", str(out)]) == 0
+        signing = out
+    copies = DirectoryFolder(cfg.state.parent / "directories")
+    restarted = Witness(
+        cfg,
+        fake,
+        load_directory(cfg.directory),
+        witness.key,
+        save_state=save_state,
+        save_directory=copies.save,
+    )  # type: ignore[arg-type]
+    fake.directory_bytes = out.read_bytes()
+    restarted.refresh_directory()
+    assert restarted.directory.directory.version == 2
+    # What serve_witness does at start: the pinned file, moved forward through the copies.
+    assert load_directory(cfg.directory, copies.stored()).directory.version == 2
 
 
 def test_cosigns_each_new_head_once_and_persists(rig: tuple[Witness, FakeGateway, WitnessConfig]) -> None:

@@ -8,6 +8,7 @@ the frame's out-stream sequence.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +17,16 @@ import pytest
 from exchange.core import errors, primitives
 from exchange.core.codec.envelope import encode_frame
 from exchange.core.envelope import Envelope, Receipt, Rejection, Routed
-from exchange.core.model import Alert, AlertCategory, Directory, Priority, Reason, ReceiptState, Suite
+from exchange.core.model import (
+    Alert,
+    AlertCategory,
+    Directory,
+    KeyStatus,
+    Priority,
+    Reason,
+    ReceiptState,
+    Suite,
+)
 from exchange.core.seal import seal, sign_statement
 from gateway.audit.record import Verdict
 from gateway.decide import (
@@ -201,6 +211,8 @@ def test_decide(world: World, case: Case) -> None:
     if isinstance(decision, Refused):
         assert type(decision.error) is case.error, decision.error
         assert decision.notify == case.from_office
+        # The record names the office the frame came from, never the sender it claims.
+        assert decision.record.sender == case.from_office
         assert decision.record.verdict is Verdict.REJECTED
         assert decision.record.reason is case.error.reason if case.error else True
     else:
@@ -234,3 +246,78 @@ def test_without_a_sequence_a_prior_is_a_replay(world: World) -> None:
     assert isinstance(decision, Refused)
     assert isinstance(decision.error, errors.ReplayError)
     assert decision.record.source_seq == 0
+
+
+@pytest.mark.parametrize(
+    ("stored_ms", "error"),
+    [(0, None), (NOW + 9, None), (NOW + 10, errors.KeyRevokedError)],
+    ids=["stored-unknown", "stored-before-revocation", "stored-at-revocation"],
+)
+def test_keys_are_judged_no_earlier_than_jetstream_stored_the_frame(
+    world: World, stored_ms: int, error: type[errors.LiaisonError] | None
+) -> None:
+    """The sender's key revoked at NOW + 10; the envelope says it was created at NOW."""
+    office = world.directory.office(SENDER)
+    assert office is not None
+    keys = tuple(
+        dataclasses.replace(k, status=KeyStatus.REVOKED, revoked_at_ms=NOW + 10)
+        if k.algorithm.is_signing
+        else k
+        for k in office.keys
+    )
+    revoked = dataclasses.replace(
+        world.directory,
+        offices=tuple(
+            dataclasses.replace(o, keys=keys) if o.id == SENDER else o for o in world.directory.offices
+        ),
+    )
+    decision = decide(
+        encode_frame(world.envelope),
+        from_office=SENDER,
+        directory=revoked,
+        now_ms=NOW + 11,
+        prior=lambda _: None,
+        source_seq=SEQ,
+        stored_ms=stored_ms,
+    )
+    if error is None:
+        assert isinstance(decision, Accepted)
+    else:
+        assert isinstance(decision, Refused)
+        assert type(decision.error) is error
+
+
+def test_a_republished_copy_after_revocation_is_a_replay_not_a_key_refusal(world: World) -> None:
+    """Accepted (stamped), sent again after its key was revoked: REPLAY, so the office keeps its stamp."""
+    office = world.directory.office(SENDER)
+    assert office is not None
+    keys = tuple(
+        dataclasses.replace(k, status=KeyStatus.REVOKED, revoked_at_ms=NOW + 10)
+        if k.algorithm.is_signing
+        else k
+        for k in office.keys
+    )
+    revoked = dataclasses.replace(
+        world.directory,
+        offices=tuple(
+            dataclasses.replace(o, keys=keys) if o.id == SENDER else o for o in world.directory.offices
+        ),
+    )
+
+    def judge(answer: Answer) -> Decision:
+        return decide(
+            encode_frame(world.envelope),
+            from_office=SENDER,
+            directory=revoked,
+            now_ms=NOW + 11,
+            prior=lambda _: answer,
+            source_seq=SEQ,
+            stored_ms=NOW + 10,
+        )
+
+    again = judge(world.prior(seq=SEQ - 1))
+    assert isinstance(again, Refused)
+    assert type(again.error) is errors.ReplayError
+    other_header = judge(world.prior(seq=SEQ - 1, digest=bytes(32)))
+    assert isinstance(other_header, Refused)
+    assert type(other_header.error) is errors.KeyRevokedError

@@ -212,6 +212,9 @@ async def test_probe(
     transport = SimpleNamespace(is_connected=connected)
     report = await probe(transport, state, node, store_read)  # type: ignore[arg-type]
     assert report.problems() == problems
+    # The detail: the directory in force and its age (0 when none is applied).
+    assert report.directory_version == (directory.version if applied else 0)
+    assert (report.directory_age_s > 0) is applied
 
 
 class FakeHealth:

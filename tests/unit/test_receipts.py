@@ -15,6 +15,7 @@ from exchange.core.envelope import Receipt, Rejection, Statement
 from exchange.core.model import Directory, Reason, ReceiptState
 from exchange.core.receipts import (
     AllOf,
+    SentMessage,
     SignedByGateway,
     SignedByRecipient,
     check_stamp,
@@ -69,32 +70,31 @@ def test_check_stamp_refuses(directory: Directory, stamp: Statement, match: str)
 # --- check_statement -----------------------------------------------------------------------
 
 SENT_TO = (RECIPIENT,)
+SENT = SentMessage(SENT_TO, DIGEST, NOW - 1_000)
 
 
 @pytest.mark.parametrize(
-    ("statement", "recipients"),
+    ("statement", "sent"),
     [
-        pytest.param(_rejection(GATEWAY), SENT_TO, id="rejection-by-gateway"),
+        pytest.param(_rejection(GATEWAY), SENT, id="rejection-by-gateway"),
         pytest.param(_rejection(GATEWAY), None, id="rejection-of-unknown-message"),
-        pytest.param(_receipt(ReceiptState.ACCEPTED, SENDER), SENT_TO, id="accepted-by-sender"),
-        pytest.param(_receipt(ReceiptState.STAMPED, GATEWAY), SENT_TO, id="stamped-by-gateway"),
+        pytest.param(_receipt(ReceiptState.ACCEPTED, SENDER), SENT, id="accepted-by-sender"),
+        pytest.param(_receipt(ReceiptState.STAMPED, GATEWAY), SENT, id="stamped-by-gateway"),
         pytest.param(
-            _receipt(ReceiptState.DELIVERED, RECIPIENT, RECIPIENT), SENT_TO, id="delivered-by-recipient"
+            _receipt(ReceiptState.DELIVERED, RECIPIENT, RECIPIENT), SENT, id="delivered-by-recipient"
         ),
-        pytest.param(_receipt(ReceiptState.READ, RECIPIENT, RECIPIENT), SENT_TO, id="read-by-recipient"),
+        pytest.param(_receipt(ReceiptState.READ, RECIPIENT, RECIPIENT), SENT, id="read-by-recipient"),
     ],
 )
-def test_check_statement_allows(
-    directory: Directory, statement: Statement, recipients: tuple[str, ...] | None
-) -> None:
-    assert check_statement(statement, recipients=recipients, directory=directory) is None
+def test_check_statement_allows(directory: Directory, statement: Statement, sent: SentMessage | None) -> None:
+    assert check_statement(statement, office=SENDER, sent=sent, directory=directory) is None
 
 
 @pytest.mark.parametrize(
-    ("statement", "recipients", "error", "match"),
+    ("statement", "sent", "error", "match"),
     [
         pytest.param(
-            _rejection(RECIPIENT), SENT_TO, errors.SignatureError, "rejection of", id="rejection-by-an-office"
+            _rejection(RECIPIENT), SENT, errors.SignatureError, "rejection of", id="rejection-by-an-office"
         ),
         pytest.param(
             _rejection(RECIPIENT), None, errors.SignatureError, "rejection of", id="forged-rejection-unknown"
@@ -108,28 +108,73 @@ def test_check_statement_allows(
         ),
         pytest.param(
             _receipt(ReceiptState.STAMPED, RECIPIENT),
-            SENT_TO,
+            SENT,
             errors.SignatureError,
             "STAMPED receipt for",
             id="stamped-by-an-office",
         ),
         pytest.param(
             _receipt(ReceiptState.DELIVERED, THIRD, THIRD),
-            SENT_TO,
+            SENT,
             errors.SignatureError,
             "non-recipient",
             id="delivered-by-a-third-office",
         ),
         pytest.param(
             _receipt(ReceiptState.READ, RECIPIENT, THIRD),
-            SENT_TO,
+            SENT,
             errors.SignatureError,
             "non-recipient",
             id="read-on-another-recipients-behalf",
         ),
+        # Bound to what this office sent (issue 11, section 5): sender, header, time.
+        pytest.param(
+            dataclasses.replace(_rejection(GATEWAY), sender=RECIPIENT),
+            SENT,
+            errors.SignatureError,
+            "names sender",
+            id="rejection-of-another-offices-submission",
+        ),
+        pytest.param(
+            dataclasses.replace(_rejection(GATEWAY), sender=RECIPIENT),
+            None,
+            errors.SignatureError,
+            "names sender",
+            id="rejection-of-another-offices-unknown-message",
+        ),
+        pytest.param(
+            dataclasses.replace(_rejection(GATEWAY), header_digest=bytes(32)),
+            SENT,
+            errors.SignatureError,
+            "another header digest",
+            id="rejection-of-another-header",
+        ),
+        pytest.param(
+            dataclasses.replace(_receipt(ReceiptState.STAMPED, GATEWAY), sender=THIRD),
+            SENT,
+            errors.SignatureError,
+            "names sender",
+            id="stamp-of-another-offices-message",
+        ),
+        pytest.param(
+            dataclasses.replace(
+                _receipt(ReceiptState.DELIVERED, RECIPIENT, RECIPIENT), header_digest=bytes(32)
+            ),
+            SENT,
+            errors.SignatureError,
+            "another header digest",
+            id="delivered-for-another-header",
+        ),
+        pytest.param(
+            dataclasses.replace(_receipt(ReceiptState.READ, RECIPIENT, RECIPIENT), at_ms=NOW - 3_600_000),
+            SENT,
+            errors.ClockSkewError,
+            "before the message was created",
+            id="read-dated-before-the-message",
+        ),
         pytest.param(
             _receipt(ReceiptState.DELIVERED, GATEWAY, GATEWAY),
-            SENT_TO,
+            SENT,
             errors.SignatureError,
             "non-recipient",
             id="delivered-by-the-gateway",
@@ -139,12 +184,12 @@ def test_check_statement_allows(
 def test_check_statement_refuses(
     directory: Directory,
     statement: Statement,
-    recipients: tuple[str, ...] | None,
+    sent: SentMessage | None,
     error: type[errors.LiaisonError],
     match: str,
 ) -> None:
     with pytest.raises(error, match=match):
-        check_statement(statement, recipients=recipients, directory=directory)
+        check_statement(statement, office=SENDER, sent=sent, directory=directory)
 
 
 # --- the policies --------------------------------------------------------------------------

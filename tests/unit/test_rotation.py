@@ -328,3 +328,28 @@ def test_reactivating_clears_the_revocation_time(world: World) -> None:
     key = office.key(kid)
     assert key is not None
     assert (key.status, key.revoked_at_ms) == (KeyStatus.ACTIVE, 0)
+
+
+@pytest.mark.parametrize(
+    ("stored", "refused"),
+    [
+        (0, False),
+        (NOW - 1, False),
+        (NOW, True),
+        (NOW + HOUR, True),
+    ],
+    ids=["stored-unknown", "stored-before-T", "stored-at-T", "stored-after-T"],
+)
+def test_revoked_key_is_judged_no_earlier_than_the_backbone_stored_it(
+    world: World, stored: int, refused: bool
+) -> None:
+    """Created (by the sender's word) before T: what counts is when JetStream stored it."""
+    ed25519 = world.b.key(Algorithm.ED25519).key_id
+    revoked = rotation.set_key_status(world.v1, ed25519, KeyStatus.REVOKED, at_ms=NOW)
+    envelope = _seal(B, world.b, A, world.v1, NOW - 5_000)
+    now = max(stored, NOW) + 1
+    if refused:
+        with pytest.raises(errors.KeyRevokedError):
+            verify_envelope(envelope, directory=revoked, now_ms=now, stored_ms=stored)
+    else:
+        verify_envelope(envelope, directory=revoked, now_ms=now, stored_ms=stored)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from exchange.core import errors, primitives
+from exchange.core import errors, model, primitives
 from exchange.core.codec.body import encode_body
 from exchange.core.codec.envelope import decode_envelope, encode_envelope, encode_signed_statement
 from exchange.core.envelope import Receipt, Rejection
@@ -236,6 +238,34 @@ def test_statement_negative(offices, gateway, pq_directory, kit):
         )
     with pytest.raises(errors.ClockSkewError):
         verify_statement(good, directory=pq_directory, now_ms=NOW - 3_600_000)
+    # Nor dated longer ago than a message may live (issue 11, section 5).
+    ttl_ms = pq_directory.limits.max_ttl_s * 1000
+    assert verify_statement(good, directory=pq_directory, now_ms=NOW + ttl_ms) == r
+    with pytest.raises(errors.ExpiredError, match="more than"):
+        verify_statement(good, directory=pq_directory, now_ms=NOW + ttl_ms + 1)
     unknown = Receipt(MID, ReceiptState.DELIVERED, "nobody", NOW, DIGEST, SENDER)
     with pytest.raises(errors.UnknownSenderError):
         verify_statement(sign_statement(unknown, gateway[1]), directory=pq_directory, now_ms=NOW)
+
+
+def test_statement_key_judged_no_earlier_than_the_backbone_stored_it(offices, directory):
+    """A receipt dated before its signer's key was revoked, stored after: refused."""
+    signer = "tj-mvd-moscow"
+    r = Receipt(MID, ReceiptState.READ, signer, NOW - 5_000, DIGEST, SENDER, recipient=signer)
+    signed = sign_statement(r, offices[signer].signing)
+    office = directory.office(signer)
+    revoked_keys = tuple(
+        dataclasses.replace(k, status=model.KeyStatus.REVOKED, revoked_at_ms=NOW)
+        if k.algorithm.is_signing
+        else k
+        for k in office.keys
+    )
+    revoked = dataclasses.replace(
+        directory,
+        offices=tuple(
+            dataclasses.replace(o, keys=revoked_keys) if o.id == signer else o for o in directory.offices
+        ),
+    )
+    assert verify_statement(signed, directory=revoked, now_ms=NOW, stored_ms=NOW - 1) == r
+    with pytest.raises(errors.KeyRevokedError):
+        verify_statement(signed, directory=revoked, now_ms=NOW, stored_ms=NOW)
