@@ -83,7 +83,7 @@ def test_example_inventory_renders_bundles_without_identity_keys(tmp_path: Path)
     # The streams in their own account, each office leaf link in its own (ADR 0009).
     assert '"LIAISON": {' in hub
     assert f'"{RU}": {{' in hub
-    assert "authorization {" not in hub
+    assert "authorization {\n  users" not in hub  # no users outside the accounts
     leaf = (out / RU / "nats-server.conf").read_text()
     assert "remotes: [" in leaf
     assert "nats-leaf://nats-3." in leaf

@@ -2,31 +2,38 @@
 
 NATS permissions check the subject a client publishes to, not the reply
 subject it names, and JetStream answers every API request (and a publish's
-PubAck) by publishing to that reply subject. Here one office, holding only its
-own NATS certificate as the lab issues it, makes each request it is allowed
-to make with the reply subject set to each subject a stream captures —
-another office's out and in subjects, the directory subject, an attachment
-subject of another office and its own in subject — and the test checks, with
-the gateway's own identity, that no stream's last sequence moved and that the
-gateway's audit log did not grow.
+PubAck) by publishing to that reply subject. Here one office (RU), holding
+only its own NATS certificate as the lab issues it, makes each request its
+node makes — a direct get of its own chunk, a stream message get of the
+directory, a pull request and a consumer info on its own inbox consumer, a
+consumer create, a publish on its own out and attachment subjects — with the
+reply subject set to each subject a stream captures: TJ's out and in subjects,
+its own in subject, the directory subject, an attachment subject of TJ. The
+test then checks, as the gateway, that no stream's last sequence moved beyond
+the request's own legitimate write and that the audit log holds nothing new in
+another office's name. Both lab topologies: one server, and the hub cluster
+reached through each office's leaf server.
 
-The streams live in the ``LIAISON`` account that no office user is in; each
-office is its own account whose service imports rewrite every reply subject
-to ``_R_…`` (ADR 0009), so the answer reaches only the requester.
+The fix (ADR 0009): the streams live in account ``LIAISON``, each office is an
+account of its own whose service imports rewrite every reply subject to
+``_R_…``, and offices may not create consumers.
 
-Failed before the fix (nats-server 2.15.1, one account, subject permissions
-only): every request case wrote into the target streams — e.g. the pull
-request's "404 No Messages" status, the directory message and the PubAck
-landed on ``liaison.v1.out.tj-mvd-moscow`` and the gateway recorded new
-REJECTED records in the other office's name; the consumer-create case could
-also aim a push consumer's deliveries at another office's out subject.
+Failed before the fix (nats-server 2.15.1, one account with subject
+permissions, both topologies): every one of the 7 requests wrote into the
+streams — 1 new message on LIAISON_OUT (TJ's out subject, which the gateway
+consumes as TJ's), 2 on LIAISON_IN, 1 on LIAISON_DIRECTORY, 1 on
+LIAISON_ATTACH, e.g. ``pull-next-own-inbox: JetStream wrote (stream: new
+messages) {'LIAISON_OUT': 1, 'LIAISON_IN': 2, 'LIAISON_DIRECTORY': 1,
+'LIAISON_ATTACH': 1}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -43,15 +50,12 @@ from exchange.core.wire import (
     OUT_STREAM,
     attach_subject,
     in_subject,
-    inbox_prefix,
     office_durable,
     out_subject,
 )
 from gateway.client import AuditClient
-from liaison.lab.cluster import RenderedNatsServer
 from liaison.lab.lab import TOPOLOGIES, Lab
-from liaison.natsserver import free_port
-from tests.integration.labutil import INVENTORY, wait_for
+from tests.integration.labutil import INVENTORY
 
 RU, TJ = "ru-mvd-dushanbe", "tj-mvd-moscow"
 STREAMS = (OUT_STREAM, IN_STREAM, DIRECTORY_STREAM, ATTACH_STREAM)
@@ -140,9 +144,13 @@ def _api(lab: Lab, owner: str, subject: str) -> str:
     return subject
 
 
-async def _last_seqs(lab: Lab) -> dict[str, int]:
+def _gateway(lab: Lab) -> str:
     assert lab.deployment is not None
-    gateway = lab.deployment.inventory.gateway.id
+    return lab.deployment.inventory.gateway.id
+
+
+async def _last_seqs(lab: Lab) -> dict[str, int]:
+    gateway = _gateway(lab)
     nc = await _connect(lab, gateway)
     try:
         js = _js(lab, gateway, nc)
@@ -184,6 +192,34 @@ def test_a_reply_subject_cannot_aim_jetstream_at_a_stream(lab: Lab, request_id: 
         assert len(new) == (len(TARGETS) if own == OUT_STREAM else 0), new
 
 
+def test_an_answer_aimed_at_its_own_out_subject_is_only_its_own_frame(lab: Lab) -> None:
+    """What remains: an office can aim an answer at a subject of its own account, and its own
+    out subject is one (an import). The frame is one RU could publish itself and is audited in
+    RU's name only; no other stream moves. (Passes before the fix too: it is no attack.)"""
+
+    async def aim() -> None:
+        nc = await _connect(lab, RU)
+        try:
+            subject, payload = REQUESTS["stream-msg-get-directory"]
+            await nc.publish(_api(lab, RU, subject), payload, reply=out_subject(RU))
+            await nc.flush(timeout=5)
+        finally:
+            await nc.close()
+
+    with AuditClient.from_lab(lab.root) as audit:
+        size = audit.size()
+        before = asyncio.run(_last_seqs(lab))
+        asyncio.run(aim())
+        time.sleep(SETTLE_S)
+        after = asyncio.run(_last_seqs(lab))
+        moved = {s: after[s] - before[s] for s in STREAMS}
+        new = [audit.record(i).record for i in range(size, audit.size())]
+    # One server: the answer lands on RU's out subject. Hub: it reaches RU's leaf, and no further.
+    assert moved[OUT_STREAM] in (0, 1)
+    assert moved == {s: moved[OUT_STREAM] if s == OUT_STREAM else 0 for s in STREAMS}
+    assert [r.sender for r in new] == [RU] * moved[OUT_STREAM]
+
+
 def test_the_requests_themselves_are_still_answered(lab: Lab) -> None:
     """The same requests with the office's own inbox as reply subject work: the fix is not 'deny all'."""
 
@@ -204,93 +240,109 @@ def test_the_requests_themselves_are_still_answered(lab: Lab) -> None:
 # --- acks -------------------------------------------------------------------------------
 
 
-def _hostile_leaf(lab: Lab) -> RenderedNatsServer:
-    """A leaf server RU's operators configured themselves: RU's leaf certificate, no local limits."""
+async def _until_pong(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        line = await asyncio.wait_for(reader.readline(), timeout=5)
+        if not line or line.startswith(b"-ERR"):
+            raise AssertionError(f"the hub closed the leaf link: {line!r}")
+        if line.startswith(b"PING"):
+            writer.write(b"PONG\r\n")
+        elif line.startswith(b"PONG"):
+            return
+
+
+async def _as_raw_leaf(lab: Lab, messages: list[tuple[str, bytes]]) -> None:
+    """Be RU's leaf server, speaking the leaf-node protocol itself with RU's leaf certificate.
+
+    A real nats-server as leaf forwards a message only where the hub showed interest; a
+    hostile site need not run one, so the hub must hold up against any ``LMSG`` sent.
+    """
     assert lab.cluster is not None
     site = lab.cluster.site
     (office,) = [o for o in site.offices if o.id == RU]
     files = lab.pki.files(office.nats_name)
-    urls = [f"nats-leaf://{s.host}:{s.leaf_port}" for s in site.hub.servers]
-    port = free_port()
-    text = (
-        f'server_name: "hostile-{RU}"\nlisten: "127.0.0.1:{port}"\n'
-        "leafnodes {\n  remotes: [\n    {\n"
-        f"      urls: {json.dumps(urls)}\n"
-        f"      tls {{\n        cert_file: {json.dumps(str(files.cert))}\n"
-        f"        key_file: {json.dumps(str(files.key))}\n        ca_file: {json.dumps(str(files.ca))}\n"
-        "      }\n    }\n  ]\n}\n"
-    )
-    root = lab.root / "hostile-leaf"
-    root.mkdir(exist_ok=True)
-    return RenderedNatsServer(root, text, name=f"hostile-{RU}", port=port, http_port=0, monitor_any=True)
-
-
-async def _hold_one_delivery(lab: Lab) -> tuple[str, int]:
-    """Stand in for TJ's (stopped) node: fetch one of its deliveries, unacked; its ack subject."""
-    assert lab.deployment is not None
-    gateway = lab.deployment.inventory.gateway.id
-    nc = await _connect(lab, gateway)
+    context = ssl.create_default_context(cafile=str(files.ca))
+    context.load_cert_chain(str(files.cert), str(files.key))
+    hub = site.hub.servers[0]
+    reader, writer = await asyncio.open_connection(hub.host, hub.leaf_port)
     try:
-        js = _js(lab, gateway, nc)
+        assert (await asyncio.wait_for(reader.readline(), timeout=5)).startswith(b"INFO ")
+        await writer.start_tls(context, server_hostname=hub.host)
+        hello = {"name": f"hostile-{RU}", "hub": False, "headers": True, "compression": "off"}
+        writer.write(b"CONNECT " + json.dumps(hello).encode() + b"\r\nPING\r\n")
+        await _until_pong(reader, writer)
+        for subject, payload in messages:
+            writer.write(f"LMSG {subject} {len(payload)}\r\n".encode() + payload + b"\r\n")
+        writer.write(b"PING\r\n")
+        await _until_pong(reader, writer)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+async def _hold_one_delivery(lab: Lab) -> str:
+    """Stand in for TJ's (stopped) node: fetch one of its deliveries, unacked; its ack subject."""
+    nc = await _connect(lab, _gateway(lab))
+    try:
+        js = _js(lab, _gateway(lab), nc)
         sub = await js.pull_subscribe_bind(durable=office_durable(TJ), stream=IN_STREAM)
         (msg,) = await sub.fetch(1, timeout=10)
-        info = await js.consumer_info(IN_STREAM, office_durable(TJ))
-        return msg.reply, info.num_ack_pending
+        return msg.reply
     finally:
         await nc.close()
 
 
-async def _settle_as_ru(lab: Lab, ack_subject: str, hostile: RenderedNatsServer | None) -> int:
-    """Send +TERM, +NAK and +ACK to TJ's ack subject as RU; return TJ's ack-pending count after."""
-    errors: list[str] = []
-    if hostile is None:
-        nc = await _connect(lab, RU, errors)
+async def _tj_inbox(lab: Lab) -> tuple[int, int]:
+    """TJ's consumer as the gateway sees it: (ack pending, ack floor stream sequence)."""
+    nc = await _connect(lab, _gateway(lab))
+    try:
+        info = await _js(lab, _gateway(lab), nc).consumer_info(IN_STREAM, office_durable(TJ))
+        return info.num_ack_pending, info.ack_floor.stream_seq if info.ack_floor else 0
+    finally:
+        await nc.close()
+
+
+async def _settle_as_ru(lab: Lab, ack_subject: str) -> None:
+    """Send +TERM, -NAK and +ACK to TJ's ack subject as RU can: its client, or its leaf link on a hub.
+
+    First something RU may do (upload a chunk), so a link that is refused outright cannot
+    pass for a defence: the chunk must land.
+    """
+    verbs = [(ack_subject, verb) for verb in (b"+TERM", b"-NAK", b"+ACK")]
+    proof = (attach_subject(RU, os.urandom(16).hex(), 0), b"link works")
+    before = (await _last_seqs(lab))[ATTACH_STREAM]
+    if lab.cluster is not None:
+        await _as_raw_leaf(lab, [proof, *verbs])
     else:
-        nc = await nats.connect(
-            f"nats://127.0.0.1:{hostile.port}",
-            inbox_prefix=inbox_prefix(RU),  # the hub sends RU's link nothing else
-            allow_reconnect=False,
-            connect_timeout=5,
-        )
-    try:
-        # The link works and is RU's: RU's own consumer answers through it.
-        own = await nc.request(_api(lab, RU, REQUESTS["consumer-info-own"][0]), b"", timeout=5)
-        assert office_durable(RU).encode() in own.data, own.data
-        for verb in (b"+TERM", b"-NAK", b"+ACK"):
-            await nc.publish(ack_subject, verb)
-        await nc.flush(timeout=5)
-        await asyncio.sleep(1.0)
-    finally:
-        await nc.close()
-    assert lab.deployment is not None
-    gateway = lab.deployment.inventory.gateway.id
-    gc = await _connect(lab, gateway)
-    try:
-        return (await _js(lab, gateway, gc).consumer_info(IN_STREAM, office_durable(TJ))).num_ack_pending
-    finally:
-        await gc.close()
+        nc = await _connect(lab, RU)
+        try:
+            for subject, payload in [proof, *verbs]:
+                await nc.publish(subject, payload)
+            await nc.flush(timeout=5)
+        finally:
+            await nc.close()
+    await asyncio.sleep(1.0)
+    assert (await _last_seqs(lab))[ATTACH_STREAM] == before + 1, "RU's own write did not land"
 
 
 def test_an_office_cannot_ack_or_terminate_another_offices_deliveries(lab: Lab) -> None:
-    """RU (its own client on one server; on a hub, a leaf server it configured itself) settles TJ's delivery.
+    """RU settles TJ's delivery: on one server with its own client, on a hub as its own leaf link.
 
-    A real nats-server as RU's leaf forwards only what the hub showed interest in, so this
-    passed before the fix too; the leaf protocol spoken directly is the next test.
+    Failed before the fix (cluster topology): the hub exempts ``$JS.ACK.…`` from leaf
+    permissions and RU's link was in the streams' account, so RU's ``+TERM`` ended TJ's
+    delivery (ack pending 1 -> 0, ack floor moved) and the message never reached TJ.
     """
     lab.nodes[TJ].stop()
-    hostile = _hostile_leaf(lab) if lab.cluster is not None else None
     try:
         with Client.from_lab(lab.root, RU) as ru:
             sent = ru.send_case_message([TJ], case_id="ACK-ATTACK", text="for TJ only").message_id
-        ack_subject, pending = asyncio.run(_hold_one_delivery(lab))
-        assert pending == 1
-        if hostile is not None:
-            hostile.start()
-            wait_for(lambda: hostile.monitor("leafz").get("leafnodes", 0) >= 1, what="the hostile leaf link")
-        assert asyncio.run(_settle_as_ru(lab, ack_subject, hostile)) == 1, "RU settled TJ's delivery"
+        ack_subject = asyncio.run(_hold_one_delivery(lab))
+        held = asyncio.run(_tj_inbox(lab))
+        assert held[0] == 1
+        asyncio.run(_settle_as_ru(lab, ack_subject))
+        assert asyncio.run(_tj_inbox(lab)) == held, "RU settled TJ's delivery"
     finally:
-        if hostile is not None:
-            hostile.stop()
         lab.start_node(TJ)
     with Client.from_lab(lab.root, TJ) as tj:  # redelivered after its ack wait: TJ gets it
         got = [d.message_id for d in tj.subscribe(wait_s=30) if d.message_id == sent]
