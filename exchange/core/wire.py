@@ -92,8 +92,8 @@ FROZEN_PREFIX: Final = "liaison.v1.retired"
 JS_API: Final = "$JS.API"
 # The JetStream domain offices address the streams by ($JS.LIAISON.API.…). No server has it:
 # each office account's service imports map it onto the streams account's $JS.API (ADR 0009).
-# Not the hub's real domain: a hub answers $JS.<its domain>.API from a leaf in the leaf's own
-# account, which has no JetStream; not $JS.API: an account without JetStream answers that itself.
+# Not $JS.API: an account without JetStream answers that itself ("not enabled"), racing the
+# import. Not the hub's real domain: through a leaf link such requests got no answer (checked).
 OFFICE_JS_DOMAIN: Final = "LIAISON"
 
 

@@ -122,7 +122,7 @@ def render_accounts(
     JetStream as ``$JS.LIAISON.API`` (``OFFICE_JS_DOMAIN``), renamed by each import.
     """
     offices = sorted(office_dns)
-    # One export per subject (nats-server keeps only the last of two), naming every office it serves.
+    # One export per subject, naming every office it serves: who may call what, in one place.
     services: dict[str, dict[str, Any]] = {}
     for office in offices:
         for service in office_services(office):

@@ -54,7 +54,7 @@ def test_every_jetstream_api_import_is_renamed_to_the_office_domain() -> None:
 
 
 def test_each_export_names_exactly_the_offices_that_import_it() -> None:
-    """nats-server keeps only the last of two exports of one subject: one export per subject."""
+    """One export per subject, naming exactly its importers: who may call what, in one place."""
     exports = _accounts()[STREAMS_ACCOUNT]["exports"]
     subjects = [e.get("service", e.get("stream")) for e in exports]
     assert len(subjects) == len(set(subjects))
