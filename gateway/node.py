@@ -27,11 +27,15 @@ from exchange.core.identity import OfficeIdentity
 from exchange.core.model import Reason, ReceiptState, Suite, check_id
 from exchange.core.seal import sign_statement
 from exchange.core.wire import (
+    IN_STREAM,
+    OFFICE_INBOX_ACK_WAIT_S,
+    OFFICE_INBOX_MAX_DELIVER,
     OUT_FILTER,
     OUT_STREAM,
     forwarded_msg_id,
     gateway_durable,
     in_subject,
+    office_durable,
     office_of_out_subject,
     out_subject,
     rejected_msg_id,
@@ -349,11 +353,26 @@ class GatewayNode:
 
         Offices of the directory are consumed from the start; any other subject that
         shows up on the out stream (an office unknown to the directory) gets its own
-        consumer too, so its frames are refused and audited, never left unread.
+        consumer too, so its frames are refused and audited, never left unread. Every
+        office of the directory also gets its inbox consumer here: offices may not
+        create consumers (a create request names its own deliver subject, ADR 0011).
         """
         consuming: set[str] = set()
+        inboxes: set[str] = set()
         while True:
             offices = set(self.directory.directory.office_ids())
+            for office in sorted(offices - inboxes):
+                try:
+                    await transport.ensure_consumer(
+                        IN_STREAM,
+                        office_durable(office),
+                        in_subject(office),
+                        max_deliver=OFFICE_INBOX_MAX_DELIVER,
+                        ack_wait=OFFICE_INBOX_ACK_WAIT_S,
+                    )
+                    inboxes.add(office)
+                except LiaisonError as e:
+                    log.warning("inbox_consumer_failed", office=office, error=str(e))
             try:
                 present = await transport.subjects(OUT_STREAM, OUT_FILTER)
                 offices |= {office_of_out_subject(subject) for subject in present}

@@ -41,6 +41,9 @@ __all__ = [
     "MAX_MSG_ID_LEN",
     "MAX_PAYLOAD_BYTES",
     "OFFICE_DURABLE_PREFIX",
+    "OFFICE_INBOX_ACK_WAIT_S",
+    "OFFICE_INBOX_MAX_DELIVER",
+    "OFFICE_JS_DOMAIN",
     "OUT_FILTER",
     "OUT_PREFIX",
     "OUT_STREAM",
@@ -88,6 +91,11 @@ ATTACH_PREFIX: Final = "liaison.v1.attach"
 # Subject a stream is parked on while it is checked (nobody publishes or subscribes there).
 FROZEN_PREFIX: Final = "liaison.v1.retired"
 JS_API: Final = "$JS.API"
+# The JetStream domain offices address the streams by ($JS.LIAISON.API.…). No server has it:
+# each office account's service imports map it onto the streams account's $JS.API (ADR 0011).
+# Not $JS.API: an account without JetStream answers that itself ("not enabled"), racing the
+# import. Not the hub's real domain: through a leaf link such requests got no answer (checked).
+OFFICE_JS_DOMAIN: Final = "LIAISON"
 
 
 def out_subject(office: str) -> str:
@@ -123,6 +131,11 @@ def frozen_subject(stream: str) -> str:
 
 OFFICE_DURABLE_PREFIX: Final = "office-"
 GATEWAY_DURABLE_PREFIX: Final = "gateway-"
+# An office's inbox consumer, created by the gateway (an office may not create consumers, ADR 0011).
+OFFICE_INBOX_ACK_WAIT_S: Final = 10.0  # the office node settles a fetched batch well within this
+# Refusals are parked as poison by the office node itself; anything else (store, keys not
+# rotated in yet) is retried for as long as it takes, never dropped.
+OFFICE_INBOX_MAX_DELIVER: Final = -1
 
 
 def office_durable(office: str) -> str:

@@ -381,8 +381,11 @@ class Transport(DirectoryStream):
         nak_delay: float = 1.0,
         fetch_timeout: float = 2.0,
         on_poison: PoisonCallback | None = None,
+        create: bool = True,
     ) -> None:
         """Fetch and handle messages until cancelled; survives disconnects and server restarts.
+
+        ``create=False``: bind to a consumer the gateway creates (ADR 0011), waiting for it.
 
         The whole fetched batch goes to one ``handler`` call (so its durable writes can be
         grouped), higher ``Liaison-Priority`` first (stream order otherwise), and each item
@@ -397,10 +400,11 @@ class Transport(DirectoryStream):
             while True:
                 raise_if_cancelling()
                 try:
-                    if sub is None:
+                    if sub is None and create:
                         await self.ensure_consumer(
                             stream, durable, filter_subject, max_deliver=max_deliver, ack_wait=ack_wait
                         )
+                    if sub is None:
                         sub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)
                     epoch = self._epoch
                     msgs = await sub.fetch(batch, timeout=fetch_timeout)

@@ -48,6 +48,8 @@ from exchange.core.receipts import SentMessage, check_stamp, check_statement
 from exchange.core.seal import EncodedBody, open_envelope, seal, sign_statement, verify_statement
 from exchange.core.wire import (
     IN_STREAM,
+    OFFICE_INBOX_ACK_WAIT_S,
+    OFFICE_INBOX_MAX_DELIVER,
     delivered_msg_id,
     in_subject,
     office_durable,
@@ -71,8 +73,6 @@ log = structlog.get_logger()
 
 PUBLISH_BATCH = 256
 INBOX_BATCH = 256
-# Frames fetched by a node that lost NATS before acking them come back after this long.
-INBOX_ACK_WAIT_S = 10.0
 PUBLISH_RETRY_S = 1.0
 
 
@@ -437,10 +437,9 @@ class OfficeNode:
                     in_subject(self.office),
                     self.handle_inbound_batch,
                     batch=INBOX_BATCH,
-                    ack_wait=INBOX_ACK_WAIT_S,
-                    # Refusals are parked as poison on their own; anything else (store, keys
-                    # not rotated in yet) is retried for as long as it takes, never dropped.
-                    max_deliver=-1,
+                    ack_wait=OFFICE_INBOX_ACK_WAIT_S,
+                    max_deliver=OFFICE_INBOX_MAX_DELIVER,
+                    create=False,  # the gateway creates it (ADR 0011)
                 )
             )
 

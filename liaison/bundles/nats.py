@@ -6,15 +6,16 @@ paths and subject DNs; reads and writes nothing.
 - Hub server: client listener with mutual TLS (``verify_and_map``), a
   ``cluster {}`` block whose routes use mutual TLS and admit only the hub's
   own route certificate (mapped by its SPIFFE URI), a ``leafnodes { listen }``
-  block with mutual TLS, and JetStream in the hub's ``domain``. Users: the
-  gateway (everything) and one user per office *leaf link*, whose
-  permissions are the office's (``exchange.nats.permissions.office_permissions``)
-  addressed to the hub's JetStream domain. nats-server applies a user's
-  permissions to a leaf connection: what it may publish is all the office
-  site can send to the hub, what it may subscribe is all the hub sends back.
+  block with mutual TLS, and JetStream in the hub's ``domain``. Accounts
+  (``exchange.nats.permissions.render_accounts``, ADR 0011): the streams and
+  the gateway in ``LIAISON``; each office *leaf link* a user in the office's
+  own account, which holds only the service and stream imports its node
+  needs. Whatever an office's leaf server sends (a reply subject, an ack of
+  another office's delivery) lands in that account, where nothing else
+  exists; the user's permissions narrow it further.
 - Office site: a leaf node server with JetStream in its own domain (for a
   later store-and-forward stream), a client listener for the office node
-  only (mutual TLS, the same permissions), and ``leafnodes { remotes }`` to
+  only (mutual TLS, the office's subject permissions), and ``leafnodes { remotes }`` to
   every hub server over TLS with the site's certificate.
 
 What it does not: start servers (``liaison.natsserver`` does for the lab and
@@ -29,15 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from exchange.core.wire import JS_API
-from exchange.nats.permissions import office_permissions
+from exchange.core.errors import ConfigError
+from exchange.core.wire import OFFICE_JS_DOMAIN
+from exchange.nats.permissions import office_permissions, render_accounts
 from keys.inventory import HubServer, OfficeSite, SiteInventory
 from liaison.natsserver import DEFAULT_MAX_FILE_STORE, DEFAULT_MAX_PAYLOAD
 
-__all__ = ["TlsPaths", "domain_permissions", "hub_config", "leaf_config", "route_user"]
+__all__ = ["TlsPaths", "hub_config", "leaf_config", "route_user"]
 
 TLS_TIMEOUT_S: Final = 5
-_JS_API: Final = f"{JS_API}."
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,6 @@ class TlsPaths:
 def route_user(cluster: str) -> str:
     """The identity every hub route certificate carries (its URI SAN): only it may join the cluster."""
     return f"spiffe://liaison/node/{cluster}-route"
-
-
-def domain_permissions(office: str, domain: str) -> dict[str, Any]:
-    """``office_permissions`` with the JetStream API addressed to ``domain`` (``$JS.<domain>.API``)."""
-    perms = office_permissions(office)
-    prefix = f"$JS.{domain}.API."
-    allow = [s.replace(_JS_API, prefix, 1) if s.startswith(_JS_API) else s for s in perms["publish"]["allow"]]
-    return {"publish": {"allow": allow}, "subscribe": perms["subscribe"]}
 
 
 def _q(value: str | Path) -> str:
@@ -106,10 +99,11 @@ def hub_config(
 ) -> str:
     """One hub server: clients (the gateway), routes to the other hub servers, office leaf links."""
     hub = site.hub
-    users: list[dict[str, Any]] = [
-        {"user": gateway_dn, "permissions": {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}}
-    ]
-    users += [{"user": dn, "permissions": domain_permissions(o, hub.domain)} for o, dn in leaf_dns.items()]
+    if hub.domain == OFFICE_JS_DOMAIN:
+        raise ConfigError(
+            f"the hub's JetStream domain must not be {OFFICE_JS_DOMAIN!r} (the offices' API name)"
+        )
+    accounts = render_accounts(gateway_dns=[gateway_dn], office_dns={o: [dn] for o, dn in leaf_dns.items()})
     routes = [f"nats-route://{s.host}:{s.cluster_port}" for s in hub.servers if s is not server]
     parts = [
         f"# nats-server {server.name}: JetStream hub of {site.deployment} (rendered by liaison deploy)",
@@ -119,7 +113,7 @@ def hub_config(
         f"max_payload: {DEFAULT_MAX_PAYLOAD}",
         _jetstream(store, hub.domain),
         _tls(client_tls, "verify_and_map", 0),
-        _users(users),
+        accounts,
     ]
     if len(hub.servers) > 1:
         parts.append(
@@ -145,7 +139,7 @@ def leaf_config(
 ) -> str:
     """The office site's leaf node server: the office node is its only client."""
     urls = [f"nats-leaf://{s.host}:{s.leaf_port}" for s in site.hub.servers]
-    user = {"user": office_dn, "permissions": domain_permissions(office.id, site.hub.domain)}
+    user = {"user": office_dn, "permissions": office_permissions(office.id)}
     parts = [
         f"# nats-server {office.nats_name}: leaf node of office {office.id} (rendered by liaison deploy)",
         f"server_name: {_q(office.nats_name)}",

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from exchange.core.errors import ConfigError
-from exchange.core.wire import inbox_prefix
+from exchange.core.wire import OFFICE_JS_DOMAIN, inbox_prefix
 from keys import pki
 from keys.deployment import create_deployment
 from keys.deployment_pki import OPERATOR, subject_dn
@@ -311,7 +311,7 @@ class _Renderer:
             "# The office's own leaf node server; the hub's JetStream is reached in its domain.\n"
             f"[nats]\nurl = {_q(f'tls://{o.nats_url_host}:{o.nats_port}')}\n"
             'ca = "tls/ca.crt"\ncert = "tls/node.crt"\nkey = "tls/node.key"\n'
-            f"inbox_prefix = {_q(inbox_prefix(o.id))}\ndomain = {_q(site.hub.domain)}\n\n"
+            f"inbox_prefix = {_q(inbox_prefix(o.id))}\ndomain = {_q(OFFICE_JS_DOMAIN)}\n\n"
             f"[grpc]\nlisten = {_q(f'{o.bind}:{o.grpc_port}')}\n\n"
             '[tls]\nca = "tls/ca.crt"\ncert = "tls/node.crt"\nkey = "tls/node.key"\n'
             f"clients = [{_q(f'{o.id}-agency')}]\n"

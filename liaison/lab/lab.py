@@ -5,11 +5,12 @@ configs), starts NATS and one process per node, waits until each reports
 SERVING on gRPC health, writes ``lab.json`` for clients, and stops
 everything on request leaving no process behind.
 
-Two NATS topologies: ``single`` (one embedded ``nats-server`` with TLS and
-per-office permissions) and ``cluster`` (the real-site topology from
-``liaison.lab.cluster``: a three-server JetStream hub with R3 streams, one
-leaf node server per office; each office node talks only to its own leaf
-server, the gateway to every hub server).
+Two NATS topologies: ``single`` (one embedded ``nats-server`` with TLS, the
+streams in their own account and one account per office, ADR 0011) and
+``cluster`` (the real-site topology from ``liaison.lab.cluster``: a
+three-server JetStream hub with R3 streams, one leaf node server per office;
+each office node talks only to its own leaf server, the gateway to every hub
+server).
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from exchange.client.connection import LAB_JSON, ClientTls, channel
 from exchange.core.clock import now_ms
 from exchange.core.codec.health import health_check_request, is_serving
 from exchange.core.errors import ConfigError
-from exchange.core.wire import inbox_prefix
-from exchange.nats.permissions import render_tls_authorization
+from exchange.core.wire import OFFICE_JS_DOMAIN, inbox_prefix
+from exchange.nats.permissions import render_tls_accounts
 from exchange.runtime.config import NatsConfig, load_toml, metrics_section
 from exchange.runtime.lifecycle import nats_tls
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
 from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
-from liaison.lab.cluster import HUB_DOMAIN, HUB_SIZE, ClusterNats, RenderedNatsServer
+from liaison.lab.cluster import HUB_SIZE, ClusterNats, RenderedNatsServer
 from liaison.natsserver import NatsServer, free_port
 
 __all__ = ["DEFAULT_INVENTORY", "TOPOLOGIES", "Lab", "NodeProcess"]
@@ -174,7 +175,7 @@ class Lab:
         return NatsServer(
             self.root / "nats",
             port=self._nats_port(),
-            auth_config=render_tls_authorization(
+            auth_config=render_tls_accounts(
                 ca=server.ca,
                 cert=server.cert,
                 key=server.key,
@@ -218,8 +219,8 @@ class Lab:
         context = nats_tls(NatsConfig(url="", ca=files.ca, cert=files.cert, key=files.key))
         gateway = self._is_gateway(owner)
         args: dict[str, Any] = {"tls": context, "inbox_prefix": None if gateway else inbox_prefix(owner)}
-        if self.cluster is not None and not gateway:
-            args["domain"] = HUB_DOMAIN  # the hub's JetStream, through the office's leaf server
+        if not gateway:  # offices address the streams' JetStream by its domain (ADR 0011)
+            args["domain"] = OFFICE_JS_DOMAIN
         return args
 
     def client_tls(self, name: str) -> ClientTls:
@@ -251,8 +252,10 @@ class Lab:
         clients = f'clients = ["{owner}-agency", "{LAB_AGENCY}"]\n' if role == "office" else ""
         prefix = f'inbox_prefix = "{inbox_prefix(owner)}"\n' if role == "office" else ""
         url = self.nats_url if self.cluster is None else ",".join(self.nats_servers(owner))
-        if self.cluster is not None:  # offices reach the hub's JetStream through their leaf server
-            prefix += f'domain = "{HUB_DOMAIN}"\n' if role == "office" else f"replicas = {HUB_SIZE}\n"
+        if role == "office":  # offices address the streams' JetStream by its domain (ADR 0011)
+            prefix += f'domain = "{OFFICE_JS_DOMAIN}"\n'
+        elif self.cluster is not None:
+            prefix += f"replicas = {HUB_SIZE}\n"
         files = f'ca = "{tls.ca}"\ncert = "{tls.cert}"\nkey = "{tls.key}"\n'
         config = node_dir / "config.toml"
         config.write_text(

@@ -80,6 +80,10 @@ def test_example_inventory_renders_bundles_without_identity_keys(tmp_path: Path)
     assert "leafnodes {" in hub
     assert 'domain: "hub"' in hub
     assert "verify_and_map: true" in hub
+    # The streams in their own account, each office leaf link in its own (ADR 0011).
+    assert '"LIAISON": {' in hub
+    assert f'"{RU}": {{' in hub
+    assert "authorization {\n  users" not in hub  # no users outside the accounts
     leaf = (out / RU / "nats-server.conf").read_text()
     assert "remotes: [" in leaf
     assert "nats-leaf://nats-3." in leaf

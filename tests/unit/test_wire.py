@@ -47,11 +47,14 @@ class _RecordingTransport:
         raise _StopError
 
 
+API = f"$JS.{wire.OFFICE_JS_DOMAIN}.API"
+
+
 def _js_api_names(office: str) -> list[str]:
     return [
         s
         for s in office_permissions(office)["publish"]["allow"]
-        if s.startswith(("$JS.API.CONSUMER", "$JS.ACK"))
+        if s.startswith((f"{API}.CONSUMER", "$JS.ACK"))
     ]
 
 
@@ -75,13 +78,15 @@ async def test_permissions_allow_exactly_the_durable_the_office_node_uses(tmp_pa
     ((stream, durable, filter_subject),) = transport.consumers
     assert (stream, filter_subject) == (wire.IN_STREAM, wire.in_subject(OFFICE))
     allowed = office_permissions(OFFICE)["publish"]["allow"]
-    assert f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.{filter_subject}" in allowed
-    assert f"$JS.API.CONSUMER.INFO.{stream}.{durable}" in allowed
-    assert f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}" in allowed
+    assert f"{API}.CONSUMER.INFO.{stream}.{durable}" in allowed
+    assert f"{API}.CONSUMER.MSG.NEXT.{stream}.{durable}" in allowed
     assert f"$JS.ACK.{stream}.{durable}.>" in allowed
+    # The office binds to the consumer the gateway created: a create request would name
+    # its own deliver subject (ADR 0011).
+    assert not any(".CONSUMER.CREATE." in s for s in allowed), allowed
     # ... and no other consumer: every consumer permission names this durable.
     names = _js_api_names(OFFICE)
-    assert len(names) == 4
+    assert len(names) == 3
     assert all(f".{stream}.{durable}" in name for name in names), names
 
 
