@@ -84,8 +84,8 @@ def readme(site: SiteInventory, b: Bundle) -> str:
         + (f"  {b.nats_config:<18} nats-server config for this site\n" if b.nats_config else "")
         + "  tls/               CA certificate, this node's certificates and TLS keys (0600)\n"
         + (
-            "  agency/            client certificate for the agency system: MOVE it to the agency\n"
-            "                     host; it does not belong on this node\n"
+            "  agency/            client certificates, one per agency system: MOVE each to its\n"
+            "                     agency host; they do not belong on this node\n"
             if b.role == "office"
             else ""
         )

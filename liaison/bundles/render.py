@@ -141,7 +141,8 @@ class _Renderer:
         pki.issue(self.pki, "node", site.gateway.id, self._hosts(site.gateway.host))
         for o in site.offices:
             pki.issue(self.pki, "node", o.id, self._hosts(o.host))
-            pki.issue(self.pki, "client", f"{o.id}-agency")
+            for client in o.agency_clients.values():
+                pki.issue(self.pki, "client", client)
         if site.witness is not None:
             pki.issue(self.pki, "authority", site.witness.authority)
         pki.issue(self.pki, "operator", OPERATOR)
@@ -298,7 +299,10 @@ class _Renderer:
         b, d = self._new(o.id, "office", o.host)
         self._cert(b, d, "node", o.id, "tls/node")
         self._cert(b, d, "leaf node server", o.nats_name, "tls/nats")
-        self._cert(b, d, "agency client", f"{o.id}-agency", "agency/client")
+        for system, client in o.agency_clients.items():
+            # One certificate per agency system; the single default keeps its old file name.
+            target = "agency/client" if not o.agency_systems else f"agency/{system}"
+            self._cert(b, d, f"agency client ({system})", client, target)
         self._copy(self.pki / pki.CA_CERT, d / "agency" / "ca.crt", private=False)
         self._keys(b, d, o.id, o.id)
         unit = f"liaison-office@{o.id}.service"
@@ -314,7 +318,7 @@ class _Renderer:
             f"inbox_prefix = {_q(inbox_prefix(o.id))}\ndomain = {_q(site.hub.domain)}\n\n"
             f"[grpc]\nlisten = {_q(f'{o.bind}:{o.grpc_port}')}\n\n"
             '[tls]\nca = "tls/ca.crt"\ncert = "tls/node.crt"\nkey = "tls/node.key"\n'
-            f"clients = [{_q(f'{o.id}-agency')}]\n"
+            f"clients = [{', '.join(_q(c) for c in o.agency_clients.values())}]\n"
         )
         b.config = "office.toml"
         inst = Path(b.install_dir)

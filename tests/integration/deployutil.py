@@ -271,10 +271,16 @@ class Running:
         return ClientTls(op / "ca.crt", op / "operator.crt", op / "operator.key")
 
 
+def agency_tls(running: Running, office: str) -> ClientTls:
+    """The (first) agency system certificate of ``office``'s bundle: one per system when listed."""
+    a = running.bundles / office / "agency"
+    cert = min(c for c in a.glob("*.crt") if c.name != "ca.crt")
+    return ClientTls(a / "ca.crt", cert, cert.with_suffix(".key"))
+
+
 def client(running: Running, office: str) -> Client:
     """An agency client of ``office``, with the agency certificate from its bundle."""
-    a = running.bundles / office / "agency"
-    return Client(running.address(office), tls=ClientTls(a / "ca.crt", a / "client.crt", a / "client.key"))
+    return Client(running.address(office), tls=agency_tls(running, office))
 
 
 def _write_lab_json(running: Running) -> None:
@@ -283,8 +289,7 @@ def _write_lab_json(running: Running) -> None:
 
     offices = []
     for office in running.offices:
-        a = running.bundles / office / "agency"
-        agency = ClientTls(a / "ca.crt", a / "client.crt", a / "client.key")
+        agency = agency_tls(running, office)
         offices.append({"id": office, "grpc": running.address(office), "client_tls": tls(agency)})
     doc = {
         "offices": offices,

@@ -80,6 +80,16 @@ def test_example_inventory_renders_bundles_without_identity_keys(tmp_path: Path)
     assert "leafnodes {" in hub
     assert 'domain: "hub"' in hub
     assert "verify_and_map: true" in hub
+    # One agency certificate per listed agency system, each named in the office's clients.
+    mig = out / "tj-migration-moscow"
+    assert sorted(p.name for p in (mig / "agency").glob("*.crt")) == [
+        "ca.crt", "consular-desk.crt", "migration-register.crt",
+    ]  # fmt: skip
+    assert (
+        'clients = ["tj-migration-moscow-migration-register", "tj-migration-moscow-consular-desk"]'
+        in (mig / "office.toml").read_text()
+    )
+    assert 'clients = ["ru-mvd-dushanbe-agency"]' in (out / RU / "office.toml").read_text()
     leaf = (out / RU / "nats-server.conf").read_text()
     assert "remotes: [" in leaf
     assert "nats-leaf://nats-3." in leaf
