@@ -7,20 +7,28 @@ operator's machine) and says in its docstring what it did before the fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from exchange.client.sdk import Client
+from keys.inventory import load_site_inventory
+from liaison.bundles.render import KEYS_ON_NODE, render
+from liaison.cli import main
 from liaison.lab.lab import Lab
-from liaison.natsserver import free_port
+from liaison.natsserver import BINARY_ENV, find_nats_server_binary, free_port
 from tests.integration.labutil import INVENTORY, wait_for
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"
 LIAISON = [sys.executable, "-m", "liaison.cli"]
 CLI_TIMEOUT_S = 60.0
@@ -116,15 +124,25 @@ def test_download_does_not_follow_a_symlink_planted_at_the_part_name(lab: Lab, t
 # --- the office: whom it serves ----------------------------------------------------------------
 
 
-def _office_config_without_clients(lab: Lab, tmp_path: Path) -> Path:
-    config = lab.nodes[RU].config
-    text = config.read_text()
-    kept = [line for line in text.splitlines() if not line.startswith("clients =")]
-    assert len(kept) < len(text.splitlines())
-    listen = f"127.0.0.1:{free_port()}"
-    body = "\n".join(kept).replace(lab.nodes[RU].grpc, listen)
+def _office_config(lab: Lab, tmp_path: Path, *, clients: bool = True, nats_url: str = "") -> Path:
+    """A copy of RU's office config on fresh ports and a fresh store (the real RU keeps running)."""
+    lines = lab.nodes[RU].config.read_text().split("[metrics]")[0].splitlines()
+    if not clients:
+        assert any(line.startswith("clients =") for line in lines)
+        lines = [line for line in lines if not line.startswith("clients =")]
+    if nats_url:  # a plain server: no NATS TLS files, the given URL
+        section = ""
+        kept = []
+        for line in lines:
+            section = line if line.startswith("[") else section
+            if section == "[nats]" and line.split(" ")[0] in ("url", "ca", "cert", "key"):
+                continue
+            kept.append(line)
+            if line == "[nats]":
+                kept.append(f'url = "{nats_url}"')
+        lines = kept
+    body = "\n".join(lines).replace(lab.nodes[RU].grpc, f"127.0.0.1:{free_port()}")
     body = body.replace('store = "office.db"', f'store = "{tmp_path / "office.db"}"')
-    body = body.split("[metrics]")[0]  # the running office holds its metrics port
     path = tmp_path / "office.toml"
     path.write_text(body + "\n")
     return path
@@ -136,7 +154,7 @@ def test_an_office_with_no_named_clients_refuses_to_start(lab: Lab, tmp_path: Pa
     Failed before the fix: the node started and served (any client certificate of the deployment
     CA, the other offices' agency systems included); now it exits 2 with one line naming the fix.
     """
-    config = _office_config_without_clients(lab, tmp_path)
+    config = _office_config(lab, tmp_path, clients=False)
     proc = subprocess.Popen(
         [*LIAISON, "office", "serve", "--config", str(config)],
         stdout=subprocess.PIPE,
@@ -153,3 +171,106 @@ def test_an_office_with_no_named_clients_refuses_to_start(lab: Lab, tmp_path: Pa
     assert proc.returncode == 2
     assert err.count("\n") == 1, err
     assert "[tls] clients" in err
+
+
+# --- nats-server versions ----------------------------------------------------------------------
+
+OLD_NATS_VERSION = "2.11.4"  # enforces no leaf-node permissions (fixed in 2.14.0 / 2.12.7)
+
+
+def _old_nats_binary(tmp_path: Path) -> Path:
+    """The real nats-server for everything but its version, which it reports as 2.11.4."""
+    real = find_nats_server_binary()
+    fake = tmp_path / "nats-server"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "--version" ]; then echo "nats-server: v{OLD_NATS_VERSION}"; exit 0; fi\n'
+        f'exec "{real}" "$@"\n'
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def test_deploy_check_refuses_a_nats_server_that_ignores_leaf_permissions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`liaison deploy check` on a hub bundle whose host has nats-server 2.11.4.
+
+    Failed before the fix: the nats check ran only `nats-server -t`, which the old binary
+    accepts: no FAIL line for nats at all, for a site whose leaf-node permissions are not enforced.
+    """
+    site = load_site_inventory(EXAMPLE)
+    render(site, tmp_path / "out", keys=KEYS_ON_NODE, passphrase=None, now_ms=int(time.time() * 1000))
+    monkeypatch.setenv(BINARY_ENV, str(_old_nats_binary(tmp_path)))
+    code = main(["deploy", "check", str(tmp_path / "out" / "hub-1")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    [line] = [ln for ln in out.splitlines() if ln.strip().startswith("FAIL") and " nats " in ln]
+    assert f"version {OLD_NATS_VERSION}, which does not enforce leaf-node permissions" in line
+    assert "2.14.0" in line
+
+
+class _OldNatsServer:
+    """Speaks just enough NATS to be connected to, announcing an old version in its INFO."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.port = free_port()
+        self._sock = socket.create_server(("127.0.0.1", self.port))
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        info = {
+            "server_id": "OLD",
+            "version": self.version,
+            "proto": 1,
+            "headers": True,
+            "max_payload": 1 << 20,
+        }
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn, info), daemon=True).start()
+
+    @staticmethod
+    def _client(conn: socket.socket, info: dict[str, object]) -> None:
+        with conn:
+            conn.settimeout(30)
+            conn.sendall(f"INFO {json.dumps(info)}\r\n".encode())
+            with contextlib.suppress(OSError):
+                for line in conn.makefile("rb"):
+                    if line.startswith(b"PING"):
+                        conn.sendall(b"PONG\r\n")
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_a_node_refuses_to_start_on_a_nats_server_that_ignores_leaf_permissions(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """`liaison office serve` against a server whose INFO says 2.11.4.
+
+    Failed before the fix: the node logged ``nats.connected`` and kept running (still up when the
+    test's 60 s bound ran out); now it exits 2 at once with the version and the minimum.
+    """
+    old = _OldNatsServer(OLD_NATS_VERSION)
+    try:
+        config = _office_config(lab, tmp_path, nats_url=f"nats://127.0.0.1:{old.port}")
+        done = subprocess.run(
+            [*LIAISON, "office", "serve", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=lab.nodes[RU].config.parent,
+        )
+    finally:
+        old.close()
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.splitlines()[-1]  # before it: the node's own JSON log lines
+    assert last.startswith("error: nats-server at 127.0.0.1:"), done.stderr[-2000:]
+    assert f"version {OLD_NATS_VERSION}, which does not enforce leaf-node permissions" in last
