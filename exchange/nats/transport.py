@@ -33,7 +33,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
 
-from exchange.core.errors import ConfigError, TransportError
+from exchange.core.errors import TransportError
 from exchange.core.wire import (
     DIRECTORY_STREAM,
     DIRECTORY_SUBJECT,
@@ -52,7 +52,6 @@ from exchange.core.wire import (
     publish_headers,
 )
 from exchange.nats.retention import migrate_to_work_queue
-from exchange.nats.version import check_nats_server_version
 
 __all__ = [
     "BatchHandler",
@@ -221,16 +220,8 @@ async def connect(
         with contextlib.suppress(Exception):
             await transport.nc.close()
         raise TransportError(f"cannot connect to NATS as {name!r}: {type(e).__name__}") from e
-    server = transport.nc.connected_url.netloc if transport.nc.connected_url else None
-    try:
-        # Fail closed: a server that does not enforce leaf-node permissions is no isolation at all.
-        version = str(transport.nc._server_info.get("version", ""))
-        check_nats_server_version(version, f"nats-server at {server}")
-    except ConfigError:
-        with contextlib.suppress(Exception):
-            await transport.nc.close()
-        raise
     transport.js = transport.nc.jetstream(domain=domain, timeout=request_timeout)
+    server = transport.nc.connected_url.netloc if transport.nc.connected_url else None
     log.info("nats.connected", name=name, server=server)
     return transport
 

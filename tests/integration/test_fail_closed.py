@@ -8,19 +8,26 @@ operator's machine) and says in its docstring what it did before the fix.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from exchange.client.sdk import Client
+from gateway.console.auth import FAILED_LOGIN_WINDOW_S, MAX_FAILED_LOGINS
 from keys.inventory import load_site_inventory
 from liaison.bundles.render import KEYS_ON_NODE, render
 from liaison.cli import main
@@ -274,3 +281,161 @@ def test_a_node_refuses_to_start_on_a_nats_server_that_ignores_leaf_permissions(
     last = done.stderr.splitlines()[-1]  # before it: the node's own JSON log lines
     assert last.startswith("error: nats-server at 127.0.0.1:"), done.stderr[-2000:]
     assert f"version {OLD_NATS_VERSION}, which does not enforce leaf-node permissions" in last
+
+
+# --- the web console ---------------------------------------------------------------------------
+
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
+
+
+def _restart_gateway_with_console(lab: Lab, console: str) -> None:
+    """The lab's real gateway process, restarted with this ``[console]`` section."""
+    lab.gateway.stop()
+    config = lab.gateway.config
+    config.write_text(config.read_text().split("\n[console]")[0] + "\n[console]\n" + console)
+    lab.start_node("gateway")
+
+
+def _shared_token_console(lab: Lab) -> tuple[str, str]:
+    port, token = free_port(), secrets.token_urlsafe(32)
+    (lab.gateway.config.parent / "console.token").write_text(token + "\n")
+    _restart_gateway_with_console(lab, f'listen = "127.0.0.1:{port}"\ntoken_file = "console.token"\n')
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(url), what="the console")
+    return url, token
+
+
+def _answers(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/login", timeout=2, context=context) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def test_a_flood_of_wrong_console_tokens_is_throttled(lab: Lab) -> None:
+    """Eleven wrong tokens from one address: the eleventh and even the right token then get 429.
+
+    Failed before the fix: every wrong token got its 401 at once, without end (the 11th too),
+    and the right token still opened a session: guessing was limited only by the network.
+    """
+    url, token = _shared_token_console(lab)
+    origin = {"Origin": url}
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
+
+        async def login(offered: str) -> tuple[int, dict[str, str]]:
+            async with http.post(
+                f"{url}/login", data={"token": offered}, headers=origin, allow_redirects=False
+            ) as reply:
+                return reply.status, dict(reply.headers)
+
+        for _ in range(MAX_FAILED_LOGINS):
+            assert (await login(secrets.token_urlsafe(32)))[0] == 401
+        status, headers = await login(secrets.token_urlsafe(32))
+        assert status == 429
+        assert 0 < int(headers["Retry-After"]) <= FAILED_LOGIN_WINDOW_S + 1
+        status, headers = await login(token)  # the right token: no different answer while throttled
+        assert status == 429
+        assert "Set-Cookie" not in headers
+        async with http.get(f"{url}/api/records", headers={"Authorization": f"Bearer {token}"}) as reply:
+            assert reply.status == 429
+
+
+async def test_cross_origin_state_changing_requests_are_refused(lab: Lab) -> None:
+    """A page on another origin makes the operator's browser POST /logout (and no Origin at all).
+
+    Failed before the fix: the cross-origin POST /logout got 303 and closed the operator's
+    session (only POST /login looked at Origin, and only when one was sent).
+    """
+    url, token = _shared_token_console(lab)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT, cookie_jar=jar) as http:
+        async with http.post(
+            f"{url}/login", data={"token": token}, headers={"Origin": url}, allow_redirects=False
+        ) as reply:
+            assert reply.status == 303
+        for headers in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/x"}, {}):
+            async with http.post(f"{url}/logout", headers=headers, allow_redirects=False) as reply:
+                assert reply.status == 403, headers
+        async with http.post(
+            f"{url}/login", data={"token": token}, headers={"Origin": "null"}, allow_redirects=False
+        ) as reply:
+            assert reply.status == 403
+        async with http.get(f"{url}/traffic", allow_redirects=False) as reply:
+            assert reply.status == 200  # the session survived every refused request
+        async with http.post(
+            f"{url}/logout", headers={"Referer": f"{url}/traffic"}, allow_redirects=False
+        ) as reply:
+            assert reply.status == 303  # its own page may
+
+
+def test_a_console_on_a_public_address_without_tls_refuses_to_start(lab: Lab, tmp_path: Path) -> None:
+    """``[console] listen = "0.0.0.0:…"`` and no TLS: tokens and cookies would cross the network in clear.
+
+    Failed before the fix: the gateway started and served the console over plain HTTP on
+    every interface.
+    """
+    config = tmp_path / "gateway.toml"
+    base = lab.gateway.config.read_text().split("\n[console]")[0].split("[metrics]")[0]
+    base = base.replace('store = "audit.db"', f'store = "{tmp_path / "audit.db"}"')
+    base = base.replace(lab.gateway.grpc, f"127.0.0.1:{free_port()}")
+    config.write_text(f'{base}\n[console]\nlisten = "0.0.0.0:{free_port()}"\ntoken_file = "console.token"\n')
+    (tmp_path / "console.token").write_text(secrets.token_urlsafe(32) + "\n")
+    proc = subprocess.Popen(
+        [*LIAISON, "gateway", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=10)
+        pytest.fail("the gateway served the console on 0.0.0.0 without TLS")
+    assert proc.returncode == 2
+    assert err.count("\n") == 1, err
+    assert "is not a loopback address and the console has no TLS" in err
+
+
+async def test_each_operator_logs_in_by_name_over_tls(lab: Lab, tmp_path: Path) -> None:
+    """Two operators, each with their own token, on a public address with TLS.
+
+    Failed before the fix: the console had one shared token, so its login log could not name
+    who logged in, and it could not serve TLS at all.
+    """
+    tokens = {"alice": secrets.token_urlsafe(32), "bob": secrets.token_urlsafe(32)}
+    operators = lab.gateway.config.parent / "console.operators"
+    operators.write_text(
+        "# operator  sha256(token)\n"
+        + "".join(f"{name} {hashlib.sha256(t.encode()).hexdigest()}\n" for name, t in tokens.items())
+    )
+    assert lab.deployment is not None
+    tls = lab.pki.files(lab.deployment.inventory.gateway.id)
+    port = free_port()
+    _restart_gateway_with_console(
+        lab,
+        f'listen = "0.0.0.0:{port}"\noperators_file = "console.operators"\n'
+        f'tls_cert = "{tls.cert}"\ntls_key = "{tls.key}"\n',
+    )
+    url = f"https://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    wait_for(lambda: _answers(url, context), what="the console over TLS")
+    assert not _answers(f"http://127.0.0.1:{port}")  # no plain HTTP beside it
+    jar = aiohttp.CookieJar(unsafe=True)
+    connector = aiohttp.TCPConnector(ssl=context)
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT, cookie_jar=jar, connector=connector) as http:
+        async with http.post(
+            f"{url}/login", data={"token": tokens["bob"]}, headers={"Origin": url}, allow_redirects=False
+        ) as reply:
+            assert reply.status == 303
+            assert "Secure" in reply.headers["Set-Cookie"]
+        async with http.get(
+            f"{url}/api/heads", headers={"Authorization": f"Bearer {tokens['alice']}"}
+        ) as reply:
+            assert reply.status == 200
+    logins = [
+        json.loads(line) for line in lab.gateway.log.read_text().splitlines() if '"console_login"' in line
+    ]
+    assert [entry["operator"] for entry in logins][-1:] == ["bob"]
+    assert not any(t in lab.gateway.log.read_text() for t in tokens.values())
