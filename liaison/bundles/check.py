@@ -253,7 +253,7 @@ class _Checker:
             if proc.returncode != 0:
                 why = " ".join((proc.stderr or proc.stdout).split())[-400:].replace(str(conf), name)
                 raise ConfigError(f"nats-server -t refuses {name}: {why}")
-            return f"nats-server {version.split()[-1]} enforces leaf-node permissions; -t accepts {name}"
+            return f"nats-server -t accepts {name} ({version.split()[-1]} enforces leaf-node permissions)"
 
         self.guard("nats", test)
 

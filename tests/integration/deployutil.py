@@ -32,6 +32,7 @@ from liaison.natsserver import find_nats_server_binary, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
 PASSPHRASE = b"deploy-test-passphrase"
+CA_PASSPHRASE = b"deploy-test-ca-passphrase"  # the CA key's own: never the keystores' passphrase
 START_S = 60.0
 GATEWAY = "embassy-gateway"
 WITNESS = "tj-embassy-moscow-witness"
@@ -117,7 +118,10 @@ def local_inventory(tmp: Path, hosts: Hosts | None = None) -> Path:
 def render_local(tmp: Path, hosts: Hosts | None = None) -> Path:
     """The local deployment rendered with bundled keys: <tmp>/bundles/<node>."""
     site = load_site_inventory(local_inventory(tmp, hosts))
-    render(site, tmp / "bundles", keys=KEYS_BUNDLED, passphrase=PASSPHRASE, now_ms=int(time.time() * 1000))
+    render(
+        site, tmp / "bundles", keys=KEYS_BUNDLED, passphrase=PASSPHRASE, ca_passphrase=CA_PASSPHRASE,
+        now_ms=int(time.time() * 1000),
+    )  # fmt: skip
     return tmp
 
 

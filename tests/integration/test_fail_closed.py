@@ -27,9 +27,11 @@ import aiohttp
 import pytest
 
 from exchange.client.sdk import Client
+from exchange.core import primitives
+from exchange.core.errors import ConfigError, WrongPassphraseError
 from gateway.console.auth import FAILED_LOGIN_WINDOW_S, MAX_FAILED_LOGINS
 from keys.inventory import load_site_inventory
-from liaison.bundles.render import KEYS_ON_NODE, render
+from liaison.bundles.render import KEYS_BUNDLED, KEYS_ON_NODE, render
 from liaison.cli import main
 from liaison.lab.lab import Lab
 from liaison.natsserver import BINARY_ENV, find_nats_server_binary, free_port
@@ -207,7 +209,14 @@ def test_deploy_check_refuses_a_nats_server_that_ignores_leaf_permissions(
     accepts: no FAIL line for nats at all, for a site whose leaf-node permissions are not enforced.
     """
     site = load_site_inventory(EXAMPLE)
-    render(site, tmp_path / "out", keys=KEYS_ON_NODE, passphrase=None, now_ms=int(time.time() * 1000))
+    render(
+        site,
+        tmp_path / "out",
+        keys=KEYS_ON_NODE,
+        passphrase=None,
+        ca_passphrase=b"ca-pw",
+        now_ms=int(time.time() * 1000),
+    )
     monkeypatch.setenv(BINARY_ENV, str(_old_nats_binary(tmp_path)))
     code = main(["deploy", "check", str(tmp_path / "out" / "hub-1")])
     out = capsys.readouterr().out
@@ -439,3 +448,31 @@ async def test_each_operator_logs_in_by_name_over_tls(lab: Lab, tmp_path: Path) 
     ]
     assert [entry["operator"] for entry in logins][-1:] == ["bob"]
     assert not any(t in lab.gateway.log.read_text() for t in tokens.values())
+
+
+# --- the deployment CA key ---------------------------------------------------------------------
+
+
+def test_render_keeps_the_ca_key_encrypted_and_apart_from_the_keystores(tmp_path: Path) -> None:
+    """`liaison deploy render` in bundled mode: the CA key is encrypted under its own passphrase.
+
+    Failed before the fix (by construction: render called ``create_ca`` without a passphrase):
+    ``_private/pki/ca.key`` was a clear key, and the one keystore passphrase was all an
+    attacker with the rendered folder needed for everything else.
+    """
+    site = load_site_inventory(EXAMPLE)
+    now = int(time.time() * 1000)
+    with pytest.raises(ConfigError, match="CA passphrase must differ from the keystore passphrase"):
+        render(
+            site, tmp_path / "same", keys=KEYS_BUNDLED, passphrase=b"one", ca_passphrase=b"one", now_ms=now
+        )
+    assert not (tmp_path / "same").exists() or not any((tmp_path / "same").iterdir())
+    render(
+        site, tmp_path / "out", keys=KEYS_BUNDLED, passphrase=b"keystores", ca_passphrase=b"ca", now_ms=now
+    )
+    pem = (tmp_path / "out" / "_private" / "pki" / "ca.key").read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    with pytest.raises(WrongPassphraseError):
+        primitives.load_tls_key_pem(pem, b"keystores")
+    primitives.load_tls_key_pem(pem, b"ca")
+    assert not list((tmp_path / "out").glob("[!_]*/**/ca.key"))  # the CA key is in no node's bundle
