@@ -125,7 +125,8 @@ def readme(site: SiteInventory, b: Bundle) -> str:
 def private_readme(site: SiteInventory, mode: str) -> str:
     return (
         f"_private/ of deployment {site.deployment}: NEVER copy this folder to a node.\n\n"
-        "  pki/          the deployment CA (ca.key signs every certificate: keep it offline)\n"
+        "  pki/          the deployment CA (ca.key, encrypted under the CA passphrase, signs every\n"
+        "                certificate: keep it offline)\n"
         "  operator/     the operator's client certificate (liaison audit, status, health)\n"
         + (
             "  deployment/   the authorities' keystores and every node's (encrypted), and the\n"
