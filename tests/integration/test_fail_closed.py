@@ -102,9 +102,9 @@ def test_sender_controlled_text_cannot_drive_the_operators_terminal(lab: Lab) ->
 def test_download_does_not_follow_a_symlink_planted_at_the_part_name(lab: Lab, tmp_path: Path) -> None:
     """Another local user plants ``out.bin.part -> victim``; the download must not write through it.
 
-    Failed before the fix: `liaison download` opened ``out.bin.part`` with ``open("wb")``, which
-    followed the link: it exited 0, the attachment overwrote the victim file, and ``out.bin``
-    was left as a symlink to it.
+    Failed before the fix: `liaison download` exited 0 ("SHA-256 verified, written to …"); it
+    opened ``out.bin.part`` with ``open("wb")``, which follows the link, so the attachment was
+    written into the victim file and the link renamed to ``out.bin``.
     """
     source = tmp_path / "evidence.bin"
     source.write_bytes(os.urandom(4096))
