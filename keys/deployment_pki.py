@@ -9,7 +9,7 @@ certificates to users by their subject DN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -37,6 +37,7 @@ class TlsFiles:
 @dataclass(frozen=True)
 class DeploymentPki:
     root: Path
+    ca_passphrase: bytes = field(default=b"", repr=False)  # what opens the CA key, to issue more
 
     @property
     def ca(self) -> Path:
@@ -58,20 +59,23 @@ def subject_dn(cert: Path) -> str:
 
 
 def create_deployment_pki(
-    inv: Inventory, root: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    inv: Inventory, root: Path, ca_passphrase: bytes, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
 ) -> DeploymentPki:
-    """Issue every certificate of ``inv`` into ``root`` (kept if the CA exists already)."""
-    out = DeploymentPki(root)
+    """Issue every certificate of ``inv`` into ``root`` (kept if the CA exists already).
+
+    The CA key is encrypted under ``ca_passphrase``.
+    """
+    out = DeploymentPki(root, ca_passphrase)
     if out.ca.exists():
         return out
     root.mkdir(parents=True, exist_ok=True)
-    pki.create_ca(root, inv.deployment)
+    pki.create_ca(root, inv.deployment, passphrase=ca_passphrase)
     for node in (NATS_SERVER, inv.gateway.id, *(o.id for o in inv.offices)):
-        pki.issue(root, "node", node, hosts)
+        pki.issue(root, "node", node, hosts, ca_passphrase=ca_passphrase)
     for office in inv.offices:
-        pki.issue(root, "client", f"{office.id}-agency")
-    pki.issue(root, "client", LAB_AGENCY)
-    pki.issue(root, "operator", OPERATOR)
+        pki.issue(root, "client", f"{office.id}-agency", ca_passphrase=ca_passphrase)
+    pki.issue(root, "client", LAB_AGENCY, ca_passphrase=ca_passphrase)
+    pki.issue(root, "operator", OPERATOR, ca_passphrase=ca_passphrase)
     for authority in inv.authorities:
-        pki.issue(root, "authority", authority.id)
+        pki.issue(root, "authority", authority.id, ca_passphrase=ca_passphrase)
     return out

@@ -119,6 +119,16 @@ class OfficeSite:
     bind: str = DEFAULT_BIND
     suite: str = "classic"
     nats_bind: str = "127.0.0.1"  # only the office node, on the same host, talks to its leaf server
+    # One client certificate per agency system (each with its own call budget and its own name in
+    # the node's logs); none listed: one certificate for the office's agency systems, "<id>-agency".
+    agency_systems: tuple[str, ...] = ()
+
+    @property
+    def agency_clients(self) -> dict[str, str]:
+        """The agency client certificate names this office serves, by the system they are for."""
+        if not self.agency_systems:
+            return {"agency": f"{self.id}-agency"}
+        return {system: f"{self.id}-{system}" for system in self.agency_systems}
 
     @property
     def nats_url_host(self) -> str:
@@ -186,6 +196,18 @@ class _Table:
             return model.check_id(self.text(key, default), key)
         except ValueError as e:
             raise self._fail(key, f"is not a valid id: {e}") from None
+
+    def idents(self, key: str) -> tuple[str, ...]:
+        """An optional array of distinct ids (empty when absent)."""
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._fail(key, "must be an array of strings")
+        if len(set(value)) != len(value):
+            raise self._fail(key, "lists a name twice")
+        try:
+            return tuple(model.check_id(v, key) for v in value)
+        except ValueError as e:
+            raise self._fail(key, f"has an invalid id: {e}") from None
 
     def port(self, key: str) -> int:
         value = self.data.get(key)
@@ -289,6 +311,7 @@ def load_site_inventory(path: Path) -> SiteInventory:
             bind=by_id[o.id].text("bind", DEFAULT_BIND),
             suite=by_id[o.id].text("suite", "classic"),
             nats_bind=by_id[o.id].text("nats_bind", "127.0.0.1"),
+            agency_systems=by_id[o.id].idents("agency_systems"),
         )
         for o in inv.offices
     )

@@ -201,8 +201,14 @@ def open_keystore(directory: Path, passphrase: bytes) -> OfficeIdentity:
     return OfficeIdentity(owner, tuple(keys))
 
 
-def passphrase_from(file: Path | None, env: Mapping[str, str] = os.environ) -> bytes:
-    """The passphrase from ``file`` (one trailing newline stripped) or ``LIAISON_PASSPHRASE``."""
+def passphrase_from(
+    file: Path | None,
+    env: Mapping[str, str] = os.environ,
+    *,
+    var: str = PASSPHRASE_ENV,
+    flag: str = "--passphrase-file",
+) -> bytes:
+    """The passphrase from ``file`` (one trailing newline stripped) or the variable ``var``."""
     if file is not None:
         with map_exceptions({OSError: ConfigError}, f"cannot read passphrase file {file}"):
             if file.stat().st_size > _MAX_PASSPHRASE_BYTES:
@@ -212,7 +218,7 @@ def passphrase_from(file: Path | None, env: Mapping[str, str] = os.environ) -> b
         if not data:
             raise ConfigError(f"passphrase file {file} is empty")
         return data
-    value = env.get(PASSPHRASE_ENV)
+    value = env.get(var)
     if value:
         return value.encode()
-    raise ConfigError(f"no passphrase: give --passphrase-file or set {PASSPHRASE_ENV}")
+    raise ConfigError(f"no passphrase: give {flag} or set {var}")

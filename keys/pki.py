@@ -9,9 +9,11 @@ many days a certificate has left (``days_to_expiry``, computed in
 ``exchange.core.expiry``).
 
 What it does not: no revocation lists, no intermediate CAs, no ACME. Key
-generation and PEM encoding live in ``exchange.core.primitives``. Keys are written
-unencrypted unless a passphrase is given, because nats-server and grpc must
-load them unattended; file mode 0600 protects them.
+generation and PEM encoding live in ``exchange.core.primitives``. The CA key
+is always encrypted at rest (PKCS#8 with the CA passphrase, from a file or
+``LIAISON_CA_PASSPHRASE``); issuing refuses a CA key that is not. Leaf keys
+are written unencrypted, because nats-server and grpc must load them
+unattended; file mode 0600 protects them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from keys.keystore import write_private_file
 __all__ = [
     "CA_CERT",
     "CA_KEY",
+    "CA_PASSPHRASE_ENV",
     "CA_VALID_DAYS",
     "LEAF_VALID_DAYS",
     "Issued",
@@ -50,6 +53,7 @@ Kind = Literal["node", "client", "operator", "authority"]
 _KINDS: Final = ("node", "client", "operator", "authority")
 CA_CERT: Final = "ca.crt"
 CA_KEY: Final = "ca.key"
+CA_PASSPHRASE_ENV: Final = "LIAISON_CA_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 CA_VALID_DAYS: Final = 3650
 LEAF_VALID_DAYS: Final = 397
 _BACKDATE: Final = dt.timedelta(minutes=5)  # tolerate small clock differences between hosts
@@ -88,12 +92,17 @@ def create_ca(
     directory: Path,
     name: str,
     *,
-    passphrase: bytes | None = None,
+    passphrase: bytes,
     now: dt.datetime | None = None,
     valid_days: int = CA_VALID_DAYS,
 ) -> Issued:
-    """Create the deployment CA in ``directory``; ``name`` is the deployment (O=)."""
+    """Create the deployment CA in ``directory``; ``name`` is the deployment (O=).
+
+    The key is written encrypted under ``passphrase``; there is no unencrypted CA key.
+    """
     _name(name)
+    if not passphrase:
+        raise KeystoreError("the CA key is encrypted at rest: give a CA passphrase")
     cert_path, key_path = directory / CA_CERT, directory / CA_KEY
     if cert_path.exists() or key_path.exists():
         raise KeystoreError(f"a CA exists already in {directory}; refusing to overwrite it")
@@ -168,7 +177,7 @@ def issue(
     name: str,
     hosts: Sequence[str] = ("127.0.0.1", "localhost"),
     *,
-    ca_passphrase: bytes | None = None,
+    ca_passphrase: bytes,
     now: dt.datetime | None = None,
     valid_days: int = LEAF_VALID_DAYS,
 ) -> Issued:
@@ -183,7 +192,10 @@ def issue(
     if name == "ca":
         raise ConfigError("certificate name 'ca' is reserved for the CA")
     ca_cert = _load_cert(_read(directory / CA_CERT), str(directory / CA_CERT))
-    ca_key = primitives.load_tls_key_pem(_read(directory / CA_KEY), ca_passphrase)
+    ca_key_pem = _read(directory / CA_KEY)
+    if b"-----BEGIN ENCRYPTED PRIVATE KEY-----" not in ca_key_pem:
+        raise KeystoreError(f"{directory / CA_KEY} is not encrypted at rest: refusing to issue with it")
+    ca_key = primitives.load_tls_key_pem(ca_key_pem, ca_passphrase)
     org = ca_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     deployment = str(org[0].value) if org else ""
     key = primitives.new_tls_key()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from exchange.core.errors import LiaisonError
+from liaison.terminal import echo
 
 __all__ = ["main"]
 
@@ -52,12 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except LiaisonError as e:
-        print(f"error: {e}", file=sys.stderr)
+        echo(f"error: {e}", file=sys.stderr)  # a remote error may quote sender-controlled text
         return 2
     except KeyboardInterrupt:
         return 130
     except OSError as e:
-        print(f"error: {e.strerror or e} ({getattr(e, 'filename', '') or ''})".rstrip(" ()"), file=sys.stderr)
+        echo(f"error: {e.strerror or e} ({getattr(e, 'filename', '') or ''})".rstrip(" ()"), file=sys.stderr)
         return 2
 
 

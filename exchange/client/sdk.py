@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import os
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Iterator, Sequence
 from pathlib import Path
@@ -39,7 +41,7 @@ from exchange.core.api import (
 )
 from exchange.core.codec import attachment as attach_codec
 from exchange.core.codec import service as codec
-from exchange.core.errors import RemoteError
+from exchange.core.errors import ConfigError, RemoteError
 from exchange.core.model import (
     Alert,
     AlertCategory,
@@ -195,12 +197,13 @@ class AsyncClient:
         complete and verified (written as ``<to>.part`` and renamed at the end)."""
         target = Path(to)
         part = target.with_name(target.name + ".part")
+        out = _create_new(part)  # before the call: a planted file or symlink is never ours to remove
         call = self._stub.DownloadAttachment(attach_codec.download_request_to_pb(message_id, index))
         ref: AttachmentRef | None = None
         digest = hashlib.sha256()
         size = 0
         try:
-            with part.open("wb") as out:
+            with out:
                 async for pb in call:
                     piece_ref, data = attach_codec.download_chunk_from_pb(pb)
                     ref = piece_ref or ref
@@ -267,6 +270,22 @@ class AsyncClient:
     async def case(self, case_id: str) -> list[CaseEntry]:
         pb = await self._call(self._stub.GetCase(codec.case_request_to_pb(case_id), timeout=self.timeout))
         return codec.case_from_pb(pb)
+
+
+# O_EXCL: never reuse a file another user (or a crashed run) left; O_NOFOLLOW: never write
+# through a symlink planted at the .part name (to ~/.bashrc, say).
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _create_new(path: Path) -> io.BufferedWriter:
+    """Open ``path`` for writing only if nothing (not even a dangling symlink) is there yet."""
+    try:
+        fd = os.open(path, _NEW_FILE_FLAGS, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists (a stale download or a planted link): remove it") from None
+    except OSError as e:
+        raise ConfigError(f"cannot create {path}: {e.strerror}") from None
+    return os.fdopen(fd, "wb")
 
 
 def _check_download(ref: AttachmentRef | None, size: int, sha256: bytes, what: str) -> AttachmentRef:

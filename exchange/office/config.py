@@ -51,6 +51,14 @@ def load_office_config(path: Path) -> OfficeConfig:
     keys = section(path, data, "keys")
     with map_exceptions({ValueError: ConfigError}, f"{path}: [office] suite"):
         suite = Suite.parse(node.text("suite", "classic"))
+    tls = tls_section(path, data)
+    if tls is not None and not tls.clients:
+        # Fail closed: no list would mean every agency certificate of the deployment, the other
+        # offices' agency systems included.
+        raise ConfigError(
+            f"{path}: [tls] clients is empty: name the agency client certificates this office serves "
+            "(one per agency system)"
+        )
     return OfficeConfig(
         office=checked_id(path, node.text("id"), "office"),
         store=node.path_("store", "office.db"),
@@ -60,6 +68,6 @@ def load_office_config(path: Path) -> OfficeConfig:
         nats=nats_section(path, data),
         grpc_listen=section(path, data, "grpc").text("listen"),
         suite=suite,
-        tls=tls_section(path, data),
+        tls=tls,
         metrics=metrics_section(path, data),
     )

@@ -17,6 +17,7 @@ from exchange.core.api import SendResult
 from exchange.core.codec import attachment as attach_codec
 from exchange.core.codec import service as codec
 from exchange.core.codec.service import EXCHANGE_SERVICE
+from exchange.core.errors import ConfigError
 from exchange.office.node import OfficeNode
 from exchange.runtime.grpcutil import Access, grpc_errors, grpc_stream_errors, peer_of
 
@@ -27,8 +28,10 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 def agency_access(clients: tuple[str, ...]) -> Access:
-    """Agency client certificates this office serves (any client certificate if none are named)."""
-    return Access(default=frozenset(f"client:{c}" for c in clients) or frozenset({"client:*"}))
+    """The agency client certificates this office serves: exactly those named, never a wildcard."""
+    if not clients:
+        raise ConfigError("an office must name the agency client certificates it serves ([tls] clients)")
+    return Access(default=frozenset(f"client:{c}" for c in clients))
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):

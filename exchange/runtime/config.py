@@ -64,7 +64,7 @@ class TlsConfig:
     """Server-side mTLS for a node's gRPC listener (CA that signs the clients).
 
     ``clients``: the agency client certificate names an office node serves
-    (empty: any client certificate of the deployment CA).
+    (an office refuses to start with none: there is no "any client").
     """
 
     ca: Path

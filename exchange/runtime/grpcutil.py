@@ -78,15 +78,18 @@ class Access:
         raise AccessDeniedError(f"{peer} may not call {method}")
 
 
-_in_flight: dict[str, int] = {}
+# Calls in progress by (servicer, client): per server, so two servers in one process (tests,
+# the in-process lab tools) never share one client's budget.
+_in_flight: dict[tuple[int, str], int] = {}
 
 
 @contextlib.contextmanager
-def _client_slot(context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
+def _client_slot(servicer: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
     peer = peer_of(context)
-    key = str(peer) if peer else context.peer()
+    who = str(peer) if peer else context.peer()
+    key = (id(servicer), who)
     if _in_flight.get(key, 0) >= MAX_CALLS_PER_CLIENT:
-        raise ClientBusyError(f"{key} has {MAX_CALLS_PER_CLIENT} calls in progress already")
+        raise ClientBusyError(f"{who} has {MAX_CALLS_PER_CLIENT} calls in progress already")
     _in_flight[key] = _in_flight.get(key, 0) + 1
     try:
         yield
@@ -105,8 +108,9 @@ def _authorize(servicer: Any, context: grpc.aio.ServicerContext[Any, Any], metho
 log = structlog.get_logger()
 
 MAX_CONCURRENT_RPCS: Final = 1024
-# One client (certificate, or address on a plaintext server) may hold this many calls at once,
+# One client certificate (or address on a plaintext server) may hold this many calls at once,
 # streams included; more get RESOURCE_EXHAUSTED, so one agency system cannot take the node.
+# Give each agency system its own certificate so each has its own budget.
 MAX_CALLS_PER_CLIENT: Final = 64
 
 T = TypeVar("T")
@@ -125,7 +129,7 @@ def grpc_errors(
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
         try:
             _authorize(self, context, fn.__name__)
-            with _client_slot(context):
+            with _client_slot(self, context):
                 return await fn(self, request, context)
         except LiaisonError as e:
             log.info("rpc_refused", method=fn.__name__, status=e.grpc_status, error=str(e)[:300])
@@ -144,7 +148,7 @@ def grpc_stream_errors(
     ) -> AsyncIterator[T]:
         try:
             _authorize(self, context, fn.__name__)
-            with _client_slot(context):
+            with _client_slot(self, context):
                 async for item in fn(self, request, context):
                     yield item
         except LiaisonError as e:

@@ -24,6 +24,7 @@ from exchange.core.codec.health import SERVING
 from exchange.core.directory import DirectoryState, SignedDirectory, TrustAnchor
 from exchange.core.errors import ConfigError, LiaisonError, map_exceptions
 from exchange.nats.transport import Transport
+from exchange.nats.version import check_nats_server_version
 from exchange.runtime.config import NatsConfig
 
 __all__ = ["load_directory", "nats_connect_args", "nats_tls", "run_node", "stop_on_signals"]
@@ -93,6 +94,13 @@ def nats_connect_args(cfg: NatsConfig) -> dict[str, Any]:
     }
 
 
+def _check_nats_server(transport: Transport) -> None:
+    """Fail closed: a server that does not enforce leaf-node permissions isolates nothing (INFO)."""
+    nc = transport.nc
+    where = f"nats-server at {nc.connected_url.netloc if nc.connected_url else '?'}"
+    check_nats_server_version(str(nc._server_info.get("version")), where)
+
+
 async def run_node(
     *,
     role: str,
@@ -114,6 +122,7 @@ async def run_node(
     try:
         transport = await connect_nats()
         try:
+            _check_nats_server(transport)
             running = asyncio.create_task(run(transport))
             became_ready = asyncio.create_task(ready.wait())
             stopped = asyncio.create_task(stop.wait())

@@ -32,12 +32,13 @@ import base64
 import binascii
 import itertools
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from exchange.core.directory import SignedDirectory, directory_digest
-from exchange.core.errors import CodecError, OversizeError
+from exchange.core.errors import CodecError, ConfigError, OversizeError, map_exceptions
 from exchange.core.model import Directory, PublicKey
 from gateway.audit.codec import decode_record, decode_signed_tree_head, encode_signed_tree_head
 from gateway.audit.errors import AuditError, TreeSizeError
@@ -284,7 +285,13 @@ def verify_bundle_data(data: bytes, *, pinned: bytes | None = None) -> BundleRep
 def write_bundle(path: Path, bundle: Mapping[str, Any]) -> None:
     """Write atomically: a partial bundle never sits under the final name."""
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(bundle, indent=1) + "\n", encoding="utf-8")
+    data = (json.dumps(bundle, indent=1) + "\n").encode("utf-8")
+    exists = f"{tmp} already exists (a stale export or a planted link)"
+    with map_exceptions({FileExistsError: ConfigError}, exists):
+        # Never through a symlink planted at the temporary name, never over someone else's file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
     tmp.replace(path)
 
 

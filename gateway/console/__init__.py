@@ -2,11 +2,19 @@
 
 Traffic metadata with filters, record details with their inclusion proof
 (checked again in the browser), signed tree heads and witness cosignatures,
-per-office-pair volumes and rejections, behind one configured bearer token.
+per-office-pair volumes and rejections, behind one credential per operator
+(throttled, same-origin only, HTTPS off loopback).
 It shows metadata only: the gateway holds no message content.
 """
 
 from gateway.console.app import ConsoleHandle, start_console, start_console_from_config
-from gateway.console.auth import load_token
+from gateway.console.auth import Operators, load_operators, load_token
 
-__all__ = ["ConsoleHandle", "load_token", "start_console", "start_console_from_config"]
+__all__ = [
+    "ConsoleHandle",
+    "Operators",
+    "load_operators",
+    "load_token",
+    "start_console",
+    "start_console_from_config",
+]

@@ -5,33 +5,41 @@ Routes, authentication and security headers; the reads themselves live in
 never waits on the store. Pages are Jinja2 templates with autoescaping on;
 the only script is the package's own ``console.js`` (the CSP forbids inline
 and foreign scripts). There are no write endpoints besides log in and log
-out. The console does not terminate TLS: bind it to loopback or put it
-behind a TLS proxy.
+out, and every state-changing request must come from the console's own
+origin (``Origin``, else ``Referer``; neither: refused). It serves HTTPS with
+``[console] tls_cert``/``tls_key`` and refuses a non-loopback address without
+them. Failed credentials are throttled per remote address
+(:class:`gateway.console.auth.LoginThrottle`); each login is logged with the
+operator's name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 import structlog
 from aiohttp import web
 
-from exchange.core.errors import ConfigError, LiaisonError
-from gateway.config import ConsoleConfig
+from exchange.core.errors import ConfigError, LiaisonError, map_exceptions
+from gateway.config import ConsoleConfig, is_loopback
 from gateway.console import data
 from gateway.console.auth import (
     SESSION_COOKIE,
     SESSION_TTL_S,
+    LoginThrottle,
+    Operators,
     Sessions,
     bearer_token,
+    load_operators,
     load_token,
-    token_matches,
 )
 from gateway.console.views import (
     FILTER_KEYS,
@@ -69,6 +77,7 @@ HTTP_STATUS: Final = {
     "ALREADY_EXISTS": 409, "UNAVAILABLE": 503, "DATA_LOSS": 500,
 }  # fmt: skip
 STATIC: Final = {"console.js": "application/javascript", "console.css": "text/css"}
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -76,10 +85,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass
 class _Console:
     node: GatewayNode
-    token: bytes = field(repr=False)
+    operators: Operators = field(repr=False)
     templates: jinja2.Environment
     sessions: Sessions = field(default_factory=Sessions)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     static: dict[str, bytes] = field(default_factory=dict)
+    secure: bool = False  # served over TLS: the session cookie is Secure
+    origin: str = ""  # the public origin, when a proxy fronts the console
 
 
 CONSOLE: Final = web.AppKey("console", _Console)
@@ -103,17 +115,70 @@ def _wants_json(request: web.Request) -> bool:
     return request.path.startswith("/api/")
 
 
-def _authenticated(request: web.Request) -> bool:
+def _remote(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _throttled(request: web.Request) -> web.Response | None:
+    """429 while this remote address has too many recent failures (right tokens included)."""
+    wait_s = request.app[CONSOLE].throttle.retry_after_s(_remote(request))
+    if not wait_s:
+        return None
+    log.warning("console_login_throttled", remote=_remote(request), retry_after_s=wait_s)
+    return web.json_response(
+        {"error": "too many failed logins from this address; try again later"},
+        status=429,
+        headers={"Retry-After": str(wait_s)},
+    )
+
+
+def _operator(request: web.Request) -> str | web.Response | None:
+    """The operator a bearer token or session names; a 429 response while throttled."""
     console = request.app[CONSOLE]
     offered = bearer_token(request.headers.get("Authorization"))
     if offered is not None:
-        return token_matches(console.token, offered)
-    return console.sessions.valid(request.cookies.get(SESSION_COOKIE))
+        if (busy := _throttled(request)) is not None:
+            return busy
+        who = console.operators.who(offered)
+        if who is None:
+            console.throttle.failed(_remote(request))
+            log.warning("console_bearer_refused", remote=_remote(request))
+        return who
+    return console.sessions.operator(request.cookies.get(SESSION_COOKIE))
+
+
+def _expected_origin(request: web.Request) -> str:
+    return request.app[CONSOLE].origin or f"{request.scheme}://{request.host}"
+
+
+def _origin_of(request: web.Request) -> str | None:
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin
+    referer = request.headers.get("Referer")
+    if referer:
+        parts = urlsplit(referer)
+        return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "null"
+    return None
+
+
+@web.middleware
+async def _same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every state-changing request comes from the console's own pages, or is refused (CSRF)."""
+    if request.method not in SAFE_METHODS and _origin_of(request) != _expected_origin(request):
+        log.warning("console_cross_origin_refused", method=request.method, path=request.path)
+        raise web.HTTPForbidden(text="cross-origin request refused")
+    return await handler(request)
 
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS or _authenticated(request):
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    who = _operator(request)
+    if isinstance(who, web.Response):
+        return who
+    if who is not None:
         return await handler(request)
     if _wants_json(request) or "Authorization" in request.headers:
         return web.json_response(
@@ -194,26 +259,34 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
-        raise web.HTTPForbidden(text="cross-origin login refused")
+    console = request.app[CONSOLE]
+    if (busy := _throttled(request)) is not None:
+        page = _page(request, "login.html", {"error": "Too many failed logins: try again later."}, status=429)
+        page.headers["Retry-After"] = busy.headers["Retry-After"]
+        return page
     form = await request.post()
     offered = form.get("token")
-    console = request.app[CONSOLE]
-    if not isinstance(offered, str) or not token_matches(console.token, offered.strip()):
-        log.warning("console_login_refused", remote=request.remote)
+    who = console.operators.who(offered.strip()) if isinstance(offered, str) else None
+    if who is None:
+        console.throttle.failed(_remote(request))
+        log.warning("console_login_refused", remote=_remote(request))
         return _page(request, "login.html", {"error": "That token is not valid."}, status=401)
-    log.info("console_login", remote=request.remote)
+    log.info("console_login", operator=who, remote=_remote(request))
     response = web.HTTPSeeOther("/traffic")
     response.set_cookie(
-        SESSION_COOKIE, console.sessions.open(), httponly=True, samesite="Strict", path="/",
-        max_age=SESSION_TTL_S,
+        SESSION_COOKIE, console.sessions.open(who), httponly=True, samesite="Strict", path="/",
+        max_age=SESSION_TTL_S, secure=console.secure,
     )  # fmt: skip
     raise response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    request.app[CONSOLE].sessions.close(request.cookies.get(SESSION_COOKIE))
+    console = request.app[CONSOLE]
+    session = request.cookies.get(SESSION_COOKIE)
+    who = console.sessions.operator(session)
+    console.sessions.close(session)
+    if who is not None:
+        log.info("console_logout", operator=who, remote=_remote(request))
     response = web.HTTPSeeOther("/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
@@ -293,7 +366,9 @@ async def static(request: web.Request) -> web.StreamResponse:
 # --- the application ---------------------------------------------------------------------
 
 
-def build_app(node: GatewayNode, token: bytes) -> web.Application:
+def build_app(
+    node: GatewayNode, operators: Operators, *, secure: bool = False, origin: str = ""
+) -> web.Application:
     templates = jinja2.Environment(
         loader=jinja2.PackageLoader("gateway.console", "templates"),
         autoescape=True,
@@ -301,9 +376,10 @@ def build_app(node: GatewayNode, token: bytes) -> web.Application:
     )
     package = resources.files("gateway.console") / "static"
     console = _Console(
-        node, token, templates, static={name: (package / name).read_bytes() for name in STATIC}
-    )
-    app = web.Application(middlewares=[_auth, _errors], client_max_size=MAX_REQUEST_BYTES)
+        node, operators, templates, static={name: (package / name).read_bytes() for name in STATIC},
+        secure=secure, origin=origin,
+    )  # fmt: skip
+    app = web.Application(middlewares=[_same_origin, _auth, _errors], client_max_size=MAX_REQUEST_BYTES)
     app[CONSOLE] = console
     app.on_response_prepare.append(_security_headers)
     app.add_routes(
@@ -328,24 +404,49 @@ def build_app(node: GatewayNode, token: bytes) -> web.Application:
     return app
 
 
-async def start_console(node: GatewayNode, host: str, port: int, token: bytes) -> ConsoleHandle:
-    """Serve the console on ``host:port`` (0: any free port) in the running event loop."""
-    runner = web.AppRunner(build_app(node, token), access_log=None, handle_signals=False)
+def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    """A TLS 1.2+ server context from PEM files; unreadable files are one ConfigError."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    with map_exceptions({OSError: ConfigError, ssl.SSLError: ConfigError}, f"console TLS ({cert}, {key})"):
+        context.load_cert_chain(cert, key)
+    return context
+
+
+async def start_console(
+    node: GatewayNode,
+    host: str,
+    port: int,
+    credentials: bytes | Operators,
+    *,
+    tls: ssl.SSLContext | None = None,
+    origin: str = "",
+) -> ConsoleHandle:
+    """Serve the console on ``host:port`` (0: any free port) in the running event loop.
+
+    ``credentials``: the operators (or one shared token). Without ``tls`` only a loopback
+    ``host`` is accepted.
+    """
+    if tls is None and not is_loopback(host):
+        raise ConfigError(f"console on {host}:{port} without TLS: only a loopback address may serve HTTP")
+    operators = credentials if isinstance(credentials, Operators) else Operators.shared(credentials)
+    app = build_app(node, operators, secure=tls is not None, origin=origin)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
     except OSError as e:
         await runner.cleanup()
         raise ConfigError(f"console cannot listen on {host}:{port}: {e.strerror}") from None
     bound = int(runner.addresses[0][1])
-    log.info("console_serving", host=host, port=bound)
+    log.info("console_serving", host=host, port=bound, tls=tls is not None)
     return ConsoleHandle(bound, runner)
 
 
 async def start_console_from_config(node: GatewayNode, cfg: ConsoleConfig) -> ConsoleHandle:
     """Start the console a gateway config's ``[console]`` section describes."""
-    host, sep, port = cfg.listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"[console] listen {cfg.listen!r} must be host:port")
-    return await start_console(node, host.strip("[]") or "127.0.0.1", int(port), load_token(cfg.token_file))
+    host, port = cfg.host_port
+    credentials = load_operators(cfg.operators_file) if cfg.operators_file else load_token(cfg.token_file)
+    tls = server_tls(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
+    return await start_console(node, host, port, credentials, tls=tls, origin=cfg.origin)

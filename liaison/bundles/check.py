@@ -31,6 +31,7 @@ from cryptography import x509
 
 from exchange.core import primitives
 from exchange.core.errors import ConfigError, LiaisonError
+from exchange.nats.version import MAX_VERSION_TEXT, check_nats_server_version
 from exchange.office.config import load_office_config
 from exchange.runtime.lifecycle import load_directory
 from gateway.config import load_gateway_config
@@ -56,6 +57,23 @@ HARDENING: Final[dict[str, str | None]] = {
     "ReadWritePaths": None,
     "Restart": "on-failure",
 }
+
+
+def _nats_server_version(binary: Path) -> str:
+    """The output of ``nats-server --version`` (``nats-server: v2.15.1``), bounded in time."""
+    try:
+        proc = subprocess.run(
+            [str(binary), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=NATS_CHECK_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ConfigError(f"cannot run {binary} --version: {e}") from e
+    if proc.returncode != 0:
+        raise ConfigError(f"{binary} --version exited {proc.returncode}")
+    return proc.stdout.strip()[:MAX_VERSION_TEXT]
 
 
 @dataclass(frozen=True)
@@ -215,6 +233,8 @@ class _Checker:
 
         def test() -> str:
             binary = find_nats_server_binary()
+            version = _nats_server_version(binary)
+            check_nats_server_version(version, f"{binary}")
             text = (self.root / name).read_text()
             with tempfile.TemporaryDirectory(prefix="liaison-check-") as tmp:
                 conf = Path(tmp) / "nats-server.conf"
@@ -233,7 +253,7 @@ class _Checker:
             if proc.returncode != 0:
                 why = " ".join((proc.stderr or proc.stdout).split())[-400:].replace(str(conf), name)
                 raise ConfigError(f"nats-server -t refuses {name}: {why}")
-            return f"nats-server -t accepts {name}"
+            return f"nats-server -t accepts {name} ({version.split()[-1]} enforces leaf-node permissions)"
 
         self.guard("nats", test)
 

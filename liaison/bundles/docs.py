@@ -84,8 +84,8 @@ def readme(site: SiteInventory, b: Bundle) -> str:
         + (f"  {b.nats_config:<18} nats-server config for this site\n" if b.nats_config else "")
         + "  tls/               CA certificate, this node's certificates and TLS keys (0600)\n"
         + (
-            "  agency/            client certificate for the agency system: MOVE it to the agency\n"
-            "                     host; it does not belong on this node\n"
+            "  agency/            client certificates, one per agency system: MOVE each to its\n"
+            "                     agency host; they do not belong on this node\n"
             if b.role == "office"
             else ""
         )
@@ -125,7 +125,8 @@ def readme(site: SiteInventory, b: Bundle) -> str:
 def private_readme(site: SiteInventory, mode: str) -> str:
     return (
         f"_private/ of deployment {site.deployment}: NEVER copy this folder to a node.\n\n"
-        "  pki/          the deployment CA (ca.key signs every certificate: keep it offline)\n"
+        "  pki/          the deployment CA (ca.key, encrypted under the CA passphrase, signs every\n"
+        "                certificate: keep it offline)\n"
         "  operator/     the operator's client certificate (liaison audit, status, health)\n"
         + (
             "  deployment/   the authorities' keystores and every node's (encrypted), and the\n"

@@ -28,6 +28,7 @@ What it does not: copy files to hosts, start anything, or check a bundle
 
 from __future__ import annotations
 
+import hmac
 import json
 import shutil
 from collections.abc import Callable, Iterable, Mapping
@@ -102,7 +103,7 @@ def _q(value: str | Path) -> str:
 
 
 def issue_nats_certificates(
-    ca_dir: Path, site: SiteInventory, hosts: Callable[[str], tuple[str, ...]]
+    ca_dir: Path, site: SiteInventory, hosts: Callable[[str], tuple[str, ...]], ca_passphrase: bytes
 ) -> None:
     """The nats-server certificates of ``site`` into ``ca_dir`` (the lab's cluster topology uses it too).
 
@@ -110,14 +111,16 @@ def issue_nats_certificates(
     per office leaf node server (``<office>-nats.crt``); ``hosts`` gives a host's SAN names.
     """
     for s in site.hub.servers:
-        pki.issue(ca_dir, "node", s.name, hosts(s.host))
+        pki.issue(ca_dir, "node", s.name, hosts(s.host), ca_passphrase=ca_passphrase)
         # Every route certificate has the same name (the cluster admits only that one
         # identity) but its own key and host; keep each under a distinct file name.
-        route = pki.issue(ca_dir, "node", f"{site.hub.cluster}-route", hosts(s.host))
+        route = pki.issue(
+            ca_dir, "node", f"{site.hub.cluster}-route", hosts(s.host), ca_passphrase=ca_passphrase
+        )
         route.cert.rename(ca_dir / f"{s.name}.route.crt")
         route.key.rename(ca_dir / f"{s.name}.route.key")
     for o in site.offices:
-        pki.issue(ca_dir, "node", o.nats_name, hosts(o.host))
+        pki.issue(ca_dir, "node", o.nats_name, hosts(o.host), ca_passphrase=ca_passphrase)
 
 
 class _Renderer:
@@ -134,17 +137,18 @@ class _Renderer:
         # Loopback names too: operators run `liaison status` and health probes on the host itself.
         return tuple(dict.fromkeys((host, "localhost", "127.0.0.1")))
 
-    def create_pki(self) -> None:
-        site = self.site
-        pki.create_ca(self.pki, site.deployment)
-        issue_nats_certificates(self.pki, site, self._hosts)
-        pki.issue(self.pki, "node", site.gateway.id, self._hosts(site.gateway.host))
+    def create_pki(self, ca_passphrase: bytes) -> None:
+        site, pw = self.site, ca_passphrase
+        pki.create_ca(self.pki, site.deployment, passphrase=pw)
+        issue_nats_certificates(self.pki, site, self._hosts, pw)
+        pki.issue(self.pki, "node", site.gateway.id, self._hosts(site.gateway.host), ca_passphrase=pw)
         for o in site.offices:
-            pki.issue(self.pki, "node", o.id, self._hosts(o.host))
-            pki.issue(self.pki, "client", f"{o.id}-agency")
+            pki.issue(self.pki, "node", o.id, self._hosts(o.host), ca_passphrase=pw)
+            for client in o.agency_clients.values():
+                pki.issue(self.pki, "client", client, ca_passphrase=pw)
         if site.witness is not None:
-            pki.issue(self.pki, "authority", site.witness.authority)
-        pki.issue(self.pki, "operator", OPERATOR)
+            pki.issue(self.pki, "authority", site.witness.authority, ca_passphrase=pw)
+        pki.issue(self.pki, "operator", OPERATOR, ca_passphrase=pw)
 
     def dn(self, name: str) -> str:
         return subject_dn(self.pki / f"{name}.crt")
@@ -298,7 +302,10 @@ class _Renderer:
         b, d = self._new(o.id, "office", o.host)
         self._cert(b, d, "node", o.id, "tls/node")
         self._cert(b, d, "leaf node server", o.nats_name, "tls/nats")
-        self._cert(b, d, "agency client", f"{o.id}-agency", "agency/client")
+        for system, client in o.agency_clients.items():
+            # One certificate per agency system; the single default keeps its old file name.
+            target = "agency/client" if not o.agency_systems else f"agency/{system}"
+            self._cert(b, d, f"agency client ({system})", client, target)
         self._copy(self.pki / pki.CA_CERT, d / "agency" / "ca.crt", private=False)
         self._keys(b, d, o.id, o.id)
         unit = f"liaison-office@{o.id}.service"
@@ -314,7 +321,7 @@ class _Renderer:
             f"inbox_prefix = {_q(inbox_prefix(o.id))}\ndomain = {_q(OFFICE_JS_DOMAIN)}\n\n"
             f"[grpc]\nlisten = {_q(f'{o.bind}:{o.grpc_port}')}\n\n"
             '[tls]\nca = "tls/ca.crt"\ncert = "tls/node.crt"\nkey = "tls/node.key"\n'
-            f"clients = [{_q(f'{o.id}-agency')}]\n"
+            f"clients = [{', '.join(_q(c) for c in o.agency_clients.values())}]\n"
         )
         b.config = "office.toml"
         inst = Path(b.install_dir)
@@ -354,20 +361,30 @@ def render(
     *,
     keys: str,
     passphrase: bytes | None,
+    ca_passphrase: bytes,
     now_ms: int,
     templates: Path = DEFAULT_TEMPLATES,
 ) -> list[Bundle]:
-    """Write every bundle under ``out`` (which must not exist or be empty); return their manifests."""
+    """Write every bundle under ``out`` (which must not exist or be empty); return their manifests.
+
+    ``ca_passphrase`` encrypts the deployment CA key; it may not be the keystores' passphrase.
+    """
     if keys not in (KEYS_BUNDLED, KEYS_ON_NODE):
         raise ConfigError(f"keys mode must be {KEYS_BUNDLED} or {KEYS_ON_NODE}, not {keys!r}")
     if keys == KEYS_BUNDLED and not passphrase:
         raise ConfigError("bundled keystores need a passphrase (--passphrase-file or LIAISON_PASSPHRASE)")
+    if not ca_passphrase:
+        raise ConfigError(
+            "the CA key is encrypted at rest: give --ca-passphrase-file or LIAISON_CA_PASSPHRASE"
+        )
+    if passphrase and hmac.compare_digest(passphrase, ca_passphrase):
+        raise ConfigError("the CA passphrase must differ from the keystore passphrase")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; render into a new folder")
     out.mkdir(parents=True, exist_ok=True)
     r = _Renderer(site, out.resolve(), keys, templates)
     try:
-        r.create_pki()
+        r.create_pki(ca_passphrase)
         if keys == KEYS_BUNDLED:
             assert passphrase is not None
             create_deployment(site.inventory, r.deployment_root, passphrase, now_ms)

@@ -32,6 +32,7 @@ from exchange.core.model import (
     Person,
     Priority,
 )
+from liaison.terminal import echo
 
 __all__ = ["register"]
 
@@ -170,7 +171,7 @@ def _send(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"message_id": result.message_id}))
     else:
-        print(f"accepted {result.message_id}")
+        echo(f"accepted {result.message_id}")
     return 0
 
 
@@ -184,7 +185,7 @@ def _inbox(args: argparse.Namespace) -> int:
             else:
                 b = body_json(delivery.body)
                 summary = b.get("subject") or b.get("text", "")[:60]
-                print(
+                echo(
                     f"#{delivery.cursor} {delivery.priority.label.upper():9} {delivery.kind.label:16} "
                     f"from {delivery.sender}: {summary}  [{delivery.message_id}]",
                     flush=True,
@@ -225,10 +226,10 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_json(status)))
         return 0
-    print(f"message {status.message_id}{'  REJECTED' if status.rejected else ''}")
+    echo(f"message {status.message_id}{'  REJECTED' if status.rejected else ''}")
     for r in status.recipients:
         extra = f"  {r.rejection.label}: {r.detail}" if r.rejection else ""
-        print(f"  {r.recipient:24} {r.label}{extra}")
+        echo(f"  {r.recipient:24} {r.label}{extra}")
     return 0
 
 
@@ -238,7 +239,7 @@ def _download(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"name": ref.name, "size": ref.size, "sha256": ref.sha256.hex(), "path": args.out}))
     else:
-        print(f"{ref.name}: {ref.size} bytes, SHA-256 verified, written to {args.out}")
+        echo(f"{ref.name}: {ref.size} bytes, SHA-256 verified, written to {args.out}")
     return 0
 
 
@@ -272,10 +273,10 @@ def _offices(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"directory v{listing.directory_version}, this office: {listing.self_id}")
+    echo(f"directory v{listing.directory_version}, this office: {listing.self_id}")
     for o in listing.offices:
         kinds = ",".join(k.label for k in o.may_send) or "-"
-        print(f"  {o.id:24} {o.country:3} {o.city:10} may send: {kinds}")
+        echo(f"  {o.id:24} {o.country:3} {o.city:10} may send: {kinds}")
     return 0
 
 
@@ -284,11 +285,10 @@ def _case(args: argparse.Namespace) -> int:
         entries = client.case(args.case_id)
     for e in entries:
         line = {"message_id": e.message_id, "sender": e.sender, "outgoing": e.outgoing, **body_json(e.body)}
-        print(
-            json.dumps(line)
-            if args.json
-            else f"{'>>' if e.outgoing else '<<'} {e.sender}: {line.get('text')}"
-        )
+        if args.json:
+            print(json.dumps(line))
+        else:
+            echo(f"{'>>' if e.outgoing else '<<'} {e.sender}: {line.get('text')}")
     return 0
 
 

@@ -32,6 +32,7 @@ from exchange.client.connection import explicit_tls, lab_gateway
 from exchange.core.clock import now_ms
 from exchange.core.errors import ConfigError, LiaisonError, RemoteError
 from liaison.commands.audit_format import iso, label, record_json, record_row, stats_json, stats_lines
+from liaison.terminal import echo
 
 if TYPE_CHECKING:
     from exchange.core.directory import SignedDirectory
@@ -94,7 +95,7 @@ def _verdict(args: argparse.Namespace, ok: bool, line: str, extra: dict[str, Any
     if getattr(args, "json", False):
         print(json.dumps({"ok": ok, "verdict": text, **(extra or {})}))
     else:
-        print(text)
+        echo(text)
     return 0 if ok else 1
 
 
@@ -117,7 +118,10 @@ def _checking(args: argparse.Namespace, fn: Any) -> int:
 
 
 def _print_record(args: argparse.Namespace, r: LoggedRecord) -> None:
-    print(json.dumps(record_json(r)) if args.json else record_row(r), flush=True)
+    if args.json:
+        print(json.dumps(record_json(r)), flush=True)
+    else:
+        echo(record_row(r), flush=True)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -178,7 +182,7 @@ def _show(args: argparse.Namespace) -> int:
     for key, value in record_json(r).items():
         if value not in ("", [], 0) or key in ("index", "verdict"):
             shown = ", ".join(value) if isinstance(value, list) else value
-            print(f"{key:18} {shown}")
+            echo(f"{key:18} {shown}")
     return 0
 
 
@@ -213,19 +217,19 @@ def _head(args: argparse.Namespace) -> int:
         print(json.dumps(head_to_json(head)))
         return 0
     th = head.tree_head
-    print(f"tree head   size {th.size}  root {th.root.hex()}")
-    print(f"signed      {iso(th.timestamp_ms)} by {th.gateway} (signature verified)")
+    echo(f"tree head   size {th.size}  root {th.root.hex()}")
+    echo(f"signed      {iso(th.timestamp_ms)} by {th.gateway} (signature verified)")
     for s in head.signatures:
-        print(f"  {s.algorithm.name.lower():10} key {s.key_id}")
+        echo(f"  {s.algorithm.name.lower():10} key {s.key_id}")
     for c in head.cosignatures:
         try:
             verify_cosignature(head, c, directory)
             state = "verified"
         except LiaisonError as e:
             state = f"INVALID: {e}"
-        print(f"co-signed   {c.witness} key {c.signature.key_id} ({state})")
+        echo(f"co-signed   {c.witness} key {c.signature.key_id} ({state})")
     if not head.cosignatures:
-        print("co-signed   by no witness")
+        echo("co-signed   by no witness")
     return 0
 
 
@@ -248,10 +252,11 @@ def _proof(args: argparse.Namespace) -> int:
         print(json.dumps({"proof": [p.hex() for p in proof], "root": root.hex(), **out}))
         return 0
     against = "signed tree head" if head else "UNSIGNED root (no tree head stored for this size)"
-    print(f"record {args.index} is included in tree size {size}: verified against the {against}")
-    print(f"leaf  {leaf.hex()}\nroot  {root.hex()}")
+    echo(f"record {args.index} is included in tree size {size}: verified against the {against}")
+    echo(f"leaf  {leaf.hex()}")
+    echo(f"root  {root.hex()}")
     for i, p in enumerate(proof):
-        print(f"  [{i}] {p.hex()}")
+        echo(f"  [{i}] {p.hex()}")
     return 0
 
 
@@ -284,11 +289,11 @@ def _consistency(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"tree size {to_size} extends tree size {args.from_size}: verified")
+    echo(f"tree size {to_size} extends tree size {args.from_size}: verified")
     for size, root, signed in ((args.from_size, r1, s1), (to_size, r2, s2)):
-        print(f"  size {size:<8} root {root.hex()} ({'signed' if signed else 'UNSIGNED'})")
+        echo(f"  size {size:<8} root {root.hex()} ({'signed' if signed else 'UNSIGNED'})")
     for i, p in enumerate(proof):
-        print(f"  [{i}] {p.hex()}")
+        echo(f"  [{i}] {p.hex()}")
     return 0
 
 
@@ -427,7 +432,8 @@ def _stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats_json(rows)))
     else:
-        print("\n".join(stats_lines(rows)))
+        for line in stats_lines(rows):
+            echo(line)
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from exchange.core.clock import now_ms
 from keys.keystore import PASSPHRASE_ENV, passphrase_from
+from keys.pki import CA_PASSPHRASE_ENV
 
 __all__ = ["register"]
 
@@ -24,6 +25,9 @@ def _render(args: argparse.Namespace) -> int:
 
     keys = args.keys or (KEYS_BUNDLED if args.passphrase_file else KEYS_ON_NODE)
     passphrase = passphrase_from(args.passphrase_file) if keys == KEYS_BUNDLED else None
+    ca_passphrase = passphrase_from(
+        args.ca_passphrase_file, var=CA_PASSPHRASE_ENV, flag="--ca-passphrase-file"
+    )
     site = load_site_inventory(Path(args.inventory))
     out = Path(args.out)
     bundles = render(
@@ -31,6 +35,7 @@ def _render(args: argparse.Namespace) -> int:
         out,
         keys=keys,
         passphrase=passphrase,
+        ca_passphrase=ca_passphrase,
         now_ms=now_ms(),
         templates=Path(args.templates) if args.templates else DEFAULT_TEMPLATES,
     )
@@ -72,6 +77,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--inventory", required=True, help="deployment inventory (TOML)")
     p.add_argument("--out", required=True, help="new folder for the bundles")
     p.add_argument("--passphrase-file", type=Path, help="encrypt bundled keystores with this passphrase")
+    p.add_argument(
+        "--ca-passphrase-file", type=Path,
+        help=f"encrypt the CA key with this passphrase (else ${CA_PASSPHRASE_ENV}); not the keystores'",
+    )  # fmt: skip
     p.add_argument(
         "--keys",
         choices=("on-node", "bundled"),

@@ -124,15 +124,21 @@ def _cmd_expiry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ca_passphrase(args: argparse.Namespace) -> bytes:
+    return keystore.passphrase_from(
+        args.ca_passphrase_file, var=pki.CA_PASSPHRASE_ENV, flag="--ca-passphrase-file"
+    )
+
+
 def _cmd_pki_init(args: argparse.Namespace) -> int:
-    issued = pki.create_ca(args.dir, args.deployment)
-    print(f"created CA {issued.cert} (key {issued.key}, mode 0600)")
+    issued = pki.create_ca(args.dir, args.deployment, passphrase=_ca_passphrase(args))
+    print(f"created CA {issued.cert} (key {issued.key}, encrypted, mode 0600)")
     return 0
 
 
 def _cmd_pki_issue(args: argparse.Namespace) -> int:
     hosts: Sequence[str] = args.host or ("127.0.0.1", "localhost")
-    issued = pki.issue(args.dir, args.kind, args.name, hosts)
+    issued = pki.issue(args.dir, args.kind, args.name, hosts, ca_passphrase=_ca_passphrase(args))
     print(f"issued {args.kind} certificate {issued.cert} (key {issued.key}, mode 0600)")
     return 0
 
@@ -190,12 +196,18 @@ def register(subparsers: Any) -> None:
     p = pki_sub.add_parser("init", help="create the deployment CA")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--deployment", required=True)
+    p.add_argument(
+        "--ca-passphrase-file", type=Path, help=f"CA key passphrase (else ${pki.CA_PASSPHRASE_ENV})"
+    )
     p.set_defaults(handler=_cmd_pki_init)
     p = pki_sub.add_parser("issue", help="issue a node/client/operator certificate")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--kind", choices=["node", "client", "operator", "authority"], required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--host", action="append", help="DNS name or IP (nodes; repeatable)")
+    p.add_argument(
+        "--ca-passphrase-file", type=Path, help=f"CA key passphrase (else ${pki.CA_PASSPHRASE_ENV})"
+    )
     p.set_defaults(handler=_cmd_pki_issue)
 
 

@@ -105,7 +105,7 @@ class ClusterNats:
         self.leafs: dict[str, RenderedNatsServer] = {}
         self.site = self._site(self._ports())
         if not self.pki.files(self.site.hub.servers[0].name).cert.exists():
-            issue_nats_certificates(self.pki.root, self.site, lambda _host: _HOSTS)
+            issue_nats_certificates(self.pki.root, self.site, lambda _host: _HOSTS, self.pki.ca_passphrase)
         self._render()
 
     # --- ports and configs ----------------------------------------------------------

@@ -40,6 +40,7 @@ from exchange.runtime.config import NatsConfig, load_toml, metrics_section
 from exchange.runtime.lifecycle import nats_tls
 from keys.deployment import Deployment, Inventory, create_deployment, load_inventory
 from keys.deployment_pki import LAB_AGENCY, NATS_SERVER, OPERATOR, DeploymentPki, create_deployment_pki
+from keys.keystore import write_private_file
 from liaison.lab.cluster import HUB_SIZE, ClusterNats, RenderedNatsServer
 from liaison.natsserver import NatsServer, free_port
 
@@ -154,7 +155,7 @@ class Lab:
         else:
             deployment = create_deployment(inv, self.root, os.urandom(24).hex().encode(), now_ms())
         self.deployment = deployment
-        self.pki = create_deployment_pki(inv, self.root / "pki")
+        self.pki = create_deployment_pki(inv, self.root / "pki", self._ca_passphrase())
         (self.root / "logs").mkdir(exist_ok=True)
         if self.topology == "cluster":
             self.cluster = ClusterNats(self.root / "nats-cluster", inv, self.pki)
@@ -162,6 +163,13 @@ class Lab:
             self.nats = self._single_nats(inv)
         self._make_nodes()
         return deployment
+
+    def _ca_passphrase(self) -> bytes:
+        """The lab CA's own random passphrase (``ca.passphrase``, 0600): one machine, one operator."""
+        path = self.root / "ca.passphrase"
+        if not path.exists():
+            write_private_file(path, os.urandom(24).hex().encode())
+        return path.read_bytes()
 
     def _make_nodes(self) -> None:
         assert self.deployment is not None

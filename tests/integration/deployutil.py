@@ -32,6 +32,7 @@ from liaison.natsserver import find_nats_server_binary, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
 PASSPHRASE = b"deploy-test-passphrase"
+CA_PASSPHRASE = b"deploy-test-ca-passphrase"  # the CA key's own: never the keystores' passphrase
 START_S = 60.0
 GATEWAY = "embassy-gateway"
 WITNESS = "tj-embassy-moscow-witness"
@@ -117,7 +118,10 @@ def local_inventory(tmp: Path, hosts: Hosts | None = None) -> Path:
 def render_local(tmp: Path, hosts: Hosts | None = None) -> Path:
     """The local deployment rendered with bundled keys: <tmp>/bundles/<node>."""
     site = load_site_inventory(local_inventory(tmp, hosts))
-    render(site, tmp / "bundles", keys=KEYS_BUNDLED, passphrase=PASSPHRASE, now_ms=int(time.time() * 1000))
+    render(
+        site, tmp / "bundles", keys=KEYS_BUNDLED, passphrase=PASSPHRASE, ca_passphrase=CA_PASSPHRASE,
+        now_ms=int(time.time() * 1000),
+    )  # fmt: skip
     return tmp
 
 
@@ -271,10 +275,16 @@ class Running:
         return ClientTls(op / "ca.crt", op / "operator.crt", op / "operator.key")
 
 
+def agency_tls(running: Running, office: str) -> ClientTls:
+    """The (first) agency system certificate of ``office``'s bundle: one per system when listed."""
+    a = running.bundles / office / "agency"
+    cert = min(c for c in a.glob("*.crt") if c.name != "ca.crt")
+    return ClientTls(a / "ca.crt", cert, cert.with_suffix(".key"))
+
+
 def client(running: Running, office: str) -> Client:
     """An agency client of ``office``, with the agency certificate from its bundle."""
-    a = running.bundles / office / "agency"
-    return Client(running.address(office), tls=ClientTls(a / "ca.crt", a / "client.crt", a / "client.key"))
+    return Client(running.address(office), tls=agency_tls(running, office))
 
 
 def _write_lab_json(running: Running) -> None:
@@ -283,8 +293,7 @@ def _write_lab_json(running: Running) -> None:
 
     offices = []
     for office in running.offices:
-        a = running.bundles / office / "agency"
-        agency = ClientTls(a / "ca.crt", a / "client.crt", a / "client.key")
+        agency = agency_tls(running, office)
         offices.append({"id": office, "grpc": running.address(office), "client_tls": tls(agency)})
     doc = {
         "offices": offices,

@@ -23,6 +23,8 @@ from exchange.runtime.grpcutil import new_server
 from keys import pki
 from liaison.cli import main
 
+CA_PW = b"test-ca-passphrase"  # the deployment CA key is always encrypted
+
 
 @dataclass(frozen=True)
 class Site:
@@ -33,11 +35,11 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    ca = pki.create_ca(tmp_path / "site", "site")
-    node = pki.issue(tmp_path / "site", "node", "office")
-    agency = pki.issue(tmp_path / "site", "client", "agency")
-    other_ca = pki.create_ca(tmp_path / "other", "other")
-    other = pki.issue(tmp_path / "other", "client", "agency")
+    ca = pki.create_ca(tmp_path / "site", "site", passphrase=CA_PW)
+    node = pki.issue(tmp_path / "site", "node", "office", ca_passphrase=CA_PW)
+    agency = pki.issue(tmp_path / "site", "client", "agency", ca_passphrase=CA_PW)
+    other_ca = pki.create_ca(tmp_path / "other", "other", passphrase=CA_PW)
+    other = pki.issue(tmp_path / "other", "client", "agency", ca_passphrase=CA_PW)
     server, _, port = new_server("127.0.0.1:0", [], (ca.cert, node.cert, node.key))
     await server.start()
     try:

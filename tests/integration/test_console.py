@@ -189,7 +189,9 @@ async def test_wrong_credentials_are_refused(console: ConsoleLab, case: str) -> 
 async def test_login_with_wrong_token_sets_no_cookie(console: ConsoleLab) -> None:
     async with (
         aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http,
-        http.post(f"{console.url}/login", data={"token": "not-the-token"}) as reply,
+        http.post(
+            f"{console.url}/login", data={"token": "not-the-token"}, headers={"Origin": console.url}
+        ) as reply,
     ):
         assert reply.status == 401
         assert "Set-Cookie" not in reply.headers
@@ -198,9 +200,10 @@ async def test_login_with_wrong_token_sets_no_cookie(console: ConsoleLab) -> Non
 
 async def test_login_opens_a_strict_httponly_session_and_logout_closes_it(console: ConsoleLab) -> None:
     jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address host
+    same_origin = {"Origin": console.url}
     async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT, cookie_jar=jar) as http:
-        async with http.post(
-            f"{console.url}/login", data={"token": console.token}, allow_redirects=False
+        async with http.post(  # a browser sends its page's Origin with every POST
+            f"{console.url}/login", data={"token": console.token}, headers=same_origin, allow_redirects=False
         ) as reply:
             assert (reply.status, reply.headers["Location"]) == (303, "/traffic")
             cookie = reply.headers["Set-Cookie"]
@@ -210,7 +213,7 @@ async def test_login_opens_a_strict_httponly_session_and_logout_closes_it(consol
         async with http.get(f"{console.url}/traffic", allow_redirects=False) as reply:
             assert reply.status == 200
             assert console.accepted_id in await reply.text()
-        async with http.post(f"{console.url}/logout", allow_redirects=False) as reply:
+        async with http.post(f"{console.url}/logout", headers=same_origin, allow_redirects=False) as reply:
             assert reply.status == 303
         async with http.get(f"{console.url}/traffic", allow_redirects=False) as reply:
             assert reply.status == 302

@@ -49,6 +49,13 @@ from tests.integration.deployutil import (
     wait_for,
 )
 
+CA_PW = b"test-ca-passphrase"  # the deployment CA key is always encrypted
+
+
+def NOW_MS() -> int:
+    return int(time.time() * 1000)
+
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
 
 RU, TJ = "ru-mvd-dushanbe", "tj-mvd-moscow"
@@ -65,7 +72,12 @@ def failed(results: list[Result]) -> dict[str, str]:
 def test_example_inventory_renders_bundles_without_identity_keys(tmp_path: Path) -> None:
     site = load_site_inventory(EXAMPLE)
     bundles = render(
-        site, tmp_path / "out", keys=KEYS_ON_NODE, passphrase=None, now_ms=int(time.time() * 1000)
+        site,
+        tmp_path / "out",
+        keys=KEYS_ON_NODE,
+        passphrase=None,
+        ca_passphrase=CA_PW,
+        now_ms=int(time.time() * 1000),
     )
     roles = sorted((b.role, b.node) for b in bundles)
     assert [r for r, _ in roles] == ["gateway", "hub", "hub", "hub", "office", "office", "office", "witness"]
@@ -84,6 +96,16 @@ def test_example_inventory_renders_bundles_without_identity_keys(tmp_path: Path)
     assert '"LIAISON": {' in hub
     assert f'"{RU}": {{' in hub
     assert "authorization {\n  users" not in hub  # no users outside the accounts
+    # One agency certificate per listed agency system, each named in the office's clients.
+    mig = out / "tj-migration-moscow"
+    assert sorted(p.name for p in (mig / "agency").glob("*.crt")) == [
+        "ca.crt", "consular-desk.crt", "migration-register.crt",
+    ]  # fmt: skip
+    assert (
+        'clients = ["tj-migration-moscow-migration-register", "tj-migration-moscow-consular-desk"]'
+        in (mig / "office.toml").read_text()
+    )
+    assert 'clients = ["ru-mvd-dushanbe-agency"]' in (out / RU / "office.toml").read_text()
     leaf = (out / RU / "nats-server.conf").read_text()
     assert "remotes: [" in leaf
     assert "nats-leaf://nats-3." in leaf
@@ -109,7 +131,9 @@ def test_on_node_keys_ceremony_as_written_yields_checked_bundles(
     """Follow README step 4 on every node and CEREMONY.txt for the authorities, commands as printed."""
     site = load_site_inventory(local_inventory(tmp_path))
     out = tmp_path / "bundles"
-    bundles = render(site, out, keys=KEYS_ON_NODE, passphrase=None, now_ms=int(time.time() * 1000))
+    bundles = render(
+        site, out, keys=KEYS_ON_NODE, passphrase=None, ca_passphrase=CA_PW, now_ms=int(time.time() * 1000)
+    )
     monkeypatch.chdir(tmp_path)
     passfile = tmp_path / "passphrase"
     (tmp_path / "credentials").mkdir()
@@ -166,8 +190,8 @@ def test_every_rendered_bundle_checks_clean(deployment: Path, capsys: pytest.Cap
 def _other_ca_cert(tmp: Path) -> Callable[[Path], None]:
     def breaker(b: Path) -> None:
         other = tmp / "other-ca"
-        pki.create_ca(other, "someone-else")
-        issued = pki.issue(other, "node", RU)
+        pki.create_ca(other, "someone-else", passphrase=CA_PW)
+        issued = pki.issue(other, "node", RU, ca_passphrase=CA_PW)
         shutil.copy(issued.cert, b / "tls" / "node.crt")
         shutil.copy(issued.key, b / "tls" / "node.key")
 

@@ -28,6 +28,8 @@ from keys import pki
 from liaison.lab.lab import Lab
 from tests.integration.labutil import INVENTORY
 
+CA_PW = b"test-ca-passphrase"  # the deployment CA key is always encrypted
+
 RU, TJ, MIG = "ru-mvd-dushanbe", "tj-mvd-moscow", "tj-migration-moscow"
 
 
@@ -41,9 +43,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def foreign_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another deployment's CA with a client certificate of the right shape."""
     root = tmp_path_factory.mktemp("foreign-pki")
-    pki.create_ca(root, "other-deployment")
-    pki.issue(root, "client", f"{RU}-agency")
-    pki.issue(root, "node", RU)
+    pki.create_ca(root, "other-deployment", passphrase=CA_PW)
+    pki.issue(root, "client", f"{RU}-agency", ca_passphrase=CA_PW)
+    pki.issue(root, "node", RU, ca_passphrase=CA_PW)
     return root
 
 

@@ -39,6 +39,8 @@ from keys import directory_file, keystore, pki
 from liaison.cli import main
 from liaison.natsserver import free_port
 
+CA_PW = b"test-ca-passphrase"  # the deployment CA key is always encrypted
+
 GARBAGE_PEM = b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
 RU = "ru-mvd-dushanbe"
 SECRET = "s3cr3t-plaintext"  # planted in bad input: no error message may repeat it
@@ -166,8 +168,8 @@ def test_lab_json_without_the_node(tmp_path: Path, lookup: Callable[[Path], Any]
 
 @pytest.fixture
 def tls_files(tmp_path: Path) -> ClientTls:
-    ca = pki.create_ca(tmp_path, "lab")
-    issued = pki.issue(tmp_path, "client", "agency")
+    ca = pki.create_ca(tmp_path, "lab", passphrase=CA_PW)
+    issued = pki.issue(tmp_path, "client", "agency", ca_passphrase=CA_PW)
     return ClientTls(ca.cert, issued.cert, issued.key)
 
 

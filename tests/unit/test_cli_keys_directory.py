@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from exchange.core import primitives
 from exchange.core.directory import TrustAnchor, verify_directory
 from exchange.core.model import Kind
 from keys import directory_file, keystore
@@ -20,6 +21,7 @@ PASS = "lab passphrase"
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(keystore.PASSPHRASE_ENV, PASS)
+    monkeypatch.setenv("LIAISON_CA_PASSPHRASE", "a-ca-passphrase-of-its-own")
     return tmp_path
 
 
@@ -286,3 +288,40 @@ def test_full_directory_flow(env: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "does not move forward" in capsys.readouterr().err
     assert directory("show", "--file", str(v2)) == 0
     assert "REVOKED" in capsys.readouterr().out
+
+
+def test_the_ca_key_is_encrypted_at_rest_and_opens_only_with_its_passphrase(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone who copies the CA folder (a backup, a stolen disk) cannot issue a certificate.
+
+    Failed before the fix (by construction: `pki init` called ``create_ca`` without a
+    passphrase): ``ca.key`` was a clear PKCS#8 key, so anyone who read it could issue node
+    and agency certificates of the deployment.
+    """
+    pki_dir = env / "pki"
+    assert keys("pki", "init", "--dir", str(pki_dir), "--deployment", "lab") == 0
+    pem = (pki_dir / "ca.key").read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    monkeypatch.setenv("LIAISON_CA_PASSPHRASE", "a-guess")
+    capsys.readouterr()
+    assert keys("pki", "issue", "--dir", str(pki_dir), "--kind", "node", "--name", "rogue") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert err.count("\n") == 1
+    assert "a-guess" not in err
+    assert not (pki_dir / "rogue.crt").exists()
+    monkeypatch.delenv("LIAISON_CA_PASSPHRASE")
+    assert keys("pki", "issue", "--dir", str(pki_dir), "--kind", "node", "--name", "rogue") == 2
+    assert "LIAISON_CA_PASSPHRASE" in capsys.readouterr().err
+
+
+def test_a_clear_ca_key_is_refused(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CA key left unencrypted (an old deployment) is not used to issue anything."""
+    pki_dir = env / "pki"
+    assert keys("pki", "init", "--dir", str(pki_dir), "--deployment", "lab") == 0
+    key = primitives.load_tls_key_pem((pki_dir / "ca.key").read_bytes(), b"a-ca-passphrase-of-its-own")
+    (pki_dir / "ca.key").write_bytes(primitives.tls_key_pem(key, None))
+    capsys.readouterr()
+    assert keys("pki", "issue", "--dir", str(pki_dir), "--kind", "node", "--name", "n1") == 2
+    assert "is not encrypted at rest" in capsys.readouterr().err

@@ -20,6 +20,8 @@ from keys import directory_file, keystore, pki, rotation
 from liaison.commands import directory as cmd_directory
 from liaison.commands import keys as cmd_keys
 
+CA_PW = b"test-ca-passphrase"  # the deployment CA key is always encrypted
+
 PASS = "rotation cli passphrase"
 NOW = 1_760_000_000_000
 DAY = 86_400_000
@@ -28,6 +30,7 @@ DAY = 86_400_000
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(keystore.PASSPHRASE_ENV, PASS)
+    monkeypatch.setenv("LIAISON_CA_PASSPHRASE", "a-ca-passphrase-of-its-own")
     return tmp_path
 
 
@@ -221,8 +224,8 @@ def test_expiry_warns_from_30_days(days_before_end: int, days_left: int, warn: b
 
 
 def test_expiry_of_certificates(tmp_path: Path) -> None:
-    issued_ca = pki.create_ca(tmp_path, "lab")
-    issued = pki.issue(tmp_path, "node", "office-a", ["127.0.0.1"])
+    issued_ca = pki.create_ca(tmp_path, "lab", passphrase=CA_PW)
+    issued = pki.issue(tmp_path, "node", "office-a", ["127.0.0.1"], ca_passphrase=CA_PW)
     now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     pems = {"ca.crt": issued_ca.cert.read_bytes(), "office-a.crt": issued.cert.read_bytes()}
     items = expiry.expiry_report([], pems, now)

@@ -399,6 +399,7 @@ listen = "127.0.0.1:50051"
 ca = "ca.pem"
 cert = "server.pem"
 key = "server-key.pem"
+clients = ["ru-mvd-dushanbe-agency"]
 
 [metrics]
 listen = "127.0.0.1:9464"

@@ -41,6 +41,8 @@ from liaison.cli import main
 from liaison.commands.nodestatus import NodeStatus, lab_node, render, summarize
 from liaison.natsserver import free_port
 
+CA_PW = b"test-ca-passphrase"  # the deployment CA key is always encrypted
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -293,8 +295,8 @@ def test_expiry_warning_from_30_days(days: int, warned: bool) -> None:
 
 def test_node_expiry_reads_keys_and_certificates(tmp_path: Path) -> None:
     now = dt.datetime.now(dt.UTC)
-    create_ca(tmp_path / "pki", "test")
-    issued = issue(tmp_path / "pki", "node", "ru-mvd-dushanbe", now=now, valid_days=20)
+    create_ca(tmp_path / "pki", "test", passphrase=CA_PW)
+    issued = issue(tmp_path / "pki", "node", "ru-mvd-dushanbe", now=now, valid_days=20, ca_passphrase=CA_PW)
     identity = generate("ru-mvd-dushanbe", int(now.timestamp() * 1000), valid_days=100)
     garbage = tmp_path / "garbage.crt"
     garbage.write_bytes(b"not a certificate")
