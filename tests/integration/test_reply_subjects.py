@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator
 
 import nats
+import nats.errors
 import pytest
 
 from exchange.client.sdk import Client
@@ -287,8 +288,15 @@ async def _hold_one_delivery(lab: Lab) -> str:
     try:
         js = _js(lab, _gateway(lab), nc)
         sub = await js.pull_subscribe_bind(durable=office_durable(TJ), stream=IN_STREAM)
-        (msg,) = await sub.fetch(1, timeout=10)
-        return msg.reply
+        deadline = time.monotonic() + 60  # the routed copy may take a while on a loaded cluster lab
+        while True:
+            try:
+                (msg,) = await sub.fetch(1, timeout=5)
+            except nats.errors.TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+                continue
+            return msg.reply
     finally:
         await nc.close()
 
