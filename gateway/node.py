@@ -2,7 +2,8 @@
 
 I/O shell around ``gateway.decide``: consumes every office's out subject,
 appends one audit record per decision (group-committed), countersigns,
-routes to the recipients' inbox subjects, and acknowledges to NATS only
+routes to the recipients' inbox subjects with a proof that each message is
+in the log (a tree head signed once per commit, ADR 0009), and acknowledges to NATS only
 after the audit write and the routing publishes are durable. A frame the
 gateway had accepted but not acknowledged before a crash is routed again
 from its audit record (``Resume``), never audited twice.
@@ -60,6 +61,7 @@ from gateway.audit.treehead import (
 )
 from gateway.decide import Accepted, Forward, InFlight, Prior, Refused, Resume, decide
 from gateway.metrics import GatewayMetrics
+from gateway.proofs import Committed, LogHead, LogProver, Prover
 
 __all__ = ["GatewayNode"]
 
@@ -77,15 +79,18 @@ LOOKUP_PAGE = 64
 class _AuditWriter:
     """Collects records from concurrent handlers and appends them in one transaction."""
 
-    def __init__(self, store: AuditStore, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self, store: AuditStore, metrics: GatewayMetrics | None = None, prove: Prover | None = None
+    ) -> None:
         self._store = store
         self._metrics = metrics  # metrics
-        self._pending: list[tuple[AuditRecord, asyncio.Future[int]]] = []
+        self._prove = prove  # signs the commit's tree head and proves each record into it
+        self._pending: list[tuple[AuditRecord, asyncio.Future[Committed]]] = []
         self.failure: str | None = None  # the last append's error, until an append succeeds
         self._wake = asyncio.Event()
 
-    async def append(self, record: AuditRecord) -> int:
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    async def append(self, record: AuditRecord) -> Committed:
+        fut: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
         self._pending.append((record, fut))
         self._wake.set()
         return await fut
@@ -99,7 +104,7 @@ class _AuditWriter:
                 continue
             entries = [(encode_record(r), r.index_columns()) for r, _ in batch]
             try:
-                indices = await asyncio.to_thread(self._store.append, entries)
+                indices, head, proofs = await asyncio.to_thread(self._commit, entries)
             except Exception as e:  # noqa: BLE001 - every waiter gets the store's failure
                 if self.failure is None:
                     # Disk full, read-only, database gone: nothing is acknowledged, the
@@ -115,9 +120,18 @@ class _AuditWriter:
             if self.failure is not None:
                 log.info("audit_store_recovered")
                 self.failure = None
-            for (_, fut), index in zip(batch, indices, strict=True):
+            for (_, fut), index, (entry, _), proof in zip(batch, indices, entries, proofs, strict=True):
                 if not fut.done():
-                    fut.set_result(index)
+                    fut.set_result(Committed(index, entry, head, proof))
+
+    def _commit(
+        self, entries: list[tuple[bytes, dict[str, object]]]
+    ) -> tuple[list[int], LogHead | None, list[tuple[bytes, ...]]]:
+        indices = self._store.append(entries)
+        if self._prove is None:
+            return indices, None, [() for _ in indices]
+        head, proofs = self._prove(indices)
+        return indices, head, proofs
 
     @property
     def pending(self) -> int:  # metrics: records waiting for the next commit
@@ -145,7 +159,8 @@ class GatewayNode:
         self.tree_head_interval_s = tree_head_interval_s
         self.stream_replicas = stream_replicas
         self.metrics = metrics  # observability: hooks marked "# metrics"
-        self._writer = _AuditWriter(store, self.metrics)
+        self.prover = LogProver(store, gateway, identity, clock)
+        self._writer = _AuditWriter(store, self.metrics, self.prover.prove_commit)
         self.metrics.watch_writer(lambda: self._writer.pending)  # metrics
         self._accepting: set[str] = set()
         self._receipts_in_flight: set[tuple[str, int, str]] = set()
@@ -207,7 +222,9 @@ class GatewayNode:
         elif isinstance(decision, Resume):
             self.metrics.on_resumed()  # metrics
             log.info("resumed", message_id=decision.envelope.header.context.message_id)
-            await self._route(decision.envelope, decision.prior.header_digest, decision.prior.log_index, now)
+            await self._route(
+                decision.envelope, decision.prior.header_digest, decision.prior.log_index, now, None
+            )
         elif isinstance(decision, Refused):
             await self._refuse(decision, now)
         elif isinstance(decision, Forward):
@@ -221,7 +238,7 @@ class GatewayNode:
                 try:
                     # Inline like the prior lookup: one indexed read costs less than a thread hop.
                     if not self._receipt_audited(*key):
-                        index = await self._writer.append(decision.record)
+                        index = (await self._writer.append(decision.record)).index
                         self.metrics.on_receipt(r.state.name)  # metrics
                         log.info(
                             "receipt",
@@ -236,7 +253,7 @@ class GatewayNode:
                 [
                     _out(
                         decision.to,
-                        decision.signed,
+                        _forwarded(decision.signed),
                         forwarded_msg_id(
                             decision.receipt.message_id, decision.receipt.state.name, decision.receipt.signer
                         ),
@@ -273,16 +290,25 @@ class GatewayNode:
         message_id = envelope.header.context.message_id
         self._accepting.add(message_id)
         try:
-            index = await self._writer.append(record)
+            committed = await self._writer.append(record)
         finally:
             self._accepting.discard(message_id)
         self.metrics.on_accepted()  # metrics
-        log.info("accepted", message_id=message_id, sender=record.sender, log_index=index)
-        await self._route(envelope, record.header_digest, index, record.at_ms)
+        log.info("accepted", message_id=message_id, sender=record.sender, log_index=committed.index)
+        await self._route(envelope, record.header_digest, committed.index, record.at_ms, committed)
 
-    async def _route(self, envelope: Envelope, header_digest: bytes, index: int, at_ms: int) -> None:
-        """Stamp with the digest decide() computed (not hashed again) and route to every recipient."""
+    async def _route(
+        self, envelope: Envelope, header_digest: bytes, index: int, at_ms: int, committed: Committed | None
+    ) -> None:
+        """Stamp with the digest decide() computed (not hashed again) and route to every recipient.
+
+        Each copy carries the proof that the record is in the log, linked by a consistency
+        proof to the last head this gateway showed that office (ADR 0009). ``committed`` is
+        None when resuming a frame audited before a restart: it is proven afresh.
+        """
         c = envelope.header.context
+        if committed is None or committed.head is None:
+            committed = await asyncio.to_thread(self.prover.prove_again, index)
         stamp = self._sign(
             Receipt(
                 message_id=c.message_id,
@@ -294,16 +320,21 @@ class GatewayNode:
                 log_index=index,
             )
         )
-        routed = encode_frame(Routed(envelope, stamp))
         messages = [
-            OutboundMessage(in_subject(r), routed, routed_msg_id(c.message_id, r), int(c.priority))
+            OutboundMessage(
+                in_subject(r),
+                encode_frame(Routed(envelope, replace(stamp, proof=self.prover.proof_for(r, committed)))),
+                routed_msg_id(c.message_id, r),
+                int(c.priority),
+            )
             for r in c.recipients
         ]
-        messages.append(_out(c.sender, stamp, stamped_msg_id(c.message_id), int(c.priority)))
+        proven = replace(stamp, proof=self.prover.proof_for(c.sender, committed))
+        messages.append(_out(c.sender, proven, stamped_msg_id(c.message_id), int(c.priority)))
         await self._publish(messages)
 
     async def _refuse(self, decision: Refused, now: int) -> None:
-        index = await self._writer.append(decision.record)
+        index = (await self._writer.append(decision.record)).index
         r = decision.record
         reason = r.reason or Reason.MALFORMED
         self.metrics.on_rejected(reason.label)  # metrics
@@ -496,3 +527,8 @@ class _TokenBucket:
 
 def _out(office: str, signed: SignedStatement, msg_id: str, priority: int) -> OutboundMessage:
     return OutboundMessage(in_subject(office), encode_frame(signed), msg_id, priority)
+
+
+def _forwarded(signed: SignedStatement) -> SignedStatement:
+    """A statement from an office, forwarded: only the gateway attaches log proofs."""
+    return replace(signed, proof=None) if signed.proof is not None else signed

@@ -1,0 +1,103 @@
+"""The tree heads an office was shown, and the alarm when two of them disagree (ADR 0009).
+
+Every log proof that reaches the office (on mail routed to it, on the STAMPED
+receipt of mail it sent) carries a tree head of its gateway's log, already
+verified by ``receipts.check_stamp`` / ``ProvesInclusion``. ``HeadBook.observe``
+keeps the first head of each size in the office's SQLite store and checks the
+new one against what the office holds: the same size must have the same root,
+and the head the gateway says it showed this office before must be one the
+office holds and be consistent with the new one (``logproof.check_link``).
+A failure is an alarm: a log line, ``liaison_office_log_alarms_total`` and
+``alarms`` here (the node keeps delivering: the message itself is proven in
+the head it came with; the alarm is about the log). What it does not do:
+verify signatures or inclusion (the pure core does, before this is called).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Final
+
+import structlog
+
+from exchange.core.clock import Clock
+from exchange.core.logproof import ForkError, LogHead, LogProof, check_link
+from exchange.office.metrics import OfficeMetrics
+from exchange.office.store import OfficeStore
+
+__all__ = ["HEAD_CACHE", "HeadBook"]
+
+log = structlog.get_logger()
+
+# Heads kept in memory (the store keeps them all); the copies of one commit share one.
+HEAD_CACHE: Final = 1024
+
+
+class HeadBook:
+    """The heads one office has seen, per gateway, and the fork alarm."""
+
+    def __init__(self, store: OfficeStore, metrics: OfficeMetrics, clock: Clock) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # (gateway, size) -> root
+        self.alarms = 0  # fork alarms raised by this process (health detail)
+        self.last_alarm = ""
+
+    async def _root(self, gateway: str, size: int) -> bytes | None:
+        root = self._cache.get((gateway, size))
+        if root is None:
+            held = await asyncio.to_thread(self._store.log_head, gateway, size)
+            if held is None:
+                return None
+            root = held[0]
+            self._remember(gateway, size, root)
+        return root
+
+    def _remember(self, gateway: str, size: int, root: bytes) -> None:
+        self._cache[(gateway, size)] = root
+        self._cache.move_to_end((gateway, size))
+        while len(self._cache) > HEAD_CACHE:
+            self._cache.popitem(last=False)
+
+    async def observe(self, proof: LogProof, *, message_id: str) -> None:
+        """Check ``proof.head`` (verified) against the heads held, then keep it. Never raises ForkError.
+
+        The plan: (1) a head of a size held already must have the same root;
+        (2) the linked head must be held (else the link cannot be checked: logged,
+        counted) and consistent with the new one; (3) keep the new head.
+        """
+        head = proof.head
+        # (1): Stops: two histories of the same size shown to one office.
+        held = await self._root(head.gateway, head.size)
+        if held is not None:
+            self._check(LogHead(head.size, held, 0, head.gateway, b"", ()), head, (), message_id)
+            return  # seen before: nothing new to keep
+        # (2): Stops: a later head that does not extend (or a rewrite of) the one shown before.
+        if proof.linked_size:
+            linked = await self._root(head.gateway, proof.linked_size)
+            if linked is None:
+                self._metrics.on_log_alarm("unlinked")  # metrics
+                log.warning(
+                    "log_head_unlinked",
+                    gateway=head.gateway,
+                    size=head.size,
+                    linked_size=proof.linked_size,
+                    message_id=message_id,
+                )
+            else:
+                known = LogHead(proof.linked_size, linked, 0, head.gateway, b"", ())
+                self._check(known, head, proof.consistency, message_id)
+        # (3)
+        await self._store.record_log_head(head.gateway, head.size, head.root, head.head_bytes, self._clock())
+        self._remember(head.gateway, head.size, head.root)
+
+    def _check(self, known: LogHead, new: LogHead, consistency: tuple[bytes, ...], message_id: str) -> None:
+        try:
+            check_link(known, new, consistency)
+        except ForkError as e:
+            self.alarms += 1
+            self.last_alarm = str(e)
+            self._metrics.on_log_alarm("fork")  # metrics
+            log.warning("log_fork_detected", gateway=new.gateway, error=str(e), message_id=message_id)
