@@ -265,9 +265,10 @@ class OfficeNode:
             priority=int(ctx.priority),
             payload=encode_frame(delivered),
         )
+        # No await before this write: the handlers of one batch reach it in stream order.
+        cursor = await self.store.record_delivery(record, frame)
         assert proof is not None  # check_stamp refuses a stamp without one
         await self.heads.observe(proof, message_id=ctx.message_id)
-        cursor = await self.store.record_delivery(record, frame)
         if cursor is None:
             self.metrics.on_duplicate()  # metrics
             log.info("duplicate_dropped", message_id=ctx.message_id)

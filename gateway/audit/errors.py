@@ -28,6 +28,7 @@ __all__ = [
     "HashLengthError",
     "InclusionProofError",
     "MetadataError",
+    "MissingCosignatureError",
     "MissingNodeError",
     "MissingProofError",
     "PageTokenError",
@@ -40,6 +41,10 @@ __all__ = [
 
 class MissingProofError(ProofError):
     """A consistency proof between two signed tree heads was not supplied (a fork could hide there)."""
+
+
+class MissingCosignatureError(ProofError):
+    """A verifier asked for witnesses' co-signatures and the verified heads lack them."""
 
 
 class MissingNodeError(AuditError):

@@ -43,7 +43,10 @@ from gateway.audit.treehead import SignedTreeHead, sign_cosignature
 from gateway.client import AuditClient
 from gateway.witness.checks import (
     DEFAULT_TIMESTAMP_TOLERANCE_MS,
+    MAX_HEAD_AGE_MS,
+    MAX_HEAD_FUTURE_MS,
     MissingRecordError,
+    Pin,
     WitnessAlarm,
     WitnessError,
     WitnessState,
@@ -88,6 +91,9 @@ class WitnessConfig:
     tolerance_ms: int = DEFAULT_TIMESTAMP_TOLERANCE_MS
     tls: ClientTls | None = None
     sample: int = 16  # older records re-checked each round, besides every new one
+    pin: Pin | None = None  # the operator-confirmed head the first co-signed head must extend
+    max_future_ms: int = MAX_HEAD_FUTURE_MS
+    max_age_ms: int = MAX_HEAD_AGE_MS
 
 
 def _table(path: Path, data: dict[str, Any], name: str, *, required: bool = True) -> dict[str, Any]:
@@ -140,7 +146,16 @@ def load_witness_config(path: Path) -> WitnessConfig:
             key=base / _text(path, t, "tls", "key"),
         )
     passphrase = keys.get("passphrase_file")
+    pin = None
+    if "pin" in w:
+        try:
+            pin = Pin.parse(_text(path, w, "witness", "pin"))
+        except ValueError as e:
+            raise ConfigError(f"{path}: [witness] pin: {e}") from None
     return WitnessConfig(
+        pin=pin,
+        max_future_ms=int(_number(path, w, "witness", "max_future_s", MAX_HEAD_FUTURE_MS / 1000) * 1000),
+        max_age_ms=int(_number(path, w, "witness", "max_age_s", MAX_HEAD_AGE_MS / 1000) * 1000),
         witness=witness,
         state=base / _text(path, w, "witness", "state", "witness.json"),
         interval_s=_number(path, w, "witness", "interval_s", 2.0),
@@ -316,9 +331,19 @@ class Witness:
             and head.tree_head.gateway == last.gateway
         ):
             proof = self.client.consistency_proof(last.size, head.tree_head.size)
+        elif last is None and self.cfg.pin is not None and head.tree_head.size > self.cfg.pin.size > 0:
+            proof = self.client.consistency_proof(self.cfg.pin.size, head.tree_head.size)
         try:
             new = check_new_head(
-                last, head, proof, self.directory.directory, tolerance_ms=self.cfg.tolerance_ms
+                last,
+                head,
+                proof,
+                self.directory.directory,
+                now_ms=self.clock(),
+                pin=self.cfg.pin,
+                tolerance_ms=self.cfg.tolerance_ms,
+                max_future_ms=self.cfg.max_future_ms,
+                max_age_ms=self.cfg.max_age_ms,
             )
         except WitnessAlarm as e:
             self._raise_alarm(e, head, state)
