@@ -89,9 +89,10 @@ class HeadBook:
             else:
                 known = LogHead(proof.linked_size, linked, 0, head.gateway, b"", ())
                 self._check(known, head, proof.consistency, message_id)
-        # (3)
-        await self._store.record_log_head(head.gateway, head.size, head.root, head.head_bytes, self._clock())
+        # (3): remembered before the write, so that the concurrent handlers of one batch
+        #     (whose heads link to this one) find it.
         self._remember(head.gateway, head.size, head.root)
+        await self._store.record_log_head(head.gateway, head.size, head.root, head.head_bytes, self._clock())
 
     def _check(self, known: LogHead, new: LogHead, consistency: tuple[bytes, ...], message_id: str) -> None:
         try:
