@@ -117,9 +117,9 @@ def stamp(gw: OfficeIdentity, envelope: Envelope, log_index: int) -> SignedState
 def test_a_stamp_whose_log_index_is_not_in_the_log_is_refused(lab: Lab) -> None:
     """A gateway-signed stamp naming log index 10**6 (no such record), with no proof.
 
-    Failed before the fix: tj-mvd-moscow delivered the message (messages_delivered
-    went up by one, nothing refused): the office checked the stamp's signature, never
-    that its log index is in the log.
+    Failed before the fix (run against the base commit): "timed out after 30.0s waiting
+    for the office to refuse the unproven stamp": tj-mvd-moscow checked the stamp's
+    signature, never that its log index is in the log.
     """
     gw = identity(lab, GATEWAY)
     envelope = sealed(lab, RU, [TJ], text="never logged")
@@ -134,8 +134,8 @@ def test_a_stamp_whose_log_index_is_not_in_the_log_is_refused(lab: Lab) -> None:
 def test_the_sender_refuses_a_stamped_receipt_without_a_proof(lab: Lab) -> None:
     """The sender's STAMPED receipt for a message it did send, naming a log index not in the log.
 
-    Failed before the fix: ru-mvd-dushanbe recorded it (no refusal), so GetStatus
-    showed STAMPED from a stamp the log does not back.
+    Failed before the fix (base commit): "timed out after 30.0s waiting for the sender to
+    refuse the unproven STAMPED": ru-mvd-dushanbe took a stamp the log does not back.
     """
     gw = identity(lab, GATEWAY)
     with Client.from_lab(lab.root, RU) as client:
@@ -201,8 +201,10 @@ def test_a_fork_shown_to_an_office_raises_the_alarm(lab: Lab) -> None:
     3001 the office was shown with B's consistency proof; message 3 in B's own head of
     size 3001 (same size as A's, another root).
 
-    Failed before the fix: all three delivered, no alarm of any kind (the office kept no
-    heads and checked no consistency; ``liaison_office_log_alarms_total`` did not exist).
+    Before the fix this could not fail loudly: the office kept no heads, checked no
+    consistency and had no ``liaison_office_log_alarms_total`` (protobuf ignores the unknown
+    ``Routed.proof`` field); the test cannot be run on the base commit (it builds proofs
+    with the new types), so this is read from the base code, not observed.
     """
     gw = identity(lab, GATEWAY)
     log_a = ForgedLog(gw, "a", 3000)

@@ -83,9 +83,10 @@ def current_head(lab: Lab, path: Path) -> dict[str, object]:
 def test_a_witness_without_a_confirmed_pin_refuses_to_trust_the_first_head(lab: Lab, tmp_path: Path) -> None:
     """``witness init`` with no pin, then a round against the real gateway: nothing co-signed.
 
-    Failed before the fix: the witness co-signed the first head the gateway showed it
-    (trust on first use): ``last`` was set in its state and the gateway's head carried
-    its co-signature, so a gateway that forked before the witness started was vouched for.
+    Failed before the fix (run against the base commit): the witness co-signed the first
+    head the gateway showed it (trust on first use): its state's ``last`` was the head of
+    size 6, with ``cosigned_at_ms`` set; a gateway that forked before the witness started
+    would have been vouched for.
     """
     config = init(lab, tmp_path / "w")
     one_round(config)
@@ -121,8 +122,8 @@ def test_a_head_from_the_future_is_refused(lab: Lab, tmp_path: Path) -> None:
     """The gateway's head is dated ahead of the witness's clock by more than the bound: refused.
 
     The witness's clock is set 10 minutes behind (the same as a gateway clock 10
-    minutes ahead). Failed before the fix: the witness never compared a head's time
-    with its own clock and co-signed it.
+    minutes ahead). Failed before the fix (base commit, same round without a pin): the
+    witness never compared a head's time with its own clock: its state's ``last`` was set.
     """
     current_head(lab, tmp_path / "head.json")
     config = init(lab, tmp_path / "w", "--head", str(tmp_path / "head.json"))
@@ -135,8 +136,8 @@ def test_a_head_from_the_future_is_refused(lab: Lab, tmp_path: Path) -> None:
 def test_audit_verify_require_cosign(tmp_path_factory: pytest.TempPathFactory) -> None:
     """``audit verify --require-cosign`` fails while no head is co-signed, passes once one is.
 
-    Failed before the fix: the option did not exist, and ``audit verify`` exited 0 on a
-    log no witness had ever co-signed ("co-signed: no witness co-signatures").
+    Failed before the fix: the option did not exist (``SystemExit: 2``), and ``audit
+    verify`` exits 0 on a log no witness has co-signed (asserted below, unchanged).
     """
     with Lab(tmp_path_factory.mktemp("cosign"), inventory=INVENTORY) as lab:
         with Client.from_lab(lab.root, RU) as client:
