@@ -5,8 +5,11 @@ receipt of mail it sent) carries a tree head of its gateway's log, already
 verified by ``receipts.check_stamp`` / ``ProvesInclusion``. ``HeadBook.observe``
 keeps the first head of each size in the office's SQLite store and checks the
 new one against what the office holds: the same size must have the same root,
-and the head the gateway says it showed this office before must be one the
-office holds and be consistent with the new one (``logproof.check_link``).
+and the head the gateway says it showed this office before must be consistent
+with the new one (``logproof.check_link``). A link to a head the office has not
+seen yet (frames of two commits handled out of order) waits until that head
+arrives; one still waiting when ``PENDING_LINKS`` newer ones queue behind it is
+counted ``unlinked``.
 A failure is an alarm: a log line, ``liaison_office_log_alarms_total`` and
 ``alarms`` here (the node keeps delivering: the message itself is proven in
 the head it came with; the alarm is about the log). What it does not do:
@@ -26,12 +29,14 @@ from exchange.core.logproof import ForkError, LogHead, LogProof, check_link
 from exchange.office.metrics import OfficeMetrics
 from exchange.office.store import OfficeStore
 
-__all__ = ["HEAD_CACHE", "HeadBook"]
+__all__ = ["HEAD_CACHE", "PENDING_LINKS", "HeadBook"]
 
 log = structlog.get_logger()
 
 # Heads kept in memory (the store keeps them all); the copies of one commit share one.
 HEAD_CACHE: Final = 1024
+# Links waiting for the head they name (bounded: the oldest is given up and counted).
+PENDING_LINKS: Final = 1024
 
 
 class HeadBook:
@@ -42,6 +47,10 @@ class HeadBook:
         self._metrics = metrics
         self._clock = clock
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # (gateway, size) -> root
+        # (gateway, size of the head not seen yet) -> [(the head that links to it, its proof, message id)]
+        self._pending: OrderedDict[tuple[str, int], list[tuple[LogHead, tuple[bytes, ...], str]]] = (
+            OrderedDict()
+        )
         self.alarms = 0  # fork alarms raised by this process (health detail)
         self.last_alarm = ""
 
@@ -65,8 +74,8 @@ class HeadBook:
         """Check ``proof.head`` (verified) against the heads held, then keep it. Never raises ForkError.
 
         The plan: (1) a head of a size held already must have the same root;
-        (2) the linked head must be held (else the link cannot be checked: logged,
-        counted) and consistent with the new one; (3) keep the new head.
+        (2) the linked head, once held, is consistent with the new one; (3) keep the
+        new head, and check the links that were waiting for it.
         """
         head = proof.head
         # (1): Stops: two histories of the same size shown to one office.
@@ -78,21 +87,30 @@ class HeadBook:
         if proof.linked_size:
             linked = await self._root(head.gateway, proof.linked_size)
             if linked is None:
-                self._metrics.on_log_alarm("unlinked")  # metrics
-                log.warning(
-                    "log_head_unlinked",
-                    gateway=head.gateway,
-                    size=head.size,
-                    linked_size=proof.linked_size,
-                    message_id=message_id,
-                )
+                self._wait_for(proof.linked_size, head, proof.consistency, message_id)
             else:
                 known = LogHead(proof.linked_size, linked, 0, head.gateway, b"", ())
                 self._check(known, head, proof.consistency, message_id)
         # (3): remembered before the write, so that the concurrent handlers of one batch
         #     (whose heads link to this one) find it.
         self._remember(head.gateway, head.size, head.root)
+        for newer, consistency, waiting in self._pending.pop((head.gateway, head.size), []):
+            self._check(head, newer, consistency, waiting)
         await self._store.record_log_head(head.gateway, head.size, head.root, head.head_bytes, self._clock())
+
+    def _wait_for(self, size: int, head: LogHead, consistency: tuple[bytes, ...], message_id: str) -> None:
+        self._pending.setdefault((head.gateway, size), []).append((head, consistency, message_id))
+        while len(self._pending) > PENDING_LINKS:
+            (gateway, missing), links = self._pending.popitem(last=False)
+            for newer, _, waiting in links:
+                self._metrics.on_log_alarm("unlinked")  # metrics
+                log.warning(
+                    "log_head_unlinked",
+                    gateway=gateway,
+                    size=newer.size,
+                    linked_size=missing,
+                    message_id=waiting,
+                )
 
     def _check(self, known: LogHead, new: LogHead, consistency: tuple[bytes, ...], message_id: str) -> None:
         try:

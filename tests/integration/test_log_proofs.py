@@ -226,9 +226,31 @@ def test_a_fork_shown_to_an_office_raises_the_alarm(lab: Lab) -> None:
     assert "log_fork_detected" in lab.nodes[TJ].log_tail(200)
 
 
+def test_a_link_to_a_head_shown_later_is_checked_when_it_arrives(lab: Lab) -> None:
+    """Message 1 in log D at size 4002, linked to "the head of size 4001 you were shown"
+    (not shown yet); message 2 then shows log E's head of size 4001, another history.
+
+    The office cannot check the link when message 1 arrives; it keeps it and checks it
+    when the head it names arrives: fork alarm. (With a link the office cannot check
+    at once, a gateway could otherwise show every office unlinked heads.)
+
+    Failed before the fix (the previous commit, which only counted such a link as
+    ``unlinked``): "timed out after 30.0s waiting for the fork alarm (the awaited head)".
+    """
+    gw = identity(lab, GATEWAY)
+    log_d, log_e = ForgedLog(gw, "d", 4000), ForgedLog(gw, "e", 4000)
+    log_d.routed(sealed(lab, RU, [TJ], text="filler"))  # D at 4001
+    before_fork, before_delivered = alarms(lab, TJ, "fork"), delivered(lab, TJ)
+    publish_as_gateway(lab, TJ, log_d.routed(sealed(lab, RU, [TJ], text="four"), linked=log_d.head(4001)))
+    wait_for(lambda: delivered(lab, TJ) > before_delivered, WAIT_S, "message 1 (its link not checkable yet)")
+    assert alarms(lab, TJ, "fork") == before_fork
+    publish_as_gateway(lab, TJ, log_e.routed(sealed(lab, RU, [TJ], text="five")))  # E's head of 4001
+    wait_for(lambda: alarms(lab, TJ, "fork") > before_fork, WAIT_S, "the fork alarm (the awaited head)")
+
+
 def test_real_traffic_carries_proofs_and_raises_no_alarm(lab: Lab) -> None:
     """Through the real gateway: STAMPED recorded by the sender, no new alarm at either office."""
-    before = {(o, c): alarms(lab, o, c) for o in (RU, TJ) for c in ("proof", "fork")}
+    before = {(o, c): alarms(lab, o, c) for o in (RU, TJ) for c in ("proof", "fork", "unlinked")}
     with Client.from_lab(lab.root, RU) as client:
         sent = [client.send_case_message([TJ], case_id="LP-2", text=f"m{i}").message_id for i in range(5)]
 
@@ -242,4 +264,4 @@ def test_real_traffic_carries_proofs_and_raises_no_alarm(lab: Lab) -> None:
             )
 
         wait_for(stamped, WAIT_S, "STAMPED receipts for every message")
-    assert {(o, c): alarms(lab, o, c) for o in (RU, TJ) for c in ("proof", "fork")} == before
+    assert {(o, c): alarms(lab, o, c) for o in (RU, TJ) for c in ("proof", "fork", "unlinked")} == before
