@@ -2,7 +2,7 @@
 
 After each group commit the audit writer asks ``LogProver.prove_commit`` (in its
 thread) for one Ed25519-signed tree head of the new size and an RFC 9162
-inclusion proof of every record of the commit. ``proof_for`` then builds each
+inclusion proof of every record of the commit (one batched node read). ``proof_for`` then builds each
 office's ``LogProof``: the record, the head, the inclusion proof, and a
 consistency proof linking the head with the last head this gateway showed
 that office, so the office itself can tell a fork or a rewrite of the log.
@@ -27,6 +27,7 @@ from exchange.core.logproof import LogHead, LogProof
 from exchange.core.model import Suite
 from gateway.audit.codec import encode_tree_head
 from gateway.audit.store import AuditStore
+from gateway.audit.tree import inclusion_proofs
 from gateway.audit.treehead import TreeHead, sign_tree_head
 
 __all__ = ["CONSISTENCY_CACHE", "Committed", "LogHead", "LogProver", "Prover"]
@@ -64,7 +65,7 @@ class LogProver:
     def prove_commit(self, indices: Sequence[int]) -> tuple[LogHead, list[tuple[bytes, ...]]]:
         """After a commit: one signed head of the log's size, one inclusion proof per record."""
         head = self._head(self._store.size())
-        return head, [tuple(self._store.inclusion_proof(i, head.size)) for i in indices]
+        return head, [tuple(p) for p in inclusion_proofs(indices, head.size, self._store)]
 
     def prove_again(self, index: int) -> Committed:
         """The proof of a record audited earlier (a frame resumed after a restart)."""
