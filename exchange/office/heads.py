@@ -29,7 +29,7 @@ from exchange.core.logproof import ForkError, LogHead, LogProof, check_link
 from exchange.office.metrics import OfficeMetrics
 from exchange.office.store import OfficeStore
 
-__all__ = ["HEAD_CACHE", "PENDING_LINKS", "HeadBook"]
+__all__ = ["HEAD_CACHE", "KEEP_HEADS", "PENDING_LINKS", "PRUNE_EVERY", "HeadBook"]
 
 log = structlog.get_logger()
 
@@ -37,6 +37,10 @@ log = structlog.get_logger()
 HEAD_CACHE: Final = 1024
 # Links waiting for the head they name (bounded: the oldest is given up and counted).
 PENDING_LINKS: Final = 1024
+# The store keeps the first head seen and the newest KEEP_HEADS per gateway (one per commit
+# this office took part in: unbounded otherwise), pruned every PRUNE_EVERY new heads.
+KEEP_HEADS: Final = 4096
+PRUNE_EVERY: Final = 512
 
 
 class HeadBook:
@@ -51,6 +55,7 @@ class HeadBook:
         self._pending: OrderedDict[tuple[str, int], list[tuple[LogHead, tuple[bytes, ...], str]]] = (
             OrderedDict()
         )
+        self._new_heads = 0
         self.alarms = 0  # fork alarms raised by this process (health detail)
         self.last_alarm = ""
 
@@ -97,6 +102,9 @@ class HeadBook:
         for newer, consistency, waiting in self._pending.pop((head.gateway, head.size), []):
             self._check(head, newer, consistency, waiting)
         await self._store.record_log_head(head.gateway, head.size, head.root, head.head_bytes, self._clock())
+        self._new_heads += 1
+        if self._new_heads % PRUNE_EVERY == 0:
+            await self._store.prune_log_heads(head.gateway, KEEP_HEADS)
 
     def _wait_for(self, size: int, head: LogHead, consistency: tuple[bytes, ...], message_id: str) -> None:
         self._pending.setdefault((head.gateway, size), []).append((head, consistency, message_id))

@@ -415,6 +415,18 @@ class OfficeStore:
             )
         )
 
+    async def prune_log_heads(self, gateway: str, keep: int) -> None:
+        """Keep the first head seen and the ``keep`` largest of ``gateway``; drop the others."""
+        await self.db.write(
+            lambda c: c.execute(
+                "DELETE FROM log_heads WHERE gateway = ?1"
+                " AND size > (SELECT MIN(size) FROM log_heads WHERE gateway = ?1)"
+                " AND size <= (SELECT size FROM log_heads WHERE gateway = ?1"
+                " ORDER BY size DESC LIMIT 1 OFFSET ?2)",
+                (gateway, keep),
+            )
+        )
+
     def latest_directory(self) -> bytes | None:
         row = self.db.read(
             lambda c: c.execute("SELECT signed FROM directory ORDER BY version DESC LIMIT 1").fetchone()

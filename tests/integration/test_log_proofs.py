@@ -16,6 +16,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,6 +31,7 @@ from exchange.core.model import ReceiptState, Suite
 from exchange.core.seal import sign_statement
 from exchange.core.wire import in_subject
 from exchange.nats.transport import connect
+from exchange.office.store import OfficeStore
 from gateway.audit.codec import encode_record, encode_tree_head
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.tree import MemoryTree, consistency_proof, inclusion_proof, root_at
@@ -265,3 +267,20 @@ def test_real_traffic_carries_proofs_and_raises_no_alarm(lab: Lab) -> None:
 
         wait_for(stamped, WAIT_S, "STAMPED receipts for every message")
     assert {(o, c): alarms(lab, o, c) for o in (RU, TJ) for c in ("proof", "fork", "unlinked")} == before
+
+
+def test_the_office_keeps_its_first_head_and_the_newest_ones(tmp_path: Path) -> None:
+    """Pruning keeps the first head ever seen and the ``keep`` largest, per gateway (real SQLite)."""
+
+    async def go() -> list[int]:
+        store = OfficeStore(tmp_path / "office.db")
+        try:
+            for size in range(1, 21):
+                await store.record_log_head(GATEWAY, size, bytes(32), b"head", 1)
+            await store.record_log_head("other-gateway", 5, bytes(32), b"head", 1)
+            await store.prune_log_heads(GATEWAY, 5)
+            return [s for s in range(1, 21) if store.log_head(GATEWAY, s) is not None]
+        finally:
+            store.close()
+
+    assert asyncio.run(go()) == [1, 16, 17, 18, 19, 20]
