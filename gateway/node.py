@@ -2,7 +2,8 @@
 
 I/O shell around ``gateway.decide``: consumes every office's out subject,
 appends one audit record per decision (group-committed), countersigns,
-routes to the recipients' inbox subjects, and acknowledges to NATS only
+routes to the recipients' inbox subjects with a proof that each message is
+in the log (a tree head signed once per commit, ADR 0013), and acknowledges to NATS only
 after the audit write and the routing publishes are durable. A frame the
 gateway had accepted but not acknowledged before a crash is routed again
 from its audit record (``Resume``), never audited twice.
@@ -65,6 +66,7 @@ from gateway.audit.treehead import (
 )
 from gateway.decide import Accepted, Decision, Forward, InFlight, Prior, Refused, Resume, decide
 from gateway.metrics import GatewayMetrics
+from gateway.proofs import Committed, LogProver
 from gateway.writer import AuditWriter, RecordRefusedError
 
 __all__ = ["GatewayNode"]
@@ -106,7 +108,8 @@ class GatewayNode:
         self.tree_head_interval_s = tree_head_interval_s
         self.stream_replicas = stream_replicas
         self.metrics = metrics  # observability: hooks marked "# metrics"
-        self._writer = AuditWriter(store, self.metrics)
+        self.prover = LogProver(store, gateway, identity, clock)
+        self._writer = AuditWriter(store, self.metrics, self.prover.prove_commit)
         self.metrics.watch_writer(lambda: self._writer.pending)  # metrics
         self._accepting: set[str] = set()
         self._receipts_in_flight: set[tuple[str, int, str]] = set()
@@ -179,7 +182,9 @@ class GatewayNode:
         elif isinstance(decision, Resume):
             self.metrics.on_resumed()  # metrics
             log.info("resumed", message_id=decision.envelope.header.context.message_id)
-            await self._route(decision.envelope, decision.prior.header_digest, decision.prior.log_index, now)
+            await self._route(
+                decision.envelope, decision.prior.header_digest, decision.prior.log_index, now, None
+            )
         elif isinstance(decision, Refused):
             await self._refuse(decision, now)
         elif isinstance(decision, Forward):
@@ -193,7 +198,7 @@ class GatewayNode:
                 try:
                     # Inline like the prior lookup: one indexed read costs less than a thread hop.
                     if not self._receipt_audited(*key):
-                        index = await self._writer.append(decision.record)
+                        index = (await self._writer.append(decision.record)).index
                         self.metrics.on_receipt(r.state.name)  # metrics
                         log.info(
                             "receipt",
@@ -208,7 +213,7 @@ class GatewayNode:
                 [
                     _out(
                         decision.to,
-                        decision.signed,
+                        _forwarded(decision.signed),
                         forwarded_msg_id(
                             decision.receipt.message_id, decision.receipt.state.name, decision.receipt.signer
                         ),
@@ -262,7 +267,7 @@ class GatewayNode:
             detail=f"frame parked after {attempts} failed attempts ({error_type})",
             source_seq=item.seq,
         )
-        index = await self._writer.append(record)
+        index = (await self._writer.append(record)).index
         self.metrics.on_rejected(Reason.MALFORMED.label)  # metrics
         log.error("frame_parked", seq=item.seq, office=record.sender, attempts=attempts, log_index=index)
 
@@ -286,16 +291,25 @@ class GatewayNode:
         message_id = envelope.header.context.message_id
         self._accepting.add(message_id)
         try:
-            index = await self._writer.append(record)
+            committed = await self._writer.append(record)
         finally:
             self._accepting.discard(message_id)
         self.metrics.on_accepted()  # metrics
-        log.info("accepted", message_id=message_id, sender=record.sender, log_index=index)
-        await self._route(envelope, record.header_digest, index, record.at_ms)
+        log.info("accepted", message_id=message_id, sender=record.sender, log_index=committed.index)
+        await self._route(envelope, record.header_digest, committed.index, record.at_ms, committed)
 
-    async def _route(self, envelope: Envelope, header_digest: bytes, index: int, at_ms: int) -> None:
-        """Stamp with the digest decide() computed (not hashed again) and route to every recipient."""
+    async def _route(
+        self, envelope: Envelope, header_digest: bytes, index: int, at_ms: int, committed: Committed | None
+    ) -> None:
+        """Stamp with the digest decide() computed (not hashed again) and route to every recipient.
+
+        Each copy carries the proof that the record is in the log, linked by a consistency
+        proof to the last head this gateway showed that office (ADR 0013). ``committed`` is
+        None when resuming a frame audited before a restart: it is proven afresh.
+        """
         c = envelope.header.context
+        if committed is None or committed.head is None:
+            committed = await asyncio.to_thread(self.prover.prove_again, index)
         stamp = self._sign(
             Receipt(
                 message_id=c.message_id,
@@ -307,16 +321,21 @@ class GatewayNode:
                 log_index=index,
             )
         )
-        routed = encode_frame(Routed(envelope, stamp))
         messages = [
-            OutboundMessage(in_subject(r), routed, routed_msg_id(c.message_id, r), int(c.priority))
+            OutboundMessage(
+                in_subject(r),
+                encode_frame(Routed(envelope, replace(stamp, proof=self.prover.proof_for(r, committed)))),
+                routed_msg_id(c.message_id, r),
+                int(c.priority),
+            )
             for r in c.recipients
         ]
-        messages.append(_out(c.sender, stamp, stamped_msg_id(c.message_id), int(c.priority)))
+        proven = replace(stamp, proof=self.prover.proof_for(c.sender, committed))
+        messages.append(_out(c.sender, proven, stamped_msg_id(c.message_id), int(c.priority)))
         await self._publish(messages)
 
     async def _refuse(self, decision: Refused, now: int) -> None:
-        index = await self._writer.append(decision.record)
+        index = (await self._writer.append(decision.record)).index
         r = decision.record
         reason = r.reason or Reason.MALFORMED
         self.metrics.on_rejected(reason.label)  # metrics
@@ -554,3 +573,8 @@ def _store_refused(
 
 def _out(office: str, signed: SignedStatement, msg_id: str, priority: int) -> OutboundMessage:
     return OutboundMessage(in_subject(office), encode_frame(signed), msg_id, priority)
+
+
+def _forwarded(signed: SignedStatement) -> SignedStatement:
+    """A statement from an office, forwarded: only the gateway attaches log proofs."""
+    return replace(signed, proof=None) if signed.proof is not None else signed

@@ -9,6 +9,10 @@ database gone): every waiter gets the store's error, nothing is acknowledged,
 the frames stay in JetStream and health reports NOT_SERVING until an append
 succeeds again.
 
+After each commit the writer calls its prover (``gateway.proofs``) on the
+indices it stored, in the same worker thread: one signed tree head for the
+commit and an inclusion proof per record, handed back in ``Committed``.
+
 What it does not do: decide anything about a frame, or retry: the frames
 come back from JetStream.
 """
@@ -26,6 +30,7 @@ from gateway.audit.errors import MetadataError
 from gateway.audit.record import AuditRecord
 from gateway.audit.store import AuditStore
 from gateway.metrics import GatewayMetrics
+from gateway.proofs import Committed, LogHead, Prover
 
 __all__ = ["AuditWriter", "RecordRefusedError"]
 
@@ -41,15 +46,18 @@ class RecordRefusedError(LiaisonError):
 class AuditWriter:
     """Collects records from concurrent handlers and appends them in one transaction."""
 
-    def __init__(self, store: AuditStore, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self, store: AuditStore, metrics: GatewayMetrics | None = None, prove: Prover | None = None
+    ) -> None:
         self._store = store
         self._metrics = metrics  # metrics
-        self._pending: list[tuple[AuditRecord, asyncio.Future[int]]] = []
+        self._prove = prove  # signs the commit's tree head and proves each record into it
+        self._pending: list[tuple[AuditRecord, asyncio.Future[Committed]]] = []
         self.failure: str | None = None  # the last append's error, until an append succeeds
         self._wake = asyncio.Event()
 
-    async def append(self, record: AuditRecord) -> int:
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    async def append(self, record: AuditRecord) -> Committed:
+        fut: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
         self._pending.append((record, fut))
         self._wake.set()
         return await fut
@@ -62,25 +70,42 @@ class AuditWriter:
             if not batch:
                 continue
             futures = [fut for _, fut in batch]
+            entries = [_entry(r) for r, _ in batch]
             try:
-                entries = [_entry(r) for r, _ in batch]
                 indices: Sequence[int | BaseException] = await asyncio.to_thread(self._store.append, entries)
             except Exception as e:  # noqa: BLE001 - find the record at fault, or give every waiter the error
                 indices = await asyncio.to_thread(self._one_by_one, [r for r, _ in batch], e)
             stored = sum(1 for i in indices if isinstance(i, int))
+            try:
+                head, proofs = await asyncio.to_thread(self._proofs, indices)
+            except Exception as e:  # noqa: BLE001 - stored but unproven: the frames come back and resume
+                log.warning("audit_proof_failed", error=str(e)[:300])
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
             if stored:
                 if self._metrics is not None:  # metrics: records per successful commit
                     self._metrics.on_commit(stored)
                 if self.failure is not None:
                     log.info("audit_store_recovered")
                     self.failure = None
-            for fut, outcome in zip(futures, indices, strict=True):
+            for fut, outcome, (entry, _) in zip(futures, indices, entries, strict=True):
                 if fut.done():
                     continue
                 if isinstance(outcome, int):
-                    fut.set_result(outcome)
+                    fut.set_result(Committed(outcome, entry, head, proofs.get(outcome, ())))
                 else:
                     fut.set_exception(outcome)
+
+    def _proofs(
+        self, outcomes: Sequence[int | BaseException]
+    ) -> tuple[LogHead | None, dict[int, tuple[bytes, ...]]]:
+        stored = [i for i in outcomes if isinstance(i, int)]
+        if self._prove is None or not stored:
+            return None, {}
+        head, proofs = self._prove(stored)
+        return head, dict(zip(stored, proofs, strict=True))
 
     def _one_by_one(self, records: list[AuditRecord], group_error: Exception) -> list[int | BaseException]:
         """Append each record of a failed group alone; name the records the store refused.

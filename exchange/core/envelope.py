@@ -11,7 +11,7 @@ the codec maps that to CodecError for bytes from the wire.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from exchange.core.bounds import (
     MAX_ATTACHMENTS,
@@ -35,6 +35,9 @@ from exchange.core.model import (
     check_attachment_id,
     check_id,
 )
+
+if TYPE_CHECKING:
+    from exchange.core.logproof import LogProof
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -220,6 +223,9 @@ class SignedStatement:
     statement: Statement
     statement_bytes: bytes
     signatures: tuple[Signature, ...]
+    # With a STAMPED receipt from the gateway: that its audit record is in the log
+    # (``exchange.core.logproof.LogProof``; travels beside the statement, never stored with it).
+    proof: LogProof | None = None
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@ Pure functions of verified statements, the directory and what the office's
 own store says about a message (passed in as data): no I/O, no ``await``.
 Each returns None or raises one precise error from ``exchange.core.errors``.
 
-- ``check_stamp``: the gateway's STAMPED receipt on mail routed to this office.
+- ``check_stamp``: the gateway's STAMPED receipt on mail routed to this office,
+  and its proof that the message is in the log (``exchange.core.logproof``).
 - ``check_statement``: who may sign a receipt or rejection about a message this
   office sent, and that it is about what this office sent; the rules are small
   policies (``AboutSentMessage``, ``SignedByGateway``, ``SignedByRecipient``)
   whose ``verify()`` returns None or raises, composed with ``AllOf`` (the shape
-  of sigstore-python's ``verify/policy.py``).
+  of sigstore-python's ``verify/policy.py``); ``ProvesInclusion`` is the
+  sender's check of a STAMPED receipt's log proof.
 
 What it does not do: verify signatures (``seal.verify_statement`` does, first),
 read the store or decide what is logged or kept.
@@ -24,11 +26,14 @@ from typing import Protocol
 
 from exchange.core.envelope import Receipt, Rejection, Statement
 from exchange.core.errors import ClockSkewError, NotFoundError, SignatureError
+from exchange.core.logproof import LogProof, check_inclusion
+from exchange.core.merkle import InclusionProofError
 from exchange.core.model import Directory, ReceiptState
 
 __all__ = [
     "AboutSentMessage",
     "AllOf",
+    "ProvesInclusion",
     "SentMessage",
     "SignedByGateway",
     "SignedByRecipient",
@@ -39,8 +44,18 @@ __all__ = [
 ]
 
 
-def check_stamp(stamp: Statement, *, message_id: str, header_digest: bytes, directory: Directory) -> None:
-    """Raise ``SignatureError`` unless ``stamp`` is the gateway's stamp on this very envelope.
+def check_stamp(
+    stamp: Statement,
+    *,
+    message_id: str,
+    header_digest: bytes,
+    directory: Directory,
+    proof: LogProof | None,
+) -> None:
+    """Raise unless ``stamp`` is the gateway's stamp on this very envelope, proven logged.
+
+    ``SignatureError`` for a stamp that is not the gateway's on this envelope;
+    ``InclusionProofError`` (an ``AuditError``) when the log proof is missing or fails.
 
     ``stamp`` has passed ``seal.verify_statement`` (signatures, signer known, keys
     valid, not from the future). The plan:
@@ -49,7 +64,10 @@ def check_stamp(stamp: Statement, *, message_id: str, header_digest: bytes, dire
     (2) its state is STAMPED;
     (3) its signer is a gateway of the directory;
     (4) it names this message id;
-    (5) it names the digest of this envelope's exact header bytes.
+    (5) it names the digest of this envelope's exact header bytes;
+    (6) a log proof travelled with it;
+    (7) the proof shows this envelope's ACCEPTED record at the stamp's log index, in a
+        tree head the same gateway signed (``logproof.check_inclusion``).
     """
     # (1), (2): only the gateway's STAMPED receipt says "audited, then routed".
     #     Stops: an office's own receipt (or a rejection) passed off as the gateway's stamp.
@@ -68,6 +86,18 @@ def check_stamp(stamp: Statement, *, message_id: str, header_digest: bytes, dire
         raise SignatureError(f"message {message_id} lacks a valid gateway stamp: it names another message")
     if not hmac.compare_digest(stamp.header_digest, header_digest):
         raise SignatureError(f"message {message_id} lacks a valid gateway stamp: it names another header")
+    # (6), (7): the stamp's claim "audited" is checked against the log itself. Stops: a
+    #     gateway (or a holder of its key) stamping a log index that is not in the log.
+    if proof is None:
+        raise InclusionProofError(f"message {message_id}: the stamp carries no proof that it was logged")
+    check_inclusion(
+        proof,
+        message_id=message_id,
+        header_digest=header_digest,
+        log_index=stamp.log_index,
+        gateway=stamp.signer,
+        directory=directory,
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +171,26 @@ class SignedByRecipient:
 
 
 @dataclass(frozen=True)
+class ProvesInclusion:
+    """A STAMPED receipt carries a proof that the message's ACCEPTED record is in the log."""
+
+    proof: LogProof | None
+    directory: Directory
+
+    def verify(self, statement: Statement) -> None:
+        if self.proof is None:
+            raise InclusionProofError(f"STAMPED receipt for {statement.message_id} carries no log proof")
+        check_inclusion(
+            self.proof,
+            message_id=statement.message_id,
+            header_digest=statement.header_digest,
+            log_index=statement.log_index,
+            gateway=statement.signer,
+            directory=self.directory,
+        )
+
+
+@dataclass(frozen=True)
 class AllOf:
     """Every policy holds (checked in order; the first failure raises)."""
 
@@ -152,7 +202,12 @@ class AllOf:
 
 
 def statement_policy(
-    statement: Statement, *, office: str, sent: SentMessage | None, directory: Directory
+    statement: Statement,
+    *,
+    office: str,
+    sent: SentMessage | None,
+    directory: Directory,
+    proof: LogProof | None = None,
 ) -> StatementPolicy:
     """The rule for a statement about a message this office (``office``) sent.
 
@@ -164,7 +219,7 @@ def statement_policy(
     (1) a rejection must come from a gateway (whether or not the office knows the
         message: one sent under its name elsewhere is still shown);
     (2) a receipt must be about a message this office sent;
-    (3) STAMPED: signed by a gateway;
+    (3) STAMPED: signed by a gateway, with a proof that the record is in its log;
     (4) DELIVERED and READ: signed by a recipient, about itself;
     (5) ACCEPTED: any verified signer (the office's own, read back).
     """
@@ -175,9 +230,12 @@ def statement_policy(
     # (2): Stops: receipts about messages this office never sent filling its store.
     if sent is None:
         raise NotFoundError(f"receipt about message {statement.message_id} this office did not send")
-    # (3): Stops: an office claiming the gateway audited a message.
+    # (3): Stops: an office claiming the gateway audited a message, and a gateway
+    #     claiming it logged a message that is not in its log.
     if statement.state is ReceiptState.STAMPED:
-        return AllOf((about, SignedByGateway(directory, "STAMPED receipt for")))
+        return AllOf(
+            (about, SignedByGateway(directory, "STAMPED receipt for"), ProvesInclusion(proof, directory))
+        )
     # (4): Stops: a third office confirming delivery on a recipient's behalf.
     if statement.state in (ReceiptState.DELIVERED, ReceiptState.READ):
         return AllOf((about, SignedByRecipient(sent.recipients)))
@@ -186,7 +244,15 @@ def statement_policy(
 
 
 def check_statement(
-    statement: Statement, *, office: str, sent: SentMessage | None, directory: Directory
+    statement: Statement,
+    *,
+    office: str,
+    sent: SentMessage | None,
+    directory: Directory,
+    proof: LogProof | None = None,
 ) -> None:
-    """Raise unless ``statement`` (verified) is about what ``office`` sent and its signer may say it."""
-    statement_policy(statement, office=office, sent=sent, directory=directory).verify(statement)
+    """Raise unless ``statement`` (verified) is about what ``office`` sent and its signer may say it.
+
+    ``proof`` is the log proof that travelled with the statement (needed for STAMPED).
+    """
+    statement_policy(statement, office=office, sent=sent, directory=directory, proof=proof).verify(statement)

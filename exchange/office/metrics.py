@@ -67,6 +67,14 @@ class OfficeMetrics(NodeMetrics):
         self.out_queue = Gauge(
             "liaison_office_out_queue_frames", "Frames stored and not yet published to NATS.", registry=r
         )
+        self.log_alarms = Counter(
+            "liaison_office_log_alarms",
+            "Log proofs that failed (proof: not in the log; fork: heads disagree; unlinked: link not held).",
+            ["check"],
+            registry=r,
+        )
+        for check in ("proof", "fork", "unlinked"):
+            self.log_alarms.labels(check=check)
 
     def on_sent(self) -> None:
         self.sent.inc()
@@ -81,6 +89,9 @@ class OfficeMetrics(NodeMetrics):
 
     def on_refused(self, reason: str) -> None:
         self.refused.labels(reason=reason).inc()
+
+    def on_log_alarm(self, check: str) -> None:
+        self.log_alarms.labels(check=check).inc()
 
 
 def out_queue_depth(store: OfficeStore) -> int:

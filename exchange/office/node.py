@@ -43,6 +43,7 @@ from exchange.core.errors import (
     SignatureError,
 )
 from exchange.core.identity import OfficeIdentity
+from exchange.core.merkle import AuditError
 from exchange.core.model import Kind, Priority, Reason, ReceiptState, Suite
 from exchange.core.receipts import SentMessage, check_stamp, check_statement
 from exchange.core.seal import EncodedBody, open_envelope, seal, sign_statement, verify_statement
@@ -64,6 +65,7 @@ from exchange.nats.transport import (
     raise_if_cancelling,
 )
 from exchange.office.attachments import OfficeAttachments
+from exchange.office.heads import HeadBook
 from exchange.office.metrics import OfficeMetrics
 from exchange.office.store import REJECTED, Frame, InboxRecord, OfficeStore, SentRecord, StatementRecord
 
@@ -102,6 +104,7 @@ class OfficeNode:
         self.connected = asyncio.Event()
         self.transport: Transport | None = None
         self.attachments = OfficeAttachments(office, store, lambda: self.transport, clock)
+        self.heads = HeadBook(store, metrics, clock)  # the log's heads this office saw (ADR 0013)
 
     # --- sending ---------------------------------------------------------------------
 
@@ -207,6 +210,9 @@ class OfficeNode:
             log.warning("inbound_key_missing", error=str(e), seq=item.seq)
             raise
         except LiaisonError as e:
+            if isinstance(e, AuditError):  # a stamp without a valid log proof: an alarm
+                self.metrics.on_log_alarm("proof")  # metrics
+                log.warning("log_proof_failed", error=str(e), seq=item.seq)
             self.metrics.on_refused(e.reason.label)  # metrics
             log.warning("inbound_refused", error=str(e), reason=e.reason.label, seq=item.seq)
             raise PermanentError(str(e)) from e
@@ -223,7 +229,8 @@ class OfficeNode:
         envelope = routed.envelope
         ctx = envelope.header.context
         digest = primitives.sha256(envelope.header_bytes)
-        check_stamp(stamp, message_id=ctx.message_id, header_digest=digest, directory=directory)
+        proof = routed.stamp.proof
+        check_stamp(stamp, message_id=ctx.message_id, header_digest=digest, directory=directory, proof=proof)
         opened = open_envelope(
             envelope, me=self.office, my_keys=self.identity.encryption_keys(), directory=directory, now_ms=now
         )
@@ -258,7 +265,10 @@ class OfficeNode:
             priority=int(ctx.priority),
             payload=encode_frame(delivered),
         )
+        # No await before this write: the handlers of one batch reach it in stream order.
         cursor = await self.store.record_delivery(record, frame)
+        assert proof is not None  # check_stamp refuses a stamp without one
+        await self.heads.observe(proof, message_id=ctx.message_id)
         if cursor is None:
             self.metrics.on_duplicate()  # metrics
             log.info("duplicate_dropped", message_id=ctx.message_id)
@@ -274,7 +284,13 @@ class OfficeNode:
         statement = verify_statement(signed, directory=directory, now_ms=self.clock())
         sent = await asyncio.to_thread(self.store.sent, statement.message_id)
         facts = SentMessage(sent.recipients, sent.header_digest, sent.created_ms) if sent else None
-        check_statement(statement, office=self.office, sent=facts, directory=directory)
+        check_statement(statement, office=self.office, sent=facts, directory=directory, proof=signed.proof)
+        if (
+            signed.proof is not None
+            and isinstance(statement, Receipt)
+            and statement.state is ReceiptState.STAMPED
+        ):
+            await self.heads.observe(signed.proof, message_id=statement.message_id)
         if isinstance(statement, Rejection):
             if sent is None:
                 # Something under this office's name that this node never sent (a replayed

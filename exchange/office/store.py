@@ -72,6 +72,14 @@ CREATE TABLE IF NOT EXISTS directory (
   version INTEGER PRIMARY KEY,
   signed BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log_heads (
+  gateway TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  root BLOB NOT NULL,
+  head BLOB NOT NULL,
+  seen_ms INTEGER NOT NULL,
+  PRIMARY KEY (gateway, size)
+);
 CREATE TABLE IF NOT EXISTS uploads (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
@@ -388,6 +396,36 @@ class OfficeStore:
             )
 
         await self.db.write(op)
+
+    def log_head(self, gateway: str, size: int) -> tuple[bytes, bytes] | None:
+        """(root, signed head bytes) of the first head of ``size`` this office saw from ``gateway``."""
+        row = self.db.read(
+            lambda c: c.execute(
+                "SELECT root, head FROM log_heads WHERE gateway = ? AND size = ?", (gateway, size)
+            ).fetchone()
+        )
+        return (bytes(row[0]), bytes(row[1])) if row else None
+
+    async def record_log_head(self, gateway: str, size: int, root: bytes, head: bytes, seen_ms: int) -> None:
+        """Keep a tree head this office was shown (the first one of each size stays)."""
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT OR IGNORE INTO log_heads (gateway, size, root, head, seen_ms) VALUES (?, ?, ?, ?, ?)",
+                (gateway, size, root, head, seen_ms),
+            )
+        )
+
+    async def prune_log_heads(self, gateway: str, keep: int) -> None:
+        """Keep the first head seen and the ``keep`` largest of ``gateway``; drop the others."""
+        await self.db.write(
+            lambda c: c.execute(
+                "DELETE FROM log_heads WHERE gateway = ?1"
+                " AND size > (SELECT MIN(size) FROM log_heads WHERE gateway = ?1)"
+                " AND size <= (SELECT size FROM log_heads WHERE gateway = ?1"
+                " ORDER BY size DESC LIMIT 1 OFFSET ?2)",
+                (gateway, keep),
+            )
+        )
 
     def latest_directory(self) -> bytes | None:
         row = self.db.read(

@@ -11,7 +11,14 @@ lost) are reported as :class:`exchange.core.errors.StoreError`, not here.
 
 from __future__ import annotations
 
-from exchange.core.errors import LiaisonError
+from exchange.core.merkle import (
+    AuditError,
+    ConsistencyProofError,
+    HashLengthError,
+    InclusionProofError,
+    ProofError,
+    TreeSizeError,
+)
 
 __all__ = [
     "AuditError",
@@ -21,6 +28,7 @@ __all__ = [
     "HashLengthError",
     "InclusionProofError",
     "MetadataError",
+    "MissingCosignatureError",
     "MissingNodeError",
     "MissingProofError",
     "PageTokenError",
@@ -31,36 +39,12 @@ __all__ = [
 ]
 
 
-class AuditError(LiaisonError):
-    """Base of every audit-log error."""
-
-
-class TreeSizeError(AuditError):
-    """A tree size or leaf index is out of range (index >= size, m > n, m = 0, beyond the log)."""
-
-    grpc_status = "OUT_OF_RANGE"
-
-
-class HashLengthError(AuditError):
-    """A hash given to a verifier is not a SHA-256 digest (32 bytes), or a proof is over-long."""
-
-
-class ProofError(AuditError):
-    """A proof does not verify against the given root(s)."""
-
-    grpc_status = "FAILED_PRECONDITION"
-
-
-class InclusionProofError(ProofError):
-    """An inclusion proof fails RFC 9162 §2.1.3.2 (wrong length or wrong root)."""
-
-
-class ConsistencyProofError(ProofError):
-    """A consistency proof fails RFC 9162 §2.1.4.2 (wrong length or a root does not match)."""
-
-
 class MissingProofError(ProofError):
     """A consistency proof between two signed tree heads was not supplied (a fork could hide there)."""
+
+
+class MissingCosignatureError(ProofError):
+    """A verifier asked for witnesses' co-signatures and the verified heads lack them."""
 
 
 class MissingNodeError(AuditError):

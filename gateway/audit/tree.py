@@ -28,6 +28,7 @@ __all__ = [
     "NodeReader",
     "consistency_proof",
     "inclusion_proof",
+    "inclusion_proofs",
     "perfect_keys",
     "root_at",
 ]
@@ -143,6 +144,22 @@ def inclusion_proof(index: int, size: int, reader: NodeReader) -> list[bytes]:
     if not 0 <= index < size:
         raise TreeSizeError(f"leaf index {index} is not below tree size {size}")
     return _resolve(_inclusion_plans(index, size), reader)
+
+
+def inclusion_proofs(indices: Sequence[int], size: int, reader: NodeReader) -> list[list[bytes]]:
+    """PATH(i, D[size]) for each of ``indices``, with ONE batched read (a commit's records)."""
+    check_tree_size(size, "tree size")
+    plans: list[list[_Plan]] = []
+    for index in indices:
+        if not 0 <= index < size:
+            raise TreeSizeError(f"leaf index {index} is not below tree size {size}")
+        plans.append(_inclusion_plans(index, size))
+    flat = _resolve([p for ps in plans for p in ps], reader)
+    out: list[list[bytes]] = []
+    for ps in plans:
+        out.append(flat[: len(ps)])
+        flat = flat[len(ps) :]
+    return out
 
 
 # --- RFC 9162 §2.1.4.1 consistency proof generation -------------------------------

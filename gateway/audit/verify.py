@@ -24,13 +24,14 @@ from exchange.core.directory import (
     verify_directory,
 )
 from exchange.core.model import Directory
-from gateway.audit.errors import MissingProofError, ProofError, TreeSizeError
+from gateway.audit.errors import MissingCosignatureError, MissingProofError, ProofError, TreeSizeError
 from gateway.audit.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency, verify_inclusion
 from gateway.audit.treehead import SignedTreeHead, verify_cosignature
 
 __all__ = [
     "LogEvidence",
     "LogReport",
+    "require_cosignatures",
     "trusted_directory",
     "verify_audit_log",
     "verify_further_proofs",
@@ -191,6 +192,35 @@ def verify_audit_log(evidence: LogEvidence, signed: SignedDirectory) -> LogRepor
         cosigned=tuple(cosigned),
         inclusion_proofs=len(evidence.inclusion),
     )
+
+
+def require_cosignatures(report: LogReport, directory: Directory, witnesses: Sequence[str] = ()) -> int:
+    """Step (9), when asked: the verified heads carry the witnesses' co-signatures.
+
+    ``witnesses`` names the authorities that must each have co-signed one of the
+    verified heads; empty means "some authority of the directory". Co-signatures
+    were verified in step (8). Returns the largest size co-signed by every one
+    required (records beyond it are not witnessed yet). Stops a log that passes
+    ``audit verify`` with no witness ever having checked it: a gateway alone
+    vouching for its own history.
+    """
+    for w in witnesses:
+        if directory.authority(w) is None:
+            raise MissingCosignatureError(f"{w} is not an authority of the directory: it cannot co-sign")
+    by_witness: dict[str, int] = {}
+    for size, names in report.cosigned:
+        for name in names:
+            by_witness[name] = max(size, by_witness.get(name, 0))
+    if not witnesses:
+        if not by_witness:
+            raise MissingCosignatureError(
+                f"none of the {len(report.head_sizes)} verified tree heads is co-signed by a witness"
+            )
+        return max(by_witness.values())
+    missing = [w for w in witnesses if w not in by_witness]
+    if missing:
+        raise MissingCosignatureError(f"no verified tree head is co-signed by {', '.join(missing)}")
+    return min(by_witness[w] for w in witnesses)
 
 
 def verify_further_proofs(

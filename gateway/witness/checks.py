@@ -17,7 +17,9 @@ whose signature fails, a head from another gateway) are plain
 :class:`WitnessError` and are retried.
 
 What it does not: fetch heads or proofs, sign co-signatures, persist state or
-read a clock; :mod:`gateway.witness.runner` does that.
+read a clock (the time is passed in); :mod:`gateway.witness.runner` does that.
+The first head is never trusted on first use: it must extend a :class:`Pin`
+the operator confirmed (a head given on the command line or in the config).
 """
 
 from __future__ import annotations
@@ -36,13 +38,19 @@ from gateway.audit.treehead import SignedTreeHead
 
 __all__ = [
     "DEFAULT_TIMESTAMP_TOLERANCE_MS",
+    "MAX_HEAD_AGE_MS",
+    "MAX_HEAD_FUTURE_MS",
     "AlteredRecordError",
     "ForkError",
+    "FutureHeadError",
     "InconsistentHistoryError",
     "MissingRecordError",
+    "OldHeadError",
+    "Pin",
     "StaleHeadError",
     "TruncationError",
     "UnexpectedGatewayError",
+    "UnpinnedError",
     "UnverifiedHeadError",
     "WitnessAlarm",
     "WitnessError",
@@ -53,6 +61,11 @@ __all__ = [
 
 # Gateway clocks may step back a little (NTP); more than this is a replayed or back-dated head.
 DEFAULT_TIMESTAMP_TOLERANCE_MS: Final = 60_000
+# A new head dated after the witness's clock by more than this is refused (a pre-dated head).
+MAX_HEAD_FUTURE_MS: Final = 60_000
+# A new head older than this by the witness's clock is refused (a replayed or withheld head).
+# Heads are signed when the log grows, so an idle log's head ages: the bound is generous.
+MAX_HEAD_AGE_MS: Final = 7 * 24 * 3600 * 1000
 
 
 class WitnessError(AuditError):
@@ -67,6 +80,47 @@ class UnverifiedHeadError(WitnessError):
 
 class UnexpectedGatewayError(WitnessError):
     """The head comes from another gateway than the log this witness follows (retried)."""
+
+
+class UnpinnedError(WitnessError):
+    """No co-signed head yet and no operator-confirmed pin: the witness will not trust a first head."""
+
+
+class FutureHeadError(WitnessError):
+    """The head is dated after the witness's clock by more than the bound (refused, retried)."""
+
+
+class OldHeadError(WitnessError):
+    """A new head is dated before the witness's clock by more than the bound (refused, retried)."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A tree head (size, root) the operator confirmed out of band; the first head must extend it.
+
+    ``Pin(0, EMPTY_ROOT)`` says "the log was empty when this witness started"
+    (what ``liaison deploy render`` writes for a new deployment).
+    """
+
+    size: int
+    root: bytes
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or len(self.root) != 32:
+            raise ValueError("a pin needs size >= 0 and a 32-byte root")
+        if self.size == 0 and not hmac.compare_digest(self.root, EMPTY_ROOT):
+            raise ValueError("a pin of size 0 must have the empty tree's root")
+
+    @classmethod
+    def parse(cls, text: str) -> Pin:
+        """``SIZE:ROOTHEX`` (what ``liaison audit head`` prints as size and root)."""
+        size, sep, root = text.strip().partition(":")
+        if not sep or not size.isdigit() or len(root) != 64:
+            raise ValueError(f"pin {text[:80]!r} is not SIZE:ROOT (a decimal size, a 64-digit hex root)")
+        return cls(int(size), bytes.fromhex(root))
+
+    def __str__(self) -> str:
+        return f"{self.size}:{self.root.hex()}"
 
 
 class WitnessAlarm(WitnessError):  # noqa: N818 - an alarm, not a mere error: the name says so
@@ -146,14 +200,19 @@ def check_new_head(
     proof: Sequence[bytes],
     directory: Directory,
     *,
+    now_ms: int,
+    pin: Pin | None = None,
     tolerance_ms: int = DEFAULT_TIMESTAMP_TOLERANCE_MS,
+    max_future_ms: int = MAX_HEAD_FUTURE_MS,
+    max_age_ms: int = MAX_HEAD_AGE_MS,
 ) -> WitnessState:
     """Check ``new_head`` against the last accepted ``state``; return the next state or raise.
 
-    ``state`` is None before the first head (trust on first use, signature
-    still checked). ``proof`` is the gateway's consistency proof from
-    ``state.size`` to the new size; it is ignored when no proof is needed
-    (first head, same size, or growing from the empty tree).
+    ``state`` is None before the first head: then the head must extend ``pin``,
+    the head the operator confirmed (no pin: refused). ``proof`` is the
+    gateway's consistency proof from ``state.size`` (or ``pin.size``) to the
+    new size; it is ignored when no proof is needed (same size, or growing
+    from the empty tree). ``now_ms`` is the witness's clock.
     """
     head = new_head.tree_head
 
@@ -172,31 +231,53 @@ def check_new_head(
     if head.size == 0 and not hmac.compare_digest(head.root, EMPTY_ROOT):
         raise InconsistentHistoryError("signed head of size 0 has a root other than the empty tree's")
 
-    # Step 3: trust on first use; every later head must extend this one.
-    if state is None:
-        return WitnessState.of(new_head)
+    # Step 3: the head's time against the witness's own clock. Stops a pre-dated head
+    # (that would make later honest heads look back-dated) and a replayed old head
+    # passed off as current. An unchanged head already co-signed is not "new".
+    unchanged = state is not None and (state.size, state.root) == (head.size, head.root)
+    if head.timestamp_ms > now_ms + max_future_ms:
+        raise FutureHeadError(
+            f"tree head of size {head.size} is dated {head.timestamp_ms - now_ms} ms in the future "
+            f"(bound {max_future_ms} ms)"
+        )
+    if not unchanged and head.timestamp_ms < now_ms - max_age_ms:
+        raise OldHeadError(
+            f"tree head of size {head.size} is {now_ms - head.timestamp_ms} ms old (bound {max_age_ms} ms)"
+        )
 
-    # Step 4: the same log. Stops a second gateway's log being passed off as
+    # Step 4: no trust on first use: the first head must extend the operator's pin.
+    # Stops a witness that starts (or was reset) while the gateway shows it a forged history.
+    first = state is None
+    if state is None:
+        if pin is None:
+            raise UnpinnedError(
+                f"no co-signed head and no pin: refusing to trust head {head.size}:{head.root.hex()} "
+                "(confirm it with the other embassy, then set [witness] pin)"
+            )
+        state = WitnessState(gateway=head.gateway, size=pin.size, root=pin.root, timestamp_ms=0)
+    held = "pinned" if first else "co-signed"
+
+    # Step 5: the same log. Stops a second gateway's log being passed off as
     # the one co-signed so far (proves nothing against either: refusal).
     if head.gateway != state.gateway:
         raise UnexpectedGatewayError(
             f"head is from gateway {head.gateway!r}; this witness follows {state.gateway!r}"
         )
 
-    # Step 5: the log never shrinks. Stops truncation (deleting the newest
+    # Step 6: the log never shrinks. Stops truncation (deleting the newest
     # records, e.g. to hide a message after the fact).
     if head.size < state.size:
-        raise TruncationError(f"signed log shrank from co-signed size {state.size} to {head.size}")
+        raise TruncationError(f"signed log shrank from {held} size {state.size} to {head.size}")
 
-    # Step 6: one size, one root. Stops a fork (two views of the same log) and
+    # Step 7: one size, one root. Stops a fork (two views of the same log) and
     # a history rewritten without changing the size.
     if head.size == state.size:
         if not hmac.compare_digest(head.root, state.root):
             raise ForkError(
                 f"signed head of size {head.size} has root {head.root.hex()[:16]}…, "
-                f"co-signed root is {state.root.hex()[:16]}…"
+                f"{held} root is {state.root.hex()[:16]}…"
             )
-    # Step 7: the new tree extends the co-signed one (RFC 9162 §2.1.4.2).
+    # Step 8: the new tree extends the co-signed one (RFC 9162 §2.1.4.2).
     # Stops altered, deleted, reordered or inserted records in the co-signed
     # prefix, including a log truncated and grown back past the co-signed size.
     elif state.size > 0:
@@ -204,12 +285,12 @@ def check_new_head(
             verify_consistency(state.size, head.size, proof, state.root, head.root)
         except AuditError as e:
             raise InconsistentHistoryError(
-                f"signed head of size {head.size} does not extend co-signed size {state.size}: {e}"
+                f"signed head of size {head.size} does not extend {held} size {state.size}: {e}"
             ) from e
 
-    # Step 8: time moves forward. Stops replaying or back-dating heads, which
+    # Step 9: time moves forward. Stops replaying or back-dating heads, which
     # would let the gateway claim a record was logged earlier than it was.
-    if head.timestamp_ms < state.timestamp_ms - tolerance_ms:
+    if not first and head.timestamp_ms < state.timestamp_ms - tolerance_ms:
         raise StaleHeadError(
             f"signed head of size {head.size} is dated {state.timestamp_ms - head.timestamp_ms} ms "
             f"before the co-signed head (tolerance {tolerance_ms} ms)"

@@ -43,7 +43,10 @@ from gateway.audit.treehead import SignedTreeHead, sign_cosignature
 from gateway.client import AuditClient
 from gateway.witness.checks import (
     DEFAULT_TIMESTAMP_TOLERANCE_MS,
+    MAX_HEAD_AGE_MS,
+    MAX_HEAD_FUTURE_MS,
     MissingRecordError,
+    Pin,
     WitnessAlarm,
     WitnessError,
     WitnessState,
@@ -93,6 +96,9 @@ class WitnessConfig:
     # Stalled: the log has been ahead of the co-signed head for longer than this.
     stall_after_s: float = DEFAULT_STALL_AFTER_S
     metrics: tuple[str, int] | None = None  # [metrics] host and port of /metrics (None: not served)
+    pin: Pin | None = None  # the operator-confirmed head the first co-signed head must extend
+    max_future_ms: int = MAX_HEAD_FUTURE_MS
+    max_age_ms: int = MAX_HEAD_AGE_MS
 
 
 def _table(path: Path, data: dict[str, Any], name: str, *, required: bool = True) -> dict[str, Any]:
@@ -152,7 +158,16 @@ def load_witness_config(path: Path) -> WitnessConfig:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"{path}: [metrics] port must be an integer 0..65535")
         metrics = (_text(path, m, "metrics", "host", "127.0.0.1"), port)
+    pin = None
+    if "pin" in w:
+        try:
+            pin = Pin.parse(_text(path, w, "witness", "pin"))
+        except ValueError as e:
+            raise ConfigError(f"{path}: [witness] pin: {e}") from None
     return WitnessConfig(
+        pin=pin,
+        max_future_ms=int(_number(path, w, "witness", "max_future_s", MAX_HEAD_FUTURE_MS / 1000) * 1000),
+        max_age_ms=int(_number(path, w, "witness", "max_age_s", MAX_HEAD_AGE_MS / 1000) * 1000),
         witness=witness,
         state=base / _text(path, w, "witness", "state", "witness.json"),
         interval_s=_number(path, w, "witness", "interval_s", 2.0),
@@ -358,9 +373,19 @@ class Witness:
             and head.tree_head.gateway == last.gateway
         ):
             proof = self.client.consistency_proof(last.size, head.tree_head.size)
+        elif last is None and self.cfg.pin is not None and head.tree_head.size > self.cfg.pin.size > 0:
+            proof = self.client.consistency_proof(self.cfg.pin.size, head.tree_head.size)
         try:
             new = check_new_head(
-                last, head, proof, self.directory.directory, tolerance_ms=self.cfg.tolerance_ms
+                last,
+                head,
+                proof,
+                self.directory.directory,
+                now_ms=self.clock(),
+                pin=self.cfg.pin,
+                tolerance_ms=self.cfg.tolerance_ms,
+                max_future_ms=self.cfg.max_future_ms,
+                max_age_ms=self.cfg.max_age_ms,
             )
         except WitnessAlarm as e:
             self._raise_alarm(e, head, state)

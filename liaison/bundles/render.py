@@ -37,7 +37,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from exchange.core.errors import ConfigError
+from exchange.core.merkle import EMPTY_ROOT
 from exchange.core.wire import OFFICE_JS_DOMAIN, inbox_prefix
+from gateway.witness.checks import Pin
 from keys import pki
 from keys.deployment import create_deployment
 from keys.deployment_pki import OPERATOR, subject_dn
@@ -286,7 +288,10 @@ class _Renderer:
         (d / "witness.toml").write_text(
             f"# Witness {w.authority} of {site.deployment} (rendered by liaison deploy)\n"
             f"[witness]\nid = {_q(w.authority)}\nstate = {_q(Path(b.state_dir) / 'witness.json')}\n"
-            f"interval_s = {w.interval_s}\n\n"
+            f"interval_s = {w.interval_s}\n"
+            "# The first head co-signed must extend this pin: the empty log of a new deployment.\n"
+            "# A witness added later: a head confirmed with the other embassy (liaison audit head).\n"
+            f"pin = {_q(str(Pin(0, EMPTY_ROOT)))}\n\n"
             f'[keys]\ndir = "keys"\n'
             f"passphrase_file = {_q(self._passphrase_file('liaison-witness.service', w.name))}\n\n"
             f"[gateway]\nendpoint = {_q(f'{site.gateway.host}:{site.gateway.grpc_port}')}\n\n"

@@ -355,7 +355,12 @@ def _cosigned(heads: list[SignedTreeHead]) -> str:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from gateway.audit.verify import LogEvidence, verify_audit_log, verify_further_proofs
+    from gateway.audit.verify import (
+        LogEvidence,
+        require_cosignatures,
+        verify_audit_log,
+        verify_further_proofs,
+    )
 
     def run() -> tuple[str, dict[str, Any]]:
         with _client(args) as client:
@@ -368,12 +373,17 @@ def _verify(args: argparse.Namespace) -> int:
             sample = sorted({(n - 1) * k // max(args.sample - 1, 1) for k in range(args.sample)}) if n else []
             inclusion = {i: client.inclusion_proof(i, n)[0] for i in sample}
             verify_further_proofs(heads, entries, span_proof, inclusion)
+            witnessed = None
+            if args.require_cosign is not None:
+                witnessed = require_cosignatures(report, signed_dir.directory, args.require_cosign)
         span = f"consistency {oldest}->{n}" if oldest < n else "one head"
         line = (
             f"{n} records verified against {len(heads)} signed tree heads (sizes {oldest}..{n}), "
             f"{span}, {len(sample)} inclusion proofs; co-signed: {_cosigned(heads)}; "
             f"directory v{report.directory_version} digest {report.directory_digest}"
         )
+        if witnessed is not None:
+            line += f"; witnessed up to size {witnessed} ({n - witnessed} records not co-signed yet)"
         extra = {
             "size": n,
             "heads": list(report.head_sizes),
@@ -517,6 +527,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _common(p)
     _heads_options(p)
     p.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, help="inclusion proofs to check")
+    p.add_argument(
+        "--require-cosign",
+        nargs="*",
+        metavar="WITNESS",
+        help="fail unless a verified head is co-signed by each WITNESS (none named: by any authority)",
+    )
     p.set_defaults(handler=_verify)
 
     p = cmds.add_parser("export", help="write a self-contained bundle for offline verification")

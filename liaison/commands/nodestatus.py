@@ -49,6 +49,7 @@ KEY_FIGURES: Final[tuple[tuple[str, str, str], ...]] = (
     ("messages delivered", "liaison_office_messages_delivered_total", "sum"),
     ("inbound refused", "liaison_office_inbound_refused_total", "sum"),
     ("out-queue frames", "liaison_office_out_queue_frames", "sum"),
+    ("log alarms (proof, fork, unlinked)", "liaison_office_log_alarms_total", "sum"),
     ("accepted", "liaison_gateway_accepted_total", "sum"),
     ("rejected", "liaison_gateway_rejected_total", "sum"),
     ("receipts", "liaison_gateway_receipts_total", "sum"),

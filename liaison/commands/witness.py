@@ -4,13 +4,17 @@ A witness is a directory authority (e.g. the other country's embassy) that
 co-signs the gateway's tree heads after checking them; see
 :mod:`gateway.witness.checks`. ``status`` exits 1 while an alarm stands or the witness is stalled
 (the log has been ahead of the co-signed head for longer than
-``stall_after_s``), so it can serve as a monitoring probe.
+``stall_after_s``), so it can serve as a monitoring probe. ``init`` pins the
+first head the witness may co-sign from only on the operator's word:
+``--pin SIZE:ROOT`` or ``--head FILE`` (``liaison audit head --json`` output,
+confirmed with the other embassy).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,7 +102,7 @@ def _clear(args: argparse.Namespace) -> int:
         return 0
     what = f"alarm ({before.alarm.kind}) cleared" if before.alarm is not None else "no alarm"
     tail = (
-        "; co-signed head forgotten: the next head is trusted on first use"
+        "; co-signed head forgotten: the next head must extend the configured pin"
         if args.forget_head
         else f"; checks resume from co-signed size {after.last.size if after.last else 0}"
     )
@@ -110,9 +114,33 @@ def _toml(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+def _pin(args: argparse.Namespace) -> str | None:
+    """The operator-confirmed pin from ``--pin`` or ``--head``, as ``SIZE:ROOT`` (checked)."""
+    from gateway.witness.checks import Pin
+
+    text: str | None = args.pin
+    if args.head:
+        try:
+            doc = json.loads(Path(args.head).read_text())
+            text = f"{int(doc['size'])}:{doc['root']}"
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError(
+                f"--head {args.head}: not a tree head (liaison audit head --json): {e}"
+            ) from None
+    if text is None:
+        return None
+    try:
+        return str(Pin.parse(text))
+    except ValueError as e:
+        raise ConfigError(f"--pin: {e}") from None
+
+
 def _init(args: argparse.Namespace) -> int:
     if not args.interval > 0:
         raise ConfigError("--interval must be a positive number of seconds")
+    if args.pin and args.head:
+        raise ConfigError("give --pin or --head, not both")
+    pin = _pin(args)
     lab = Path(args.lab).resolve()
     endpoint, _ = lab_gateway(lab)
     _, desc = read_lab(lab)  # the directory and operator TLS entries, for the witness's own config
@@ -126,8 +154,9 @@ def _init(args: argparse.Namespace) -> int:
         raise ConfigError(f"{config} exists already (use --force to overwrite)")
     text = (
         "# Witness config written by `liaison witness init` for the lab in " + str(lab) + "\n"
-        f'[witness]\nid = {_toml(args.authority)}\nstate = "witness.json"\ninterval_s = {args.interval}\n\n'
-        f"[keys]\ndir = {_toml(str(keys_dir))}\npassphrase_file = {_toml(str(lab / 'passphrase'))}\n\n"
+        f'[witness]\nid = {_toml(args.authority)}\nstate = "witness.json"\ninterval_s = {args.interval}\n'
+        + (f"pin = {_toml(pin)}\n\n" if pin else "\n")
+        + f"[keys]\ndir = {_toml(str(keys_dir))}\npassphrase_file = {_toml(str(lab / 'passphrase'))}\n\n"
         f"[gateway]\nendpoint = {_toml(endpoint)}\n\n"
         f"[directory]\nfile = {_toml(str(desc.get('directory') or lab / 'directory.pb'))}\n"
     )
@@ -135,6 +164,12 @@ def _init(args: argparse.Namespace) -> int:
     if isinstance(tls, dict) and all(isinstance(tls.get(k), str) for k in ("ca", "cert", "key")):
         text += "\n[tls]\n" + "".join(f"{k} = {_toml(tls[k])}\n" for k in ("ca", "cert", "key"))
     config.write_text(text)
+    if pin is None:
+        print(
+            "warning: no pin: the witness co-signs nothing until [witness] pin is set to a head "
+            "confirmed out of band (liaison audit head)",
+            file=sys.stderr,
+        )
     print(config)
     return 0
 
@@ -169,4 +204,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init.add_argument("--authority", required=True, help="authority id to witness as")
     init.add_argument("--interval", type=float, default=2.0, help="seconds between rounds")
     init.add_argument("--force", action="store_true", help="overwrite an existing witness.toml")
+    init.add_argument(
+        "--pin", help="SIZE:ROOT of a tree head confirmed out of band (the first head must extend it)"
+    )
+    init.add_argument("--head", help="a tree head file (liaison audit head --json) confirmed out of band")
     init.set_defaults(handler=_init)

@@ -260,8 +260,11 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
     root = tmp_path_factory.mktemp("tamper")
     with Lab(root / "lab", inventory=INVENTORY) as lab:
         traffic(lab, BASE_MESSAGES, "base")
+        code, out = cli("audit", "head", "--lab", str(lab.root), "--json")
+        assert code == 0
+        (root / "first-head.json").write_text(out)  # the head the operator confirmed
         code, out = cli("witness", "init", "--dir", str(root / "witness"), "--lab", str(lab.root),
-                        "--authority", WITNESS)  # fmt: skip
+                        "--authority", WITNESS, "--head", str(root / "first-head.json"))  # fmt: skip
         assert code == 0
         config = Path(out.strip())
         witness_round(config)

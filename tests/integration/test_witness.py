@@ -30,12 +30,13 @@ from exchange.core.model import Suite
 from exchange.runtime.dirstore import DirectoryFolder
 from exchange.runtime.lifecycle import load_directory
 from gateway.audit.codec import decode_record, encode_record, encode_tree_head
-from gateway.audit.merkle import leaf_hash
+from gateway.audit.merkle import EMPTY_ROOT, leaf_hash
 from gateway.audit.tree import Frontier, MemoryTree, root_at
 from gateway.audit.tree import consistency_proof as memory_consistency_proof
 from gateway.audit.tree import inclusion_proof as memory_inclusion_proof
 from gateway.audit.treehead import Cosignature, SignedTreeHead, TreeHead, sign_tree_head, verify_cosignature
 from gateway.client import AuditClient
+from gateway.witness.checks import Pin
 from gateway.witness.runner import Witness, WitnessConfig, load_state, load_witness_config
 from keys.deployment import Deployment, create_deployment, load_inventory
 from keys.keystore import open_keystore, passphrase_from
@@ -139,6 +140,8 @@ def rig(deployment: Deployment, tmp_path: Path) -> tuple[Witness, FakeGateway, W
         passphrase_file=d.passphrase_file,
         endpoint="unused:0",
         directory=d.directory_file,
+        pin=Pin(0, EMPTY_ROOT),  # the fake log starts empty, and this witness saw it so
+        max_age_ms=2**62,  # the fake gateway's clock starts at 1970 + 1 s
     )
     state = load_directory(d.directory_file)
     gateway_identity = open_keystore(d.keys_dir(GATEWAY), passphrase_from(d.passphrase_file))
@@ -374,8 +377,11 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 def init_witness(lab: Lab, folder: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """``liaison witness init`` for the lab; returns the config path it printed."""
     capsys.readouterr()
+    assert main(["audit", "head", "--lab", str(lab.root), "--json"]) == 0
+    head = folder.parent / f"{folder.name}-head.json"  # the head the operator confirmed
+    head.write_text(capsys.readouterr().out)
     argv = ["witness", "init", "--dir", str(folder), "--lab", str(lab.root), "--authority", WITNESS]
-    assert main([*argv, "--interval", "0.2"]) == 0
+    assert main([*argv, "--interval", "0.2", "--head", str(head)]) == 0
     return Path(capsys.readouterr().out.strip())
 
 

@@ -13,9 +13,11 @@ from collections.abc import Callable
 import pytest
 
 from exchange.core.errors import LiaisonError
+from exchange.core.model import Authority, Directory
 from gateway.audit.errors import (
     ConsistencyProofError,
     InclusionProofError,
+    MissingCosignatureError,
     MissingProofError,
     ProofError,
     TreeSizeError,
@@ -23,6 +25,8 @@ from gateway.audit.errors import (
 from gateway.audit.tree import MemoryTree, consistency_proof, inclusion_proof
 from gateway.audit.verify import (
     LogEvidence,
+    LogReport,
+    require_cosignatures,
     trusted_directory,
     verify_audit_log,
     verify_further_proofs,
@@ -148,3 +152,66 @@ def test_trusted_directory_with_and_without_a_pin(world: World) -> None:
     assert trusted_directory(world.signed_directory, world.signed_directory).directory == world.directory
     with pytest.raises(LiaisonError):
         trusted_directory(world.signed_directory[:-1] + bytes([world.signed_directory[-1] ^ 1]))
+
+
+# --- step (9): --require-cosign ---------------------------------------------------------------
+
+
+def _cosign_report(cosigned: tuple[tuple[int, tuple[str, ...]], ...]) -> LogReport:
+    return LogReport(
+        size=10,
+        gateway="gw",
+        head_sizes=(4, 8, 10),
+        directory_version=1,
+        directory_digest="d",
+        directory_signed_by=("a",),
+        cosigned=cosigned,
+    )
+
+
+def _authorities_directory() -> Directory:
+    return Directory(
+        deployment="test",
+        version=1,
+        issued_ms=1,
+        offices=(),
+        gateways=(),
+        authorities=(Authority(id="ru-embassy", keys=()), Authority(id="tj-embassy", keys=())),
+        threshold=1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("cosigned", "witnesses", "witnessed"),
+    [
+        pytest.param(((8, ("tj-embassy",)),), (), 8, id="any-witness"),
+        pytest.param(((4, ("tj-embassy",)), (8, ("ru-embassy",))), ("tj-embassy",), 4, id="named-witness"),
+        pytest.param(
+            ((4, ("tj-embassy",)), (8, ("ru-embassy", "tj-embassy"))),
+            ("ru-embassy", "tj-embassy"),
+            8,
+            id="both-witnesses",
+        ),
+    ],
+)
+def test_require_cosignatures_returns_the_witnessed_size(
+    cosigned: tuple[tuple[int, tuple[str, ...]], ...], witnesses: tuple[str, ...], witnessed: int
+) -> None:
+    assert require_cosignatures(_cosign_report(cosigned), _authorities_directory(), witnesses) == witnessed
+
+
+@pytest.mark.parametrize(
+    ("cosigned", "witnesses", "match"),
+    [
+        pytest.param((), (), "none of the 3 verified tree heads", id="no-cosignature-at-all"),
+        pytest.param(
+            ((8, ("tj-embassy",)),), ("ru-embassy",), "co-signed by ru-embassy", id="not-that-witness"
+        ),
+        pytest.param(((8, ("tj-embassy",)),), ("nobody",), "not an authority", id="not-an-authority"),
+    ],
+)
+def test_require_cosignatures_refuses(
+    cosigned: tuple[tuple[int, tuple[str, ...]], ...], witnesses: tuple[str, ...], match: str
+) -> None:
+    with pytest.raises(MissingCosignatureError, match=match):
+        require_cosignatures(_cosign_report(cosigned), _authorities_directory(), witnesses)

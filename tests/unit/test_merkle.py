@@ -35,6 +35,7 @@ from gateway.audit.tree import (
     NodeKey,
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     perfect_keys,
     root_at,
 )
@@ -472,3 +473,24 @@ def test_every_single_bit_flip_is_caught() -> None:
                 proof = (*goodc.proof[:j], bytes(bad), *goodc.proof[j + 1 :])
                 with pytest.raises(ConsistencyProofError):
                     replace(goodc, proof=proof).verify()
+
+
+class _CountingReader:
+    def __init__(self, tree: MemoryTree) -> None:
+        self.tree, self.reads = tree, 0
+
+    def get_nodes(self, keys: list[NodeKey]) -> dict[NodeKey, bytes]:
+        self.reads += 1
+        return self.tree.get_nodes(keys)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 16, 33, 100])
+def test_inclusion_proofs_of_a_commit_in_one_read_equal_the_single_proofs(size: int) -> None:
+    tree = MemoryTree()
+    tree.append_entries(f"e{i}".encode() for i in range(size))
+    indices = list(range(max(0, size - 16), size))  # the records of the last commit
+    reader = _CountingReader(tree)
+    assert inclusion_proofs(indices, size, reader) == [inclusion_proof(i, size, tree) for i in indices]
+    assert reader.reads == (1 if size > 1 else 0)  # one batched read (none for a one-leaf tree)
+    with pytest.raises(TreeSizeError):
+        inclusion_proofs([size], size, tree)

@@ -60,7 +60,7 @@ async def _with_writer(node: GatewayNode, *records: AuditRecord) -> list[int | B
         results = await asyncio.gather(*(node._writer.append(r) for r in records), return_exceptions=True)
     finally:
         task.cancel()
-    return [r if isinstance(r, BaseException) else int(r) for r in results]
+    return [r if isinstance(r, BaseException) else r.index for r in results]
 
 
 def test_one_refused_record_fails_only_itself(node: GatewayNode, store: SQLiteAuditStore) -> None:

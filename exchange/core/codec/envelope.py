@@ -14,11 +14,12 @@ This module does not verify signatures or check the directory; that is
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 from typing import Final, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from exchange._pb.liaison.v1 import body_pb2, envelope_pb2, transport_pb2
+from exchange._pb.liaison.v1 import audit_pb2, body_pb2, envelope_pb2, transport_pb2
 from exchange.core.envelope import (
     AttachmentDigest,
     Envelope,
@@ -33,6 +34,16 @@ from exchange.core.envelope import (
     WrappedKey,
 )
 from exchange.core.errors import CodecError, OversizeError
+from exchange.core.logproof import (
+    MAX_HEAD_SIGNATURES,
+    MAX_LOG_PROOF_BYTES,
+    MAX_LOG_RECORD_BYTES,
+    MAX_TREE_HEAD_BYTES,
+    LoggedClaim,
+    LogHead,
+    LogProof,
+)
+from exchange.core.merkle import HASH_SIZE, MAX_PROOF_LEN
 from exchange.core.model import Algorithm, Handling, Kind, Priority, Reason, ReceiptState, Suite
 
 __all__ = [
@@ -50,6 +61,8 @@ __all__ = [
     "decode_frame",
     "decode_header",
     "decode_header_context",
+    "decode_log_head",
+    "decode_logged_claim",
     "decode_signed_statement",
     "decode_statement",
     "encode_envelope",
@@ -58,6 +71,8 @@ __all__ = [
     "encode_header_context",
     "encode_signed_statement",
     "encode_statement",
+    "log_proof_from_pb",
+    "log_proof_to_pb",
     "parse_limited",
     "signatures_from_pb",
     "signatures_to_pb",
@@ -73,7 +88,7 @@ MAX_SIGNATURES: Final = 8
 MAX_WRAPPED_KEYS: Final = 256
 MAX_STATEMENT_BYTES: Final = 16 * 1024
 MAX_SIGNED_STATEMENT_BYTES: Final = 64 * 1024
-MAX_FRAME_BYTES: Final = MAX_ENVELOPE_BYTES + MAX_SIGNED_STATEMENT_BYTES + 1024
+MAX_FRAME_BYTES: Final = MAX_ENVELOPE_BYTES + MAX_SIGNED_STATEMENT_BYTES + MAX_LOG_PROOF_BYTES + 1024
 
 Frame = Envelope | SignedStatement | Routed
 
@@ -335,10 +350,15 @@ def encode_frame(item: Frame) -> bytes:
     if isinstance(item, Envelope):
         return _ser(transport_pb2.Frame(envelope=_envelope_pb(item)))
     if isinstance(item, SignedStatement):
-        return _ser(transport_pb2.Frame(statement=signed_statement_to_pb(item)))
+        frame = transport_pb2.Frame(statement=signed_statement_to_pb(item))
+        if item.proof is not None:
+            frame.proof.CopyFrom(log_proof_to_pb(item.proof))
+        return _ser(frame)
     routed = transport_pb2.Routed(
         envelope=_envelope_pb(item.envelope), stamp=signed_statement_to_pb(item.stamp)
     )
+    if item.stamp.proof is not None:
+        routed.proof.CopyFrom(log_proof_to_pb(item.stamp.proof))
     return _ser(transport_pb2.Frame(routed=routed))
 
 
@@ -349,9 +369,82 @@ def decode_frame(data: bytes) -> Frame:
     if which == "envelope":
         return _envelope(m.envelope)
     if which == "statement":
-        return signed_statement_from_pb(m.statement)
+        signed = signed_statement_from_pb(m.statement)
+        if m.HasField("proof"):
+            signed = replace(signed, proof=log_proof_from_pb(m.proof))
+        return signed
     if which == "routed":
         if not m.routed.HasField("envelope") or not m.routed.HasField("stamp"):
             raise CodecError("routed frame lacks its envelope or stamp")
-        return Routed(_envelope(m.routed.envelope), signed_statement_from_pb(m.routed.stamp))
+        stamp = signed_statement_from_pb(m.routed.stamp)
+        if m.routed.HasField("proof"):
+            stamp = replace(stamp, proof=log_proof_from_pb(m.routed.proof))
+        return Routed(_envelope(m.routed.envelope), stamp)
     raise CodecError("frame is empty")
+
+
+# --- log proofs (ADR 0013) ---------------------------------------------------------------
+
+
+def log_proof_to_pb(proof: LogProof) -> transport_pb2.LogProof:
+    head = audit_pb2.SignedTreeHead(
+        tree_head=proof.head.head_bytes, signatures=signatures_to_pb(proof.head.signatures)
+    )
+    return transport_pb2.LogProof(
+        record=proof.record,
+        leaf_index=proof.leaf_index,
+        tree_head=head,
+        inclusion=list(proof.inclusion),
+        linked_size=proof.linked_size,
+        consistency=list(proof.consistency),
+    )
+
+
+def _hashes(values: list[bytes], what: str) -> tuple[bytes, ...]:
+    if len(values) > MAX_PROOF_LEN:
+        raise OversizeError(f"{what} has {len(values)} hashes, limit {MAX_PROOF_LEN}")
+    if any(len(v) != HASH_SIZE for v in values):
+        raise CodecError(f"{what} holds a hash that is not {HASH_SIZE} bytes")
+    return tuple(values)
+
+
+def decode_log_head(head_bytes: bytes, signatures: list[envelope_pb2.Signature]) -> LogHead:
+    """A signed tree head (``liaison.v1.TreeHead`` bytes + signatures), bounds checked first."""
+    if len(signatures) > MAX_HEAD_SIGNATURES:
+        raise OversizeError(f"tree head has {len(signatures)} signatures, limit {MAX_HEAD_SIGNATURES}")
+    h = parse_limited(audit_pb2.TreeHead(), head_bytes, MAX_TREE_HEAD_BYTES, "tree head")
+    try:
+        return LogHead(
+            size=h.size,
+            root=h.root,
+            timestamp_ms=h.timestamp_ms,
+            gateway=h.gateway,
+            head_bytes=head_bytes,
+            signatures=signatures_from_pb(signatures),
+        )
+    except ValueError as e:
+        raise CodecError(f"tree head is invalid: {e}") from e
+
+
+def decode_logged_claim(record: bytes) -> LoggedClaim:
+    """What an audit record (``liaison.v1.AuditRecord``) says about its message."""
+    r = parse_limited(audit_pb2.AuditRecord(), record, MAX_LOG_RECORD_BYTES, "audit record")
+    return LoggedClaim(
+        verdict=int(r.verdict), message_id=r.message_id, sender=r.sender, header_digest=r.header_digest
+    )
+
+
+def log_proof_from_pb(m: transport_pb2.LogProof) -> LogProof:
+    if m.ByteSize() > MAX_LOG_PROOF_BYTES:
+        raise OversizeError(f"log proof is {m.ByteSize()} bytes, limit {MAX_LOG_PROOF_BYTES}")
+    if not m.HasField("tree_head"):
+        raise CodecError("log proof lacks its tree head")
+    return LogProof(
+        record=m.record,
+        claim=decode_logged_claim(m.record),
+        leaf_index=m.leaf_index,
+        head=decode_log_head(m.tree_head.tree_head, list(m.tree_head.signatures)),
+        inclusion=_hashes(list(m.inclusion), "inclusion proof"),
+        linked_size=m.linked_size,
+        consistency=_hashes(list(m.consistency), "consistency proof"),
+    )

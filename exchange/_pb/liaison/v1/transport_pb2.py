@@ -22,19 +22,22 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from exchange._pb.liaison.v1 import audit_pb2 as liaison_dot_v1_dot_audit__pb2
 from exchange._pb.liaison.v1 import body_pb2 as liaison_dot_v1_dot_body__pb2
 from exchange._pb.liaison.v1 import envelope_pb2 as liaison_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aliaison/v1/transport.proto\x12\nliaison.v1\x1a\x15liaison/v1/body.proto\x1a\x19liaison/v1/envelope.proto\"\\\n\x06Routed\x12&\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.liaison.v1.Envelope\x12*\n\x05stamp\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.SignedStatement\"\x91\x01\n\x05\x46rame\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.liaison.v1.EnvelopeH\x00\x12\x30\n\tstatement\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.SignedStatementH\x00\x12$\n\x06routed\x18\x03 \x01(\x0b\x32\x12.liaison.v1.RoutedH\x00\x42\x06\n\x04itemb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aliaison/v1/transport.proto\x12\nliaison.v1\x1a\x16liaison/v1/audit.proto\x1a\x15liaison/v1/body.proto\x1a\x19liaison/v1/envelope.proto\"\x9a\x01\n\x08LogProof\x12\x0e\n\x06record\x18\x01 \x01(\x0c\x12\x12\n\nleaf_index\x18\x02 \x01(\x04\x12-\n\ttree_head\x18\x03 \x01(\x0b\x32\x1a.liaison.v1.SignedTreeHead\x12\x11\n\tinclusion\x18\x04 \x03(\x0c\x12\x13\n\x0blinked_size\x18\x05 \x01(\x04\x12\x13\n\x0b\x63onsistency\x18\x06 \x03(\x0c\"\x81\x01\n\x06Routed\x12&\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.liaison.v1.Envelope\x12*\n\x05stamp\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.SignedStatement\x12#\n\x05proof\x18\x03 \x01(\x0b\x32\x14.liaison.v1.LogProof\"\xb6\x01\n\x05\x46rame\x12(\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x14.liaison.v1.EnvelopeH\x00\x12\x30\n\tstatement\x18\x02 \x01(\x0b\x32\x1b.liaison.v1.SignedStatementH\x00\x12$\n\x06routed\x18\x03 \x01(\x0b\x32\x12.liaison.v1.RoutedH\x00\x12#\n\x05proof\x18\x04 \x01(\x0b\x32\x14.liaison.v1.LogProofB\x06\n\x04itemb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'liaison.v1.transport_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTED']._serialized_start=92
-  _globals['_ROUTED']._serialized_end=184
-  _globals['_FRAME']._serialized_start=187
-  _globals['_FRAME']._serialized_end=332
+  _globals['_LOGPROOF']._serialized_start=117
+  _globals['_LOGPROOF']._serialized_end=271
+  _globals['_ROUTED']._serialized_start=274
+  _globals['_ROUTED']._serialized_end=403
+  _globals['_FRAME']._serialized_start=406
+  _globals['_FRAME']._serialized_end=588
 # @@protoc_insertion_point(module_scope)

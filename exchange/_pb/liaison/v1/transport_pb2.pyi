@@ -3,8 +3,11 @@
 isort:skip_file
 What travels on the NATS subjects between office nodes and the gateway."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from exchange._pb.liaison.v1 import audit_pb2 as _audit_pb2
 from exchange._pb.liaison.v1 import body_pb2 as _body_pb2
 from exchange._pb.liaison.v1 import envelope_pb2 as _envelope_pb2
 import builtins as _builtins
@@ -19,6 +22,50 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class LogProof(_message.Message):
+    """Proof that the gateway logged a message (ADR 0013): its audit record (the
+    Merkle leaf input), the tree head the gateway signs once per group commit,
+    the RFC 9162 inclusion proof into it, and a consistency proof linking that
+    head with the last head the gateway showed the receiving office.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORD_FIELD_NUMBER: _builtins.int
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    TREE_HEAD_FIELD_NUMBER: _builtins.int
+    INCLUSION_FIELD_NUMBER: _builtins.int
+    LINKED_SIZE_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    record: _builtins.bytes
+    leaf_index: _builtins.int
+    linked_size: _builtins.int
+    """size of the other head of the consistency proof; 0: none"""
+    @_builtins.property
+    def tree_head(self) -> _audit_pb2.SignedTreeHead: ...
+    @_builtins.property
+    def inclusion(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def consistency(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        record: _builtins.bytes = ...,
+        leaf_index: _builtins.int = ...,
+        tree_head: _audit_pb2.SignedTreeHead | None = ...,
+        inclusion: _abc.Iterable[_builtins.bytes] | None = ...,
+        linked_size: _builtins.int = ...,
+        consistency: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tree_head", b"tree_head"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "inclusion", b"inclusion", "leaf_index", b"leaf_index", "linked_size", b"linked_size", "record", b"record", "tree_head", b"tree_head"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogProof: _TypeAlias = LogProof  # noqa: Y015
+
+@_typing.final
 class Routed(_message.Message):
     """An envelope the gateway has verified, audited and countersigned."""
 
@@ -26,21 +73,27 @@ class Routed(_message.Message):
 
     ENVELOPE_FIELD_NUMBER: _builtins.int
     STAMP_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def envelope(self) -> _envelope_pb2.Envelope: ...
     @_builtins.property
     def stamp(self) -> _body_pb2.SignedStatement:
         """STAMPED receipt signed by the gateway"""
 
+    @_builtins.property
+    def proof(self) -> Global___LogProof:
+        """that the stamp's record is in the log"""
+
     def __init__(
         self,
         *,
         envelope: _envelope_pb2.Envelope | None = ...,
         stamp: _body_pb2.SignedStatement | None = ...,
+        proof: Global___LogProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "stamp", b"stamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "proof", b"proof", "stamp", b"stamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "stamp", b"stamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "proof", b"proof", "stamp", b"stamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -53,6 +106,7 @@ class Frame(_message.Message):
     ENVELOPE_FIELD_NUMBER: _builtins.int
     STATEMENT_FIELD_NUMBER: _builtins.int
     ROUTED_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def envelope(self) -> _envelope_pb2.Envelope:
         """office -> gateway"""
@@ -65,16 +119,21 @@ class Frame(_message.Message):
     def routed(self) -> Global___Routed:
         """gateway -> recipient office"""
 
+    @_builtins.property
+    def proof(self) -> Global___LogProof:
+        """with a STAMPED statement, to its sender"""
+
     def __init__(
         self,
         *,
         envelope: _envelope_pb2.Envelope | None = ...,
         statement: _body_pb2.SignedStatement | None = ...,
         routed: Global___Routed | None = ...,
+        proof: Global___LogProof | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "item", b"item", "routed", b"routed", "statement", b"statement"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "item", b"item", "proof", b"proof", "routed", b"routed", "statement", b"statement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "item", b"item", "routed", b"routed", "statement", b"statement"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "item", b"item", "proof", b"proof", "routed", b"routed", "statement", b"statement"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["envelope", "statement", "routed"]  # noqa: Y015
     _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
