@@ -68,13 +68,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def test_sender_controlled_text_cannot_drive_the_operators_terminal(lab: Lab) -> None:
-    """A sender puts escape sequences in the case id and text; inbox, case and audit show them inert.
+    """A sender puts escape sequences in the text and subject; inbox, case and audit show them inert.
 
     Failed before the fix: the first output checked, `liaison inbox`, carried the raw bytes
     (ESC ] 0 ; … BEL retitles the window, ESC [ 2 J clears the screen, CR rewrites the line,
     a C1 CSI, U+202E reverses the text); `case`, `status` and `audit` printed the same way.
+    (The case id, once also hostile here, is now refused with control characters in it at
+    the office and the gateway: tests/integration/test_poison.py.)
     """
-    case_id = f"CASE-{HOSTILE}"
+    case_id = "CASE-TERMINAL"
     with Client.from_lab(lab.root, RU) as ru:
         sent = ru.send_case_message([TJ], case_id=case_id, text=HOSTILE, subject=HOSTILE)
     delivered(lab, TJ, sent.message_id)
@@ -93,7 +95,7 @@ def test_sender_controlled_text_cannot_drive_the_operators_terminal(lab: Lab) ->
     assert "evil" in outputs["inbox"].stdout
     assert "\\x1b]0;owned\\x07" in outputs["case"].stdout  # shown, visibly, not obeyed
     assert sent.message_id in outputs["audit query"].stdout
-    assert "\\u202e" in outputs["audit show"].stdout  # the case id, as the gateway logged it
+    assert case_id in outputs["audit show"].stdout
 
 
 # --- the CLI: .part files ---------------------------------------------------------------------

@@ -143,11 +143,12 @@ def test_the_sender_refuses_a_stamped_receipt_without_a_proof(lab: Lab) -> None:
     with Client.from_lab(lab.root, RU) as client:
         result = client.send_case_message([TJ], case_id="LP-1", text="logged for real")
     wait_for(lambda: alarms(lab, RU, "proof") == 0 and delivered(lab, TJ) >= 1, WAIT_S, "a first delivery")
-    envelope = sealed(lab, RU, [TJ], text="someone else's")
-    forged = stamp(gw, envelope, 10**6)
+    assert result.accepted is not None
+    # About the very message RU sent (its sender and header digest), so that only the
+    # missing proof can be what the sender refuses.
     forged = sign_statement(
         Receipt(result.message_id, ReceiptState.STAMPED, GATEWAY, int(time.time() * 1000),
-                forged.statement.header_digest, RU, log_index=10**6),
+                result.accepted.statement.header_digest, RU, log_index=10**6),
         gw.signing_keys(Suite.CLASSIC),
     )  # fmt: skip
     before = refused(lab, RU)

@@ -239,9 +239,13 @@ def test_every_reader_reads_a_rejected_envelope_with_1000_recipients(
     assert code == 0, out
     code, out = cli("audit", "verify-bundle", str(tmp_path / "bundle.json"))
     assert code == 0, out
+    code, out = cli("audit", "head", "--lab", str(lab.root), "--json")
+    assert code == 0, out
+    (tmp_path / "head.json").write_text(out)  # the head the operator confirms (the witness pins it)
     code, out = cli(
-        "witness", "init", "--lab", str(lab.root), "--authority", WITNESS, "--dir", str(tmp_path / "w")
-    )
+        "witness", "init", "--lab", str(lab.root), "--authority", WITNESS, "--dir", str(tmp_path / "w"),
+        "--head", str(tmp_path / "head.json"),
+    )  # fmt: skip
     assert code == 0, out
     config = Path(out.strip())
     cfg = load_witness_config(config)

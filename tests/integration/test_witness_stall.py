@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from exchange.core.errors import RemoteError
+from exchange.core.merkle import EMPTY_ROOT
 from exchange.runtime.lifecycle import load_directory
 from gateway.witness.metrics import WitnessMetrics
 from gateway.witness.runner import Witness, load_state, load_witness_config
@@ -55,7 +56,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
 def _config(tmp_path: Path, d: Deployment) -> Path:
     config = tmp_path / "witness.toml"
     config.write_text(
-        f'[witness]\nid = "{WITNESS}"\nstate = "witness.json"\nstall_after_s = {STALL_AFTER_S}\n\n'
+        f'[witness]\nid = "{WITNESS}"\nstate = "witness.json"\nstall_after_s = {STALL_AFTER_S}\n'
+        f'pin = "0:{EMPTY_ROOT.hex()}"\n'  # the fake log starts empty, and this witness saw it so
+        "max_age_s = 1e12\n\n"  # the fake gateway's clock starts at 1970 + 1 s
         f'[keys]\ndir = "{d.keys_dir(WITNESS)}"\npassphrase_file = "{d.passphrase_file}"\n\n'
         '[gateway]\nendpoint = "unused:0"\n\n'
         f'[directory]\nfile = "{d.directory_file}"\n'
