@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from exchange.core.clock import now_ms
+from exchange.core.errors import ConfigError
 from keys.keystore import PASSPHRASE_ENV, passphrase_from
 from keys.pki import CA_PASSPHRASE_ENV
 
@@ -23,6 +24,11 @@ def _render(args: argparse.Namespace) -> int:
     from keys.inventory import load_site_inventory
     from liaison.bundles.render import DEFAULT_TEMPLATES, KEYS_BUNDLED, KEYS_ON_NODE, render
 
+    if args.passphrase_file is not None:
+        raise ConfigError(
+            "deploy render takes no --passphrase-file: --keys bundled generates one passphrase per "
+            "keystore owner (_private/<owner>.passphrase)"
+        )
     keys = args.keys or KEYS_ON_NODE
     ca_passphrase = passphrase_from(
         args.ca_passphrase_file, var=CA_PASSPHRASE_ENV, flag="--ca-passphrase-file"
@@ -77,6 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = inner.add_parser("render", help="write one bundle per node from an inventory")
     p.add_argument("--inventory", required=True, help="deployment inventory (TOML)")
     p.add_argument("--out", required=True, help="new folder for the bundles")
+    p.add_argument("--passphrase-file", type=Path, help=argparse.SUPPRESS)  # refused: one per owner now
     p.add_argument(
         "--ca-passphrase-file", type=Path,
         help=f"encrypt the CA key with this passphrase (else ${CA_PASSPHRASE_ENV}); not the keystores'",

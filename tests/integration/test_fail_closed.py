@@ -546,3 +546,16 @@ def test_create_owned_deployment_refuses_a_shared_passphrase(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=f"{first} and {second} would share one passphrase"):
         create_owned_deployment(inv, tmp_path / "d", shared, int(time.time() * 1000))
     assert not (tmp_path / "d").exists()
+
+
+def test_render_refuses_one_passphrase_for_every_keystore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old `deploy render --passphrase-file F` (one passphrase for all) is a one-line refusal."""
+    (tmp_path / "pw").write_bytes(b"one for all\n")
+    argv = ["deploy", "render", "--inventory", str(EXAMPLE), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--keys", "bundled", "--passphrase-file", str(tmp_path / "pw")]) == 2
+    err = capsys.readouterr().err
+    assert "takes no --passphrase-file" in err
+    assert "one for all" not in err
+    assert not (tmp_path / "out").exists()
