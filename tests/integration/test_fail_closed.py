@@ -215,7 +215,6 @@ def test_deploy_check_refuses_a_nats_server_that_ignores_leaf_permissions(
         site,
         tmp_path / "out",
         keys=KEYS_ON_NODE,
-        passphrase=None,
         ca_passphrase=b"ca-pw",
         now_ms=int(time.time() * 1000),
     )
