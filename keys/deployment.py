@@ -1,14 +1,20 @@
 """Create a whole deployment's keys and signed directory from an inventory.
 
-Used by the lab, the demo and the tests: every authority, the gateway and
-every office get an identity in their own encrypted keystore, and the
-authorities sign the first directory (m-of-n). The inventory is data (TOML);
-nothing here names a country or an office.
+Every authority, the gateway and every office get an identity in their own
+encrypted keystore, and the authorities sign the first directory (m-of-n).
+The inventory is data (TOML); nothing here names a country or an office.
+
+Two ways to encrypt the keystores: :func:`create_owned_deployment` (what
+``liaison deploy render`` uses) takes one passphrase per owner and refuses a
+passphrase shared by two owners, so no one passphrase opens two authorities'
+signing keys; :func:`create_deployment` encrypts every keystore under one
+passphrase, for the lab, the demo and the tests, whose keys are throwaway.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,14 @@ from exchange.core.errors import ConfigError
 from keys import keystore
 from keys.directory_file import save_signed
 
-__all__ = ["Deployment", "Inventory", "create_deployment", "load_inventory"]
+__all__ = [
+    "Deployment",
+    "Inventory",
+    "create_deployment",
+    "create_owned_deployment",
+    "key_owners",
+    "load_inventory",
+]
 
 
 @dataclass(frozen=True)
@@ -100,16 +113,59 @@ def load_inventory(path: Path) -> Inventory:
         raise ConfigError(f"inventory {path}: {e}") from None
 
 
+def key_owners(inv: Inventory) -> tuple[str, ...]:
+    """Every owner of a keystore: each authority, the gateway, each office (in that order)."""
+    return tuple(
+        dict.fromkeys([*(a.id for a in inv.authorities), inv.gateway.id, *(o.id for o in inv.offices)])
+    )
+
+
 def create_deployment(inv: Inventory, root: Path, passphrase: bytes, now_ms: int) -> Deployment:
-    """Generate every identity and keystore under ``root`` and the signed directory v1."""
+    """Every identity and keystore under ``root``, all under ONE passphrase, and the signed directory v1.
+
+    For the lab, the demo and the tests only (throwaway keys, one operator): the passphrase is
+    written to ``root/passphrase``. A real deployment uses :func:`create_owned_deployment`.
+    """
     root.mkdir(parents=True, exist_ok=True)
     passphrase_file = root / "passphrase"
     keystore.write_private_file(passphrase_file, passphrase + b"\n")
     deployment = Deployment(root, inv, root / "directory.pb", passphrase_file)
+    _generate(inv, root, now_ms, lambda owner: passphrase)
+    return deployment
+
+
+def create_owned_deployment(
+    inv: Inventory, root: Path, passphrases: Mapping[str, bytes], now_ms: int
+) -> Path:
+    """Every keystore under ``root/keys/<owner>`` encrypted under that owner's own passphrase.
+
+    ``passphrases`` must name every owner of :func:`key_owners` and no two owners may share
+    one (else one holder could open another authority's signing key and the m-of-n threshold
+    would mean nothing). Writes no passphrase; returns the signed directory v1's path.
+    """
+    owners = key_owners(inv)
+    if set(passphrases) != set(owners):
+        missing = sorted(set(owners) - set(passphrases))
+        extra = sorted(set(passphrases) - set(owners))
+        raise ConfigError(f"one passphrase per keystore owner: missing {missing}, not owners {extra}")
+    seen: dict[bytes, str] = {}
+    for owner in owners:
+        pw = passphrases[owner]
+        if not pw:
+            raise ConfigError(f"the passphrase of {owner} is empty")
+        if pw in seen:
+            raise ConfigError(f"{seen[pw]} and {owner} would share one passphrase; each owner needs its own")
+        seen[pw] = owner
+    root.mkdir(parents=True, exist_ok=True)
+    return _generate(inv, root, now_ms, lambda owner: passphrases[owner])
+
+
+def _generate(inv: Inventory, root: Path, now_ms: int, passphrase_of: Callable[[str], bytes]) -> Path:
+    directory_file = root / "directory.pb"
 
     def make(owner: str) -> identities.OfficeIdentity:
         ident = identities.generate(owner, now_ms)
-        keystore.create(deployment.keys_dir(owner), ident, passphrase)
+        keystore.create(root / "keys" / owner, ident, passphrase_of(owner))
         return ident
 
     authorities = {a.id: make(a.id) for a in inv.authorities}
@@ -152,8 +208,8 @@ def create_deployment(inv: Inventory, root: Path, passphrase: bytes, now_ms: int
     for a in inv.authorities[: inv.threshold]:
         signed = sign_directory(signed, a.id, authorities[a.id].signing_keys(model.Suite.HYBRID_PQ))
     assert isinstance(signed, SignedDirectory)
-    save_signed(deployment.directory_file, signed)
-    return deployment
+    save_signed(directory_file, signed)
+    return directory_file
 
 
 def _signing_only(ident: identities.OfficeIdentity) -> tuple[model.PublicKey, ...]:

@@ -3,8 +3,9 @@
 What it does: reads ``bundle.json`` and checks, one result per check: the
 node config parses with the node's own loader; every certificate chains to
 the bundle's CA, is valid now and matches its key; the keystore opens with
-the passphrase (skipped, with a note, when keys are created on the node and
-are not there yet); the pinned directory verifies and lists the node; every
+the passphrase given, else with the bundle's own ``passphrase`` file (a
+bundled render gives each keystore its own; skipped, with a note, when keys
+are created on the node and are not there yet); the pinned directory verifies and lists the node; every
 listening port is free on this machine; ``nats-server -t`` accepts the
 nats-server config; the systemd units are well-formed (``systemd-analyze
 verify`` when present, else a parse check) and carry the hardening options.
@@ -37,7 +38,7 @@ from exchange.runtime.lifecycle import load_directory
 from gateway.config import load_gateway_config
 from gateway.witness.runner import load_witness_config
 from keys import pki
-from keys.keystore import open_keystore
+from keys.keystore import open_keystore, passphrase_from
 from liaison.bundles.render import KEYS_ON_NODE, Bundle
 from liaison.natsserver import find_nats_server_binary
 
@@ -178,12 +179,20 @@ class _Checker:
         if b.keys["mode"] == KEYS_ON_NODE and not (keys_dir / "keystore.json").exists():
             self.skip("keys", "no keystore by design: keys are created on the node (README step 4)")
             return
-        if self.passphrase is None:
+        own = b.keys.get("passphrase")
+        if self.passphrase is None and not (own and (self.root / own).is_file()):
             self.fail("keys", "no passphrase: give --passphrase-file or set LIAISON_PASSPHRASE")
             return
-        passphrase = self.passphrase
 
         def open_() -> str:
+            if self.passphrase is not None:
+                passphrase = self.passphrase
+            else:
+                assert own is not None
+                path = self.root / own
+                if path.stat().st_mode & 0o077:
+                    raise ConfigError(f"{own} (the keystore passphrase) must be mode 0600")
+                passphrase = passphrase_from(path)
             ident = open_keystore(keys_dir, passphrase)
             if ident.owner_id != b.keys["owner"]:
                 raise ConfigError(

@@ -2,7 +2,9 @@
 
 Pure: strings from the inventory and a bundle manifest. Commands in these
 texts are the real ``liaison`` subcommands with their real options, filled in
-with the inventory's names; they never contain a passphrase or a key.
+with the inventory's names; they never contain a passphrase or a key (a
+bundled-mode bundle carries its own keystore's passphrase in the file
+``passphrase``, never in the text).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def _keys_steps(site: SiteInventory, b: Bundle, cred: str) -> str:
     owner, keys_dir = b.keys["owner"], f"{b.install_dir}/keys"
     if b.keys.get("mode") == "bundled":
         return (
-            f"   The bundle carries the encrypted keystore of {owner} (keys/) and the signed\n"
-            "   directory (directory.pb). Put the passphrase you rendered with in\n"
-            f"   {cred} (mode 0600, owner root).\n"
+            f"   The bundle carries the encrypted keystore of {owner} (keys/), the signed\n"
+            "   directory (directory.pb) and the keystore's own passphrase (passphrase: it\n"
+            f"   opens this keystore only). Move it out of the bundle:\n"
+            f"     mv {b.install_dir}/passphrase {cred}\n"
         )
     if b.role == "witness":
         return (
@@ -66,12 +69,15 @@ def readme(site: SiteInventory, b: Bundle) -> str:
     ports = (
         "".join(f"     {x['address']:<24} {x['what']}\n" for x in b.listen) or "     (none: outbound only)\n"
     )
+    bundled = b.keys.get("mode") == "bundled"
     passphrase = (
         ""
         if b.role == "hub"
-        else (
-            f"   install -d -m 0700 {site.install.credentials_dir}\n"
-            f"   install -m 0600 /dev/stdin {cred}   # type or paste the passphrase, then Ctrl-D\n"
+        else f"   install -d -m 0700 {site.install.credentials_dir}\n"
+        + (
+            ""
+            if bundled
+            else f"   install -m 0600 /dev/stdin {cred}   # type or paste a new passphrase, then Ctrl-D\n"
         )
     )
     check_pass = "" if b.role == "hub" else f" --passphrase-file {cred}"
@@ -87,6 +93,12 @@ def readme(site: SiteInventory, b: Bundle) -> str:
             "  agency/            client certificates, one per agency system: MOVE each to its\n"
             "                     agency host; they do not belong on this node\n"
             if b.role == "office"
+            else ""
+        )
+        + (
+            "  keys/              this node's encrypted keystore; directory.pb the signed directory\n"
+            "  passphrase         this keystore's own passphrase (0600): move it in step 4\n"
+            if bundled
             else ""
         )
         + "  systemd/           unit files (hardened: dedicated user, read-only system)\n\n"
@@ -131,6 +143,10 @@ def private_readme(site: SiteInventory, mode: str) -> str:
         + (
             "  deployment/   the authorities' keystores and every node's (encrypted), and the\n"
             "                signed directory v1; each authority takes its own keystore\n"
+            "  <owner>.passphrase\n"
+            "                one per keystore owner (each authority, the gateway, each office),\n"
+            "                each opens that owner's keystore only: hand each authority its own\n"
+            "                and no other, then delete it here (each node's is in its bundle)\n"
             if mode == "bundled"
             else "  CEREMONY.txt  how the authorities build and sign directory v1 from the public\n"
             "                keys the nodes send them\n"

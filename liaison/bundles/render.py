@@ -6,17 +6,20 @@ gateway, the witness and every office: node config (the TOML the node
 loads), nats-server config for the site, certificates, systemd units from
 ``deploy/systemd/`` templates, ``bundle.json`` (what ``liaison deploy check``
 reads) and ``README.txt`` (install steps). ``<out>/_private/`` keeps the CA
-key, the operator certificate and (bundled mode) the authorities' keystores:
-it is never shipped to a node.
+key, the operator certificate and (bundled mode) every keystore and the
+passphrase of each owner: it is never shipped to a node.
 
 Private identity keys, two modes:
 
-- ``on-node`` (default without a passphrase): no identity key leaves the
+- ``on-node`` (default): no identity key leaves the
   node that uses it. Each bundle tells the operator to run ``liaison keys
   init`` on the node and send the public part to the authorities, who build
   and sign the directory (``_private/CEREMONY.txt`` lists the commands).
-- ``bundled``: keystores are created here, encrypted under the given
-  passphrase, with the signed directory v1; for labs, tests and first
+- ``bundled``: keystores are created here with the signed directory v1, each
+  encrypted under its owner's own passphrase, generated here and written
+  0600 to ``_private/<owner>.passphrase``; each node's bundle carries only its
+  own (``passphrase``). No passphrase opens two owners' keystores, so the
+  authorities' m-of-n threshold still holds against one holder. For first
   installs where one trusted operator sets up every site.
 
 TLS keys are always issued here (``keys.pki`` has no CSR signing yet); each
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import secrets
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -41,7 +45,7 @@ from exchange.core.merkle import EMPTY_ROOT
 from exchange.core.wire import OFFICE_JS_DOMAIN, inbox_prefix
 from gateway.witness.checks import Pin
 from keys import pki
-from keys.deployment import create_deployment
+from keys.deployment import create_owned_deployment, key_owners
 from keys.deployment_pki import OPERATOR, subject_dn
 from keys.inventory import OfficeSite, SiteInventory
 from keys.keystore import write_private_file
@@ -64,6 +68,8 @@ KEYS_BUNDLED: Final = "bundled"
 KEYS_ON_NODE: Final = "on-node"
 PRIVATE: Final = "_private"
 CA_FILE: Final = "tls/ca.crt"
+PASSPHRASE_FILE: Final = "passphrase"  # noqa: S105 - a file name: the node's own keystore passphrase
+PASSPHRASE_BYTES: Final = 32  # entropy of each generated keystore passphrase (token_urlsafe)
 
 
 @dataclass
@@ -152,6 +158,19 @@ class _Renderer:
             pki.issue(self.pki, "authority", site.witness.authority, ca_passphrase=pw)
         pki.issue(self.pki, "operator", OPERATOR, ca_passphrase=pw)
 
+    def passphrase_path(self, owner: str) -> Path:
+        return self.private / f"{owner}.passphrase"
+
+    def create_keystores(self, ca_passphrase: bytes, now_ms: int) -> None:
+        """Every keystore under its owner's own new passphrase, each written to ``_private/``."""
+        owners = key_owners(self.site.inventory)
+        passphrases = {o: secrets.token_urlsafe(PASSPHRASE_BYTES).encode() for o in owners}
+        if any(hmac.compare_digest(pw, ca_passphrase) for pw in passphrases.values()):
+            raise ConfigError("a keystore passphrase equals the CA passphrase; render again")
+        create_owned_deployment(self.site.inventory, self.deployment_root, passphrases, now_ms)
+        for owner, pw in passphrases.items():
+            write_private_file(self.passphrase_path(owner), pw + b"\n")
+
     def dn(self, name: str) -> str:
         return subject_dn(self.pki / f"{name}.crt")
 
@@ -177,6 +196,9 @@ class _Renderer:
             (bundle_dir / "keys").mkdir(mode=0o700)
             for f in sorted(src.iterdir()):
                 self._copy(f, bundle_dir / "keys" / f.name, private=True)
+            # Only this keystore's own passphrase travels with it: it opens nothing else.
+            self._copy(self.passphrase_path(owner), bundle_dir / PASSPHRASE_FILE, private=True)
+            b.keys["passphrase"] = PASSPHRASE_FILE
             self._copy(self.deployment_root / "directory.pb", bundle_dir / "directory.pb", private=False)
 
     def _units(self, b: Bundle, bundle_dir: Path, units: Iterable[tuple[str, str]]) -> None:
@@ -365,25 +387,21 @@ def render(
     out: Path,
     *,
     keys: str,
-    passphrase: bytes | None,
     ca_passphrase: bytes,
     now_ms: int,
     templates: Path = DEFAULT_TEMPLATES,
 ) -> list[Bundle]:
     """Write every bundle under ``out`` (which must not exist or be empty); return their manifests.
 
-    ``ca_passphrase`` encrypts the deployment CA key; it may not be the keystores' passphrase.
+    ``ca_passphrase`` encrypts the deployment CA key. In bundled mode each keystore owner gets
+    its own generated passphrase (``_private/<owner>.passphrase``); none is the CA's.
     """
     if keys not in (KEYS_BUNDLED, KEYS_ON_NODE):
         raise ConfigError(f"keys mode must be {KEYS_BUNDLED} or {KEYS_ON_NODE}, not {keys!r}")
-    if keys == KEYS_BUNDLED and not passphrase:
-        raise ConfigError("bundled keystores need a passphrase (--passphrase-file or LIAISON_PASSPHRASE)")
     if not ca_passphrase:
         raise ConfigError(
             "the CA key is encrypted at rest: give --ca-passphrase-file or LIAISON_CA_PASSPHRASE"
         )
-    if passphrase and hmac.compare_digest(passphrase, ca_passphrase):
-        raise ConfigError("the CA passphrase must differ from the keystore passphrase")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; render into a new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -391,9 +409,7 @@ def render(
     try:
         r.create_pki(ca_passphrase)
         if keys == KEYS_BUNDLED:
-            assert passphrase is not None
-            create_deployment(site.inventory, r.deployment_root, passphrase, now_ms)
-            (r.deployment_root / "passphrase").unlink()  # the operator has it already
+            r.create_keystores(ca_passphrase, now_ms)
         bundles = [*r.hub(), r.gateway()]
         witness = r.witness()
         if witness is not None:

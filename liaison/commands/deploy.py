@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from exchange.core.clock import now_ms
+from exchange.core.errors import ConfigError
 from keys.keystore import PASSPHRASE_ENV, passphrase_from
 from keys.pki import CA_PASSPHRASE_ENV
 
@@ -23,8 +24,12 @@ def _render(args: argparse.Namespace) -> int:
     from keys.inventory import load_site_inventory
     from liaison.bundles.render import DEFAULT_TEMPLATES, KEYS_BUNDLED, KEYS_ON_NODE, render
 
-    keys = args.keys or (KEYS_BUNDLED if args.passphrase_file else KEYS_ON_NODE)
-    passphrase = passphrase_from(args.passphrase_file) if keys == KEYS_BUNDLED else None
+    if args.passphrase_file is not None:
+        raise ConfigError(
+            "deploy render takes no --passphrase-file: --keys bundled generates one passphrase per "
+            "keystore owner (_private/<owner>.passphrase)"
+        )
+    keys = args.keys or KEYS_ON_NODE
     ca_passphrase = passphrase_from(
         args.ca_passphrase_file, var=CA_PASSPHRASE_ENV, flag="--ca-passphrase-file"
     )
@@ -34,7 +39,6 @@ def _render(args: argparse.Namespace) -> int:
         site,
         out,
         keys=keys,
-        passphrase=passphrase,
         ca_passphrase=ca_passphrase,
         now_ms=now_ms(),
         templates=Path(args.templates) if args.templates else DEFAULT_TEMPLATES,
@@ -43,7 +47,10 @@ def _render(args: argparse.Namespace) -> int:
     for b in bundles:
         ports = ", ".join(x["address"] for x in b.listen) or "-"
         print(f"  {b.node:<28} {b.role:<8} {b.host:<44} {ports}")
-    print(f"  {'_private':<28} CA key, operator certificate: keep offline, never ship")
+    private = "CA key, operator certificate" + (
+        ", every keystore and passphrase" if keys == KEYS_BUNDLED else ""
+    )
+    print(f"  {'_private':<28} {private}: keep offline, never ship")
     return 0
 
 
@@ -76,7 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = inner.add_parser("render", help="write one bundle per node from an inventory")
     p.add_argument("--inventory", required=True, help="deployment inventory (TOML)")
     p.add_argument("--out", required=True, help="new folder for the bundles")
-    p.add_argument("--passphrase-file", type=Path, help="encrypt bundled keystores with this passphrase")
+    p.add_argument("--passphrase-file", type=Path, help=argparse.SUPPRESS)  # refused: one per owner now
     p.add_argument(
         "--ca-passphrase-file", type=Path,
         help=f"encrypt the CA key with this passphrase (else ${CA_PASSPHRASE_ENV}); not the keystores'",
@@ -84,13 +91,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--keys",
         choices=("on-node", "bundled"),
-        help="on-node: nodes create their own keys (default without --passphrase-file); "
-        "bundled: ship encrypted keystores and the signed directory",
+        help="on-node (default): nodes create their own keys; bundled: ship encrypted keystores "
+        "and the signed directory, each keystore under its own generated passphrase (_private/)",
     )
     p.add_argument("--templates", help="systemd unit templates (default: deploy/systemd)")
     p.set_defaults(handler=_render)
 
     p = inner.add_parser("check", help="validate a bundle (or every bundle in a folder) on this host")
     p.add_argument("dir", help="a bundle folder, or the folder render wrote")
-    p.add_argument("--passphrase-file", type=Path, help=f"keystore passphrase (else ${PASSPHRASE_ENV})")
+    p.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help=f"keystore passphrase (else ${PASSPHRASE_ENV}, else the bundle's own passphrase file)",
+    )
     p.set_defaults(handler=_check)

@@ -153,6 +153,8 @@ class Lab:
         if (self.root / "directory.pb").exists():
             deployment = Deployment(self.root, inv, self.root / "directory.pb", self.root / "passphrase")
         else:
+            # The lab's keys are throwaway and one process holds them all: ONE passphrase for
+            # every keystore is fine here. `deploy render` gives each owner its own (ADR 0009).
             deployment = create_deployment(inv, self.root, os.urandom(24).hex().encode(), now_ms())
         self.deployment = deployment
         self.pki = create_deployment_pki(inv, self.root / "pki", self._ca_passphrase())

@@ -14,6 +14,7 @@ namespaces (``test_multihost.py`` does) or reach into node internals.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from liaison.lab.lab import NodeProcess
 from liaison.natsserver import find_nats_server_binary, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "inventory.example.toml"
-PASSPHRASE = b"deploy-test-passphrase"
+PASSPHRASE = b"deploy-test-passphrase"  # the on-node tests' keys init (bundled renders generate their own)
 CA_PASSPHRASE = b"deploy-test-ca-passphrase"  # the CA key's own: never the keystores' passphrase
 START_S = 60.0
 GATEWAY = "embassy-gateway"
@@ -100,12 +101,11 @@ def local_inventory(tmp: Path, hosts: Hosts | None = None) -> Path:
     for o in doc["offices"]:
         host = hosts.office(o["id"])
         o.update(host=host, bind=host, grpc_port=free_port(), nats_port=free_port())
-    (tmp / "passphrase").write_bytes(PASSPHRASE + b"\n")
     doc["install"] = {
         "config_dir": str(tmp / "bundles"),
         "state_dir": str(tmp / "state"),
         "credentials_dir": str(tmp / "credentials"),
-        "passphrase_file": str(tmp / "passphrase"),
+        "passphrase_file": str(tmp / "credentials" / "{node}.passphrase"),
         "liaison": str(Path(sys.executable).parent / "liaison"),
         "nats_server": str(find_nats_server_binary()),
         "user": "liaison",
@@ -116,12 +116,21 @@ def local_inventory(tmp: Path, hosts: Hosts | None = None) -> Path:
 
 
 def render_local(tmp: Path, hosts: Hosts | None = None) -> Path:
-    """The local deployment rendered with bundled keys: <tmp>/bundles/<node>."""
+    """The local deployment rendered with bundled keys: <tmp>/bundles/<node>.
+
+    Each node's own keystore passphrase is installed as its README says, in
+    <tmp>/credentials/<node>.passphrase where its config reads it; the bundle keeps its copy
+    so that `deploy check <tmp>/bundles` opens each keystore with its own passphrase.
+    """
     site = load_site_inventory(local_inventory(tmp, hosts))
-    render(
-        site, tmp / "bundles", keys=KEYS_BUNDLED, passphrase=PASSPHRASE, ca_passphrase=CA_PASSPHRASE,
-        now_ms=int(time.time() * 1000),
-    )  # fmt: skip
+    bundles = render(
+        site, tmp / "bundles", keys=KEYS_BUNDLED, ca_passphrase=CA_PASSPHRASE, now_ms=int(time.time() * 1000)
+    )
+    (tmp / "credentials").mkdir(mode=0o700, exist_ok=True)
+    for b in bundles:
+        own = b.keys.get("passphrase")
+        if own:
+            shutil.copy2(tmp / "bundles" / b.node / own, tmp / "credentials" / f"{b.node}.passphrase")
     return tmp
 
 

@@ -75,7 +75,6 @@ def test_example_inventory_renders_bundles_without_identity_keys(tmp_path: Path)
         site,
         tmp_path / "out",
         keys=KEYS_ON_NODE,
-        passphrase=None,
         ca_passphrase=CA_PW,
         now_ms=int(time.time() * 1000),
     )
@@ -131,11 +130,10 @@ def test_on_node_keys_ceremony_as_written_yields_checked_bundles(
     """Follow README step 4 on every node and CEREMONY.txt for the authorities, commands as printed."""
     site = load_site_inventory(local_inventory(tmp_path))
     out = tmp_path / "bundles"
-    bundles = render(
-        site, out, keys=KEYS_ON_NODE, passphrase=None, ca_passphrase=CA_PW, now_ms=int(time.time() * 1000)
-    )
+    bundles = render(site, out, keys=KEYS_ON_NODE, ca_passphrase=CA_PW, now_ms=int(time.time() * 1000))
     monkeypatch.chdir(tmp_path)
-    passfile = tmp_path / "passphrase"
+    passfile = tmp_path / "passphrase"  # the authorities' PASSFILE (each its own on a real site)
+    passfile.write_bytes(PASSPHRASE + b"\n")
     (tmp_path / "credentials").mkdir()
     (tmp_path / "public").mkdir()
     ceremony = _commands((out / "_private" / "CEREMONY.txt").read_text().replace("PASSFILE", str(passfile)))
@@ -177,8 +175,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_rendered_bundle_checks_clean(deployment: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
-        ["deploy", "check", str(deployment / "bundles"), "--passphrase-file", str(deployment / "passphrase")]
-    )
+        ["deploy", "check", str(deployment / "bundles")]
+    )  # each bundle's keystore opens with the bundle's own passphrase file
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.count("=> OK") == 8
@@ -225,6 +223,18 @@ BROKEN: list[tuple[str, Callable[[Path], None] | str, str, str]] = [
     ),
     ("wrong-passphrase", "wrong-passphrase", "keys", "passphrase"),
     (
+        "another-owners-passphrase",
+        "another-owners-passphrase",
+        "keys",
+        "passphrase",
+    ),
+    (
+        "readable-passphrase",
+        lambda b: (b / "passphrase").chmod(0o644),
+        "keys",
+        "passphrase (the keystore passphrase) must be mode 0600",
+    ),
+    (
         "no-passphrase",
         "no-passphrase",
         "keys",
@@ -267,14 +277,17 @@ def test_broken_bundle_fails_one_check_precisely(
 ) -> None:
     bundle = tmp_path / RU
     shutil.copytree(deployment / "bundles" / RU, bundle)
-    passphrase: bytes | None = PASSPHRASE
+    own = (bundle / "passphrase").read_text().strip()
+    passphrase: bytes | None = None  # the bundle's own passphrase file
     with contextlib.ExitStack() as stack:
         if breaker == "other-ca":
             _other_ca_cert(tmp_path)(bundle)
         elif breaker == "wrong-passphrase":
             passphrase = b"not the passphrase"
+        elif breaker == "another-owners-passphrase":  # the gateway's opens the gateway's keystore only
+            passphrase = (deployment / "bundles" / "embassy-gateway" / "passphrase").read_bytes().strip()
         elif breaker == "no-passphrase":
-            passphrase = None
+            (bundle / "passphrase").unlink()
         elif breaker == "port-in-use":
             manifest = json.loads((bundle / "bundle.json").read_text())
             host, _, port = manifest["listen"][0]["address"].rpartition(":")
@@ -288,7 +301,7 @@ def test_broken_bundle_fails_one_check_precisely(
     bad = failed(results)
     assert list(bad) == [check], [r.line() for r in results]
     assert message in bad[check]
-    assert PASSPHRASE.decode() not in bad[check]
+    assert own not in bad[check]
 
 
 def test_check_cli_exit_code_and_verdict(
@@ -297,7 +310,7 @@ def test_check_cli_exit_code_and_verdict(
     bundle = tmp_path / "gw"
     shutil.copytree(deployment / "bundles" / "embassy-gateway", bundle)
     (bundle / "tls" / "node.crt").unlink()
-    code = main(["deploy", "check", str(bundle), "--passphrase-file", str(deployment / "passphrase")])
+    code = main(["deploy", "check", str(bundle)])
     out = capsys.readouterr().out
     assert code == 1
     assert "FAIL  certificate  node: cannot read" in out

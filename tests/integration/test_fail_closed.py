@@ -30,7 +30,9 @@ from exchange.client.sdk import Client
 from exchange.core import primitives
 from exchange.core.errors import ConfigError, WrongPassphraseError
 from gateway.console.auth import FAILED_LOGIN_WINDOW_S, MAX_FAILED_LOGINS
+from keys.deployment import create_owned_deployment, key_owners
 from keys.inventory import load_site_inventory
+from keys.keystore import open_keystore, passphrase_from
 from liaison.bundles.render import KEYS_BUNDLED, KEYS_ON_NODE, render
 from liaison.cli import main
 from liaison.lab.lab import Lab
@@ -215,7 +217,6 @@ def test_deploy_check_refuses_a_nats_server_that_ignores_leaf_permissions(
         site,
         tmp_path / "out",
         keys=KEYS_ON_NODE,
-        passphrase=None,
         ca_passphrase=b"ca-pw",
         now_ms=int(time.time() * 1000),
     )
@@ -464,17 +465,98 @@ def test_render_keeps_the_ca_key_encrypted_and_apart_from_the_keystores(tmp_path
     """
     site = load_site_inventory(EXAMPLE)
     now = int(time.time() * 1000)
-    with pytest.raises(ConfigError, match="CA passphrase must differ from the keystore passphrase"):
-        render(
-            site, tmp_path / "same", keys=KEYS_BUNDLED, passphrase=b"one", ca_passphrase=b"one", now_ms=now
-        )
-    assert not (tmp_path / "same").exists() or not any((tmp_path / "same").iterdir())
-    render(
-        site, tmp_path / "out", keys=KEYS_BUNDLED, passphrase=b"keystores", ca_passphrase=b"ca", now_ms=now
-    )
+    render(site, tmp_path / "out", keys=KEYS_BUNDLED, ca_passphrase=b"ca", now_ms=now)
     pem = (tmp_path / "out" / "_private" / "pki" / "ca.key").read_bytes()
     assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-    with pytest.raises(WrongPassphraseError):
-        primitives.load_tls_key_pem(pem, b"keystores")
+    for owner_passphrase in (tmp_path / "out" / "_private").glob("*.passphrase"):
+        with pytest.raises(WrongPassphraseError):
+            primitives.load_tls_key_pem(pem, passphrase_from(owner_passphrase))
     primitives.load_tls_key_pem(pem, b"ca")
     assert not list((tmp_path / "out").glob("[!_]*/**/ca.key"))  # the CA key is in no node's bundle
+
+
+# --- bundled keystores: one passphrase per owner -----------------------------------------------
+
+
+def _keystores(out: Path) -> dict[str, Path]:
+    """Every keystore a bundled render wrote, by owner: the authorities' and each node's."""
+    found = {
+        p.parent.name: p.parent for p in (out / "_private" / "deployment" / "keys").glob("*/keystore.json")
+    }
+    for manifest in out.glob("[!_]*/bundle.json"):
+        b = json.loads(manifest.read_text())
+        if (manifest.parent / "keys" / "keystore.json").exists():
+            found.setdefault(b["keys"]["owner"], manifest.parent / "keys")
+    return found
+
+
+def test_no_single_passphrase_opens_two_owners_keystores(tmp_path: Path) -> None:
+    """Holding one authority's passphrase opens no other authority's keystore and no node's.
+
+    Failed before the fix: render encrypted every keystore of a bundled deployment (both
+    authorities' m-of-n signing keys, the gateway, every office) under the one
+    ``--passphrase-file``; with the passphrase of ``ru-embassy-dushanbe`` the attack opened all
+    5 other keystores (``tj-embassy-moscow``, the gateway, the three offices), so one holder
+    could sign a directory alone and the threshold of 2 meant nothing. Now each owner's
+    keystore has its own generated passphrase in ``_private/<owner>.passphrase``.
+    """
+    site = load_site_inventory(EXAMPLE)
+    out = tmp_path / "out"
+    render(site, out, keys=KEYS_BUNDLED, ca_passphrase=b"ca", now_ms=int(time.time() * 1000))
+    keystores = _keystores(out)
+    authorities = [a.id for a in site.inventory.authorities]
+    assert set(authorities) <= set(keystores)
+    assert {site.gateway.id, *(o.id for o in site.offices)} <= set(keystores)
+    for owner, keys_dir in keystores.items():  # each owner's own passphrase does open its own
+        assert (
+            open_keystore(keys_dir, passphrase_from(out / "_private" / f"{owner}.passphrase")).owner_id
+            == owner
+        )
+    for holder in authorities:
+        stolen = passphrase_from(out / "_private" / f"{holder}.passphrase")
+        opened = []
+        for owner, keys_dir in keystores.items():
+            if owner == holder:
+                continue
+            with contextlib.suppress(WrongPassphraseError):
+                open_keystore(keys_dir, stolen)
+                opened.append(owner)
+        assert opened == [], f"{holder}'s passphrase opens {opened}"
+    for manifest in out.glob("[!_]*/bundle.json"):  # a bundle carries its own passphrase, no other
+        bundle = manifest.parent
+        own = json.loads(manifest.read_text())["keys"].get("owner")
+        carried = sorted(p.name for p in bundle.rglob("*passphrase*"))
+        if own is None:
+            assert carried == [], bundle.name
+            continue
+        assert carried == ["passphrase"], bundle.name
+        assert (bundle / "passphrase").stat().st_mode & 0o777 == 0o600
+        assert (bundle / "passphrase").read_bytes() == (out / "_private" / f"{own}.passphrase").read_bytes()
+    owned = sorted(p.read_bytes() for p in (out / "_private").glob("*.passphrase"))
+    assert len(owned) == len(keystores) == len(set(owned))
+
+
+def test_create_owned_deployment_refuses_a_shared_passphrase(tmp_path: Path) -> None:
+    """Two owners with one passphrase is refused before any key is made."""
+    inv = load_site_inventory(EXAMPLE).inventory
+    shared = dict.fromkeys(key_owners(inv), b"")
+    for i, owner in enumerate(shared):
+        shared[owner] = f"pw-{i}".encode()
+    first, second = inv.authorities[0].id, inv.authorities[1].id
+    shared[second] = shared[first]
+    with pytest.raises(ConfigError, match=f"{first} and {second} would share one passphrase"):
+        create_owned_deployment(inv, tmp_path / "d", shared, int(time.time() * 1000))
+    assert not (tmp_path / "d").exists()
+
+
+def test_render_refuses_one_passphrase_for_every_keystore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old `deploy render --passphrase-file F` (one passphrase for all) is a one-line refusal."""
+    (tmp_path / "pw").write_bytes(b"one for all\n")
+    argv = ["deploy", "render", "--inventory", str(EXAMPLE), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--keys", "bundled", "--passphrase-file", str(tmp_path / "pw")]) == 2
+    err = capsys.readouterr().err
+    assert "takes no --passphrase-file" in err
+    assert "one for all" not in err
+    assert not (tmp_path / "out").exists()
