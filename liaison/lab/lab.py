@@ -154,7 +154,7 @@ class Lab:
             deployment = Deployment(self.root, inv, self.root / "directory.pb", self.root / "passphrase")
         else:
             # The lab's keys are throwaway and one process holds them all: ONE passphrase for
-            # every keystore is fine here. `deploy render` gives each owner its own (ADR 0009).
+            # every keystore is fine here. `deploy render` gives each owner its own (ADR 0014).
             deployment = create_deployment(inv, self.root, os.urandom(24).hex().encode(), now_ms())
         self.deployment = deployment
         self.pki = create_deployment_pki(inv, self.root / "pki", self._ca_passphrase())
