@@ -77,6 +77,7 @@ class GroupCommitDB:
             self._writer.close()
             raise
         self._read_lock = threading.Lock()
+        self._closed = False
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"sqlite-writer:{path.name}", daemon=True)
         self._thread.start()
@@ -141,6 +142,8 @@ class GroupCommitDB:
 
     def read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         with self._read_lock:
+            if self._closed:
+                raise StoreError("store read failed: the store is closed")
             try:
                 return op(self._reader)
             except sqlite3.Error as e:
@@ -150,7 +153,12 @@ class GroupCommitDB:
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
         self._writer.close()
-        self._reader.close()
+        # A read still running in a worker thread (its awaiting task was cancelled, the
+        # thread was not) must finish first: closing a connection under a running
+        # statement crashes the process.
+        with self._read_lock:
+            self._closed = True
+            self._reader.close()
 
 
 def _mapped(e: Exception) -> Exception:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from exchange.core import primitives
 from exchange.core.envelope import Signature
-from exchange.core.errors import MissingSignatureError, SignatureError
-from exchange.core.model import Algorithm, Directory
+from exchange.core.errors import SignatureError
+from exchange.core.logproof import TREE_HEAD_CONTEXT, verify_head_signatures
+from exchange.core.model import Directory
 
 __all__ = [
     "COSIGNATURE_CONTEXT",
@@ -26,7 +27,6 @@ __all__ = [
     "verify_cosignature",
 ]
 
-TREE_HEAD_CONTEXT = "tree-head"
 COSIGNATURE_CONTEXT = "cosignature"
 
 
@@ -57,16 +57,9 @@ class SignedTreeHead:
 
     def verify(self, directory: Directory) -> None:
         """Every signature verifies with the named gateway's keys; Ed25519 at least."""
-        gateway = directory.gateway(self.tree_head.gateway)
-        if gateway is None:
-            raise SignatureError(f"tree head names unknown gateway {self.tree_head.gateway!r}")
-        if not any(s.algorithm is Algorithm.ED25519 for s in self.signatures):
-            raise MissingSignatureError("tree head carries no Ed25519 signature")
-        for sig in self.signatures:
-            key = gateway.key(sig.key_id)
-            if key is None or key.algorithm is not sig.algorithm:
-                raise SignatureError(f"tree head signed by unknown key {sig.key_id}")
-            primitives.verify(key.algorithm, key.public, sig.value, self.tree_head_bytes, TREE_HEAD_CONTEXT)
+        verify_head_signatures(
+            self.tree_head.gateway, tuple(self.signatures), self.tree_head_bytes, directory
+        )
 
 
 def sign_cosignature(head: SignedTreeHead, witness: str, key: primitives.PrivateKey) -> Cosignature:

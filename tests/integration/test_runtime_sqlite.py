@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +106,27 @@ async def test_office_store_write_failure_is_a_store_error(tmp_path: Path) -> No
         assert store.sent("m-1") is None  # the whole op was rolled back
     finally:
         store.close()
+
+
+def test_close_waits_for_a_read_still_running_in_a_worker_thread(tmp_path: Path) -> None:
+    """A node shutting down cancels the task awaiting a read, not the thread running it.
+
+    Failed before the fix: ``close()`` closed the read connection under the running read
+    (here: "Cannot operate on a closed database"; with a statement mid-step, a segmentation
+    fault of the whole process, seen in the unit suite).
+    """
+    db = GroupCommitDB(tmp_path / "store.db", SCHEMA)
+    started = threading.Event()
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        started.set()
+        time.sleep(0.3)
+        return int(conn.execute("SELECT 2").fetchone()[0])
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(db.read, slow_read)
+        assert started.wait(5)
+        db.close()
+        assert pending.result(timeout=5) == 2
+    with pytest.raises(StoreError, match="the store is closed"):
+        db.read(lambda conn: conn.execute("SELECT 1").fetchone())
