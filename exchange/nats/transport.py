@@ -72,6 +72,9 @@ log = structlog.get_logger()
 DEFAULT_REQUEST_TIMEOUT_S: Final = 5.0
 MAX_NAK_DELAY_S: Final = 30.0
 _RETRY_PAUSE_S: Final = 0.5
+# How long stream creation waits for a forming cluster to place its replicas (err_code 10005).
+STREAM_PLACEMENT_WAIT_S: Final = 60.0
+_NO_PLACEMENT: Final = 10005
 
 
 class PermanentError(Exception):
@@ -268,18 +271,30 @@ class Transport(DirectoryStream):
         in it was acknowledged, else ``ConfigError`` (``exchange.nats.retention``).
         """
         for config in _stream_configs(max_age_s, max_bytes, replicas):
-            try:
+            deadline = asyncio.get_running_loop().time() + STREAM_PLACEMENT_WAIT_S
+            while True:
                 try:
-                    info = await self.js.stream_info(config.name or "")
-                except nats.js.errors.NotFoundError:
-                    await self.js.add_stream(config)
-                else:
-                    if info.config.retention != config.retention:
-                        await migrate_to_work_queue(self.js, info.config, config)
-                    else:
-                        await self.js.update_stream(config)
-            except (TimeoutError, nats.errors.Error) as e:
-                raise TransportError(f"cannot create or update stream {config.name}: {e}") from e
+                    await self._ensure_stream(config)
+                    break
+                except nats.js.errors.APIError as e:
+                    # A cluster still forming (a peer not up yet) cannot place R3 replicas:
+                    # wait for it, bounded, instead of exiting at start.
+                    if e.err_code != _NO_PLACEMENT or asyncio.get_running_loop().time() > deadline:
+                        raise TransportError(f"cannot create or update stream {config.name}: {e}") from e
+                    await asyncio.sleep(_RETRY_PAUSE_S)
+                except (TimeoutError, nats.errors.Error) as e:
+                    raise TransportError(f"cannot create or update stream {config.name}: {e}") from e
+
+    async def _ensure_stream(self, config: api.StreamConfig) -> None:
+        try:
+            info = await self.js.stream_info(config.name or "")
+        except nats.js.errors.NotFoundError:
+            await self.js.add_stream(config)
+        else:
+            if info.config.retention != config.retention:
+                await migrate_to_work_queue(self.js, info.config, config)
+            else:
+                await self.js.update_stream(config)
 
     async def subjects(self, stream: str, subjects_filter: str) -> dict[str, int]:
         """Subjects that hold messages in ``stream`` (matching the filter), with their counts."""
