@@ -3,20 +3,27 @@
 Keys come from ``exchange.core.primitives`` directly (no keystore). ``kit`` gives
 tests the factory functions so they can build directory variants (revoked
 keys, a hybrid-only minimum suite, ...) without importing this module.
+``store`` and ``node`` give the gateway's unit tests one real SQLite audit store
+and a gateway node on it (the same pair test_gateway_lookup and test_poison_writer
+each built before).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import pytest
 
 from exchange.core import primitives
+from exchange.core.directory import DirectoryState, TrustAnchor
+from exchange.core.identity import generate
 from exchange.core.model import (
     Algorithm,
+    Authority,
     Directory,
     Gateway,
     KeyStatus,
@@ -27,6 +34,9 @@ from exchange.core.model import (
     PublicKey,
     Suite,
 )
+from gateway.audit.sqlite import SQLiteAuditStore
+from gateway.metrics import GatewayMetrics
+from gateway.node import GatewayNode
 
 NOW_MS: Final = 1_760_000_000_000
 OFFICE_IDS: Final = ("ru-mvd-dushanbe", "tj-mvd-moscow", "tj-labour-moscow", "ru-embassy-dushanbe")
@@ -167,3 +177,26 @@ def pq_directory(
 ) -> Directory:
     """The same offices, with hybrid-pq as the minimum suite."""
     return make_directory(list(offices.values()), gateways=[gateway[0]], minimum_suite=Suite.HYBRID_PQ)
+
+
+# --- a gateway node on a real SQLite audit store (no NATS: handlers are driven directly) ---
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteAuditStore]:
+    s = SQLiteAuditStore(tmp_path / "audit.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def node(store: SQLiteAuditStore) -> GatewayNode:
+    anchor = TrustAnchor("gateway-test", (Authority(id="ru-embassy", keys=()),), 1)
+    return GatewayNode(
+        gateway="gw-test",
+        identity=generate("gw-test", NOW_MS),
+        directory=DirectoryState(anchor),
+        store=store,
+        metrics=GatewayMetrics("gw-test"),
+        clock=lambda: NOW_MS,
+    )

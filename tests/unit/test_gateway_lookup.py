@@ -7,42 +7,15 @@ answer is the same as a filter on the verdict would give, also past one page of 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from exchange.core.directory import DirectoryState, TrustAnchor
-from exchange.core.identity import generate
-from exchange.core.model import Authority, Reason, ReceiptState
+from exchange.core.model import Reason, ReceiptState
 from gateway.audit.codec import encode_record
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.sqlite import SQLiteAuditStore
-from gateway.metrics import GatewayMetrics
 from gateway.node import LOOKUP_PAGE, GatewayNode
 
 NOW = 1_760_000_000_000
 SENDER = "ru-mvd-dushanbe"
 RECIPIENT = "tj-mvd-moscow"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteAuditStore]:
-    s = SQLiteAuditStore(tmp_path / "audit.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def node(store: SQLiteAuditStore) -> GatewayNode:
-    anchor = TrustAnchor("lookup-test", (Authority(id="ru-embassy", keys=()),), 1)
-    return GatewayNode(
-        gateway="gw-test",
-        identity=generate("gw-test", NOW),
-        directory=DirectoryState(anchor),
-        store=store,
-        metrics=GatewayMetrics("gw-test"),
-    )
 
 
 def _append(store: SQLiteAuditStore, *records: AuditRecord) -> list[int]:

@@ -8,45 +8,20 @@ what the consumer of each office's out subject calls) with frames built by hand.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from exchange.core.directory import DirectoryState, TrustAnchor
-from exchange.core.identity import generate
-from exchange.core.model import Authority, Reason
+from exchange.core.model import Reason
 from exchange.core.wire import out_subject
 from exchange.nats.transport import Delivered
 from gateway.audit.codec import decode_record
 from gateway.audit.query import AuditFilter
 from gateway.audit.record import AuditRecord, Verdict
 from gateway.audit.sqlite import SQLiteAuditStore
-from gateway.metrics import GatewayMetrics
 from gateway.node import POISON_ATTEMPTS, GatewayNode
 
 NOW = 1_760_000_000_000
 OFFICE = "ru-mvd-dushanbe"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteAuditStore]:
-    s = SQLiteAuditStore(tmp_path / "audit.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def node(store: SQLiteAuditStore) -> GatewayNode:
-    anchor = TrustAnchor("poison-test", (Authority(id="ru-embassy", keys=()),), 1)
-    return GatewayNode(
-        gateway="gw-test",
-        identity=generate("gw-test", NOW),
-        directory=DirectoryState(anchor),
-        store=store,
-        metrics=GatewayMetrics("gw-test"),
-        clock=lambda: NOW,
-    )
 
 
 def _record(case_id: str) -> AuditRecord:
